@@ -1,0 +1,30 @@
+"""The append-only, signed, tamper-evident ledger (DESIGN.md section 3). Import from here."""
+
+from provenance.ledger.format import (
+    ALIAS_MOVED,
+    DATASET_VERSION_CREATED,
+    ERASURE_REQUESTED,
+    EVENT_TYPES,
+    MODEL_CERTIFIED,
+    MODEL_TRAINED,
+    ROLLBACK,
+    LedgerEntry,
+)
+from provenance.ledger.log import Ledger
+from provenance.ledger.verify import verify_entry_offline, verify_ledger_files
+from provenance.signing import SignedTreeHead
+
+__all__ = [
+    "ALIAS_MOVED",
+    "DATASET_VERSION_CREATED",
+    "ERASURE_REQUESTED",
+    "EVENT_TYPES",
+    "MODEL_CERTIFIED",
+    "MODEL_TRAINED",
+    "ROLLBACK",
+    "Ledger",
+    "LedgerEntry",
+    "SignedTreeHead",
+    "verify_entry_offline",
+    "verify_ledger_files",
+]

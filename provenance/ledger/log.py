@@ -1,0 +1,234 @@
+"""The ledger folder and its writer: append, read back, tree heads and proofs.
+
+Files in the ledger folder (`<data>/ledger/`; formats in docs/ledger.md):
+    entries.jsonl          one canonical JSON entry per line; the line's bytes are the Merkle leaf
+    leaf_hashes.bin        32-byte RFC 6962 leaf hash per entry, a cache that verify() re-derives
+    tree_heads.jsonl       one signed tree head per append, append-only
+    latest_tree_head.json  a copy of the last tree head, for publishing
+    public_key.pem         the Ed25519 key that verifies every tree head
+    keys/ledger_ed25519.pem  the private key (0600), unless APERTUS_LEDGER_KEY names another path
+
+An entry is committed once its leaf hash is in leaf_hashes.bin. Appends hold an exclusive flock
+on `.lock` from reading the tail to writing the tree head, so concurrent writers in any number of
+processes serialize, and each append first cuts off what an interrupted append left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from provenance.ledger.files import entries_end, last_line, read_leaf_hashes
+from provenance.ledger.format import (
+    ENTRIES,
+    EVENT_TYPES,
+    LATEST_TREE_HEAD,
+    LEAF_HASHES,
+    LOCK,
+    PUBLIC_KEY,
+    TREE_HEADS,
+    LedgerEntry,
+    utc_now,
+)
+from provenance.ledger.verify import verify_ledger_files
+from provenance.merkle import HASH_SIZE, consistency_proof, frontier_append, frontier_root, inclusion_proof
+from provenance.signing import (
+    KEY_ENV,
+    SignedTreeHead,
+    canonical_json,
+    load_or_create_private_key,
+    public_key_pem,
+)
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a partial write."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Ledger:
+    """The ledger in folder `root` (normally `<data>/ledger`). Reading needs only public files."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.key_path = Path(os.environ.get(KEY_ENV) or self.root / "keys" / "ledger_ed25519.pem")
+        self.public_key_path = self.root / PUBLIC_KEY
+        self._key: Ed25519PrivateKey | None = None
+        # Compact range of the first _num_cached leaves: appends cost O(log n), not a log re-read.
+        self._frontier: list[bytes] = []
+        self._num_cached = 0
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self._path(LOCK), "ab") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _signing_key(self) -> Ed25519PrivateKey:
+        """Load (or on first use create) the private key and publish its public key. Call under the lock."""
+        if self._key is None:
+            key = load_or_create_private_key(self.key_path)
+            pem = public_key_pem(key)
+            if not self.public_key_path.exists():
+                _replace_atomically(self.public_key_path, pem)
+            elif self.public_key_path.read_text() != pem:
+                raise ValueError(
+                    f"private key {self.key_path} does not match {self.public_key_path}; "
+                    f"point {KEY_ENV} at the ledger's key"
+                )
+            self._key = key
+        return self._key
+
+    def _recover(self) -> int:
+        """Cut off what an interrupted append left behind and return the committed size. Under the lock."""
+        hashes_path, entries_path = self._path(LEAF_HASHES), self._path(ENTRIES)
+        num = 0
+        if hashes_path.exists():
+            nbytes = hashes_path.stat().st_size
+            num = nbytes // HASH_SIZE
+            if nbytes % HASH_SIZE:  # a torn hash: its entry never committed
+                os.truncate(hashes_path, num * HASH_SIZE)
+        if not entries_path.exists():
+            if num:
+                raise ValueError(f"{entries_path} is missing but {hashes_path} holds {num} hashes")
+            return 0
+        with open(entries_path, "r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            committed_end = entries_end(f, end, num, entries_path)
+            if committed_end != end:
+                f.truncate(committed_end)
+                os.fsync(f.fileno())
+        return num
+
+    def _sync_frontier(self, num: int) -> None:
+        """Bring the cached compact range up to `num` leaves, reading only the new leaf hashes."""
+        if num < self._num_cached:  # the log shrank under us: start over, verify() will say why
+            self._frontier, self._num_cached = [], 0
+        if num > self._num_cached:
+            for h in read_leaf_hashes(self._path(LEAF_HASHES), self._num_cached, num):
+                frontier_append(self._frontier, self._num_cached, h)
+                self._num_cached += 1
+
+    def append(self, event_type: str, payload: dict[str, Any]) -> LedgerEntry:
+        """Durably append one event and a new signed tree head covering it; return the committed entry.
+
+        Raises ValueError for an unknown event type or a payload that is not a JSON object.
+        Safe to call from several processes at once: each entry gets a unique, contiguous index.
+        """
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown ledger event type {event_type!r}; known: {sorted(EVENT_TYPES)}")
+        if not isinstance(payload, dict):
+            raise ValueError(f"ledger payload must be a dict, got {type(payload).__name__}")
+        with self._locked():
+            key = self._signing_key()
+            num = self._recover()
+            self._sync_frontier(num)
+            now = utc_now()
+            try:
+                line = canonical_json(
+                    {"event_type": event_type, "index": num, "payload": payload, "timestamp": now}
+                )
+            except TypeError as e:
+                raise ValueError(
+                    f"ledger payload for {event_type} is not plain JSON ({e}); convert paths and other "
+                    "objects to strings, keys to str"
+                ) from None
+            entry = LedgerEntry.from_line(line)  # the payload as stored, e.g. tuples become lists
+            _append_durably(self._path(ENTRIES), line + b"\n")
+            _append_durably(self._path(LEAF_HASHES), bytes.fromhex(entry.leaf_hash))
+            frontier_append(self._frontier, num, bytes.fromhex(entry.leaf_hash))
+            self._num_cached = num + 1
+            head = SignedTreeHead.sign(key, num + 1, frontier_root(self._frontier).hex(), now)
+            _append_durably(self._path(TREE_HEADS), head.to_json().encode() + b"\n")
+            # A convenience copy: tree_heads.jsonl is authoritative, so no fsync for this one.
+            _replace_atomically(self._path(LATEST_TREE_HEAD), head.to_json() + "\n")
+        return entry
+
+    def size(self) -> int:
+        """Return the number of committed entries."""
+        path = self._path(LEAF_HASHES)
+        return path.stat().st_size // HASH_SIZE if path.exists() else 0
+
+    def entries(self) -> Iterator[LedgerEntry]:
+        """Yield committed entries in index order; ValueError naming the line if one is malformed."""
+        num = self.size()  # read first: entries are written before their hashes, so these are complete
+        if not num:
+            return
+        with open(self._path(ENTRIES), "rb") as f:
+            for lineno, line in enumerate(itertools.islice(f, num), start=1):
+                try:
+                    yield LedgerEntry.from_line(line.rstrip(b"\n"))
+                except ValueError as e:
+                    raise ValueError(f"{self._path(ENTRIES)} line {lineno}: {e}") from None
+
+    def entry(self, index: int) -> LedgerEntry:
+        """Return the committed entry at `index`; ValueError if there is none."""
+        for e in self.entries():
+            if e.index == index:
+                return e
+        raise ValueError(f"ledger {self.root} has no entry {index} (size {self.size()})")
+
+    def tree_head(self) -> SignedTreeHead:
+        """Return the latest signed tree head (the last line of tree_heads.jsonl); ValueError if none."""
+        path = self._path(TREE_HEADS)
+        line = last_line(path) if path.exists() else b""
+        if not line:
+            raise ValueError(f"ledger {self.root} has no signed tree head yet (nothing appended)")
+        return SignedTreeHead.from_json(line)
+
+    def public_key_pem(self) -> str:
+        """Return the published public key (PEM) that verifies this ledger's tree heads."""
+        return self.public_key_path.read_text()
+
+    def _leaf_hashes(self, upto: int) -> list[bytes]:
+        if not 0 <= upto <= self.size():
+            raise ValueError(f"tree size {upto} is outside the ledger's 0..{self.size()} entries")
+        return read_leaf_hashes(self._path(LEAF_HASHES), 0, upto)
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[str]:
+        """Return the hex RFC 6962 audit path of entry `index` in the tree of `tree_size` entries.
+
+        tree_size defaults to the latest signed tree head's, so the proof checks against that head.
+        """
+        n = self.tree_head().tree_size if tree_size is None else tree_size
+        return [p.hex() for p in inclusion_proof(self._leaf_hashes(n), index, n)]
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[str]:
+        """Return the hex RFC 6962 proof that the first old_size entries are a prefix of the first new_size.
+
+        new_size defaults to the latest signed tree head's size.
+        """
+        n = self.tree_head().tree_size if new_size is None else new_size
+        return [p.hex() for p in consistency_proof(self._leaf_hashes(n), old_size, n)]
+
+    def verify(self) -> list[str]:
+        """Re-derive everything from the files and return every problem found (empty: the ledger is valid).
+
+        Checks entries (canonical form, fields, contiguous indices), the leaf hash cache, every
+        tree head (signature under public_key.pem, root recomputed from the entries, growing
+        sizes), that latest_tree_head.json is the last head, and that no entry is unsigned.
+        """
+        return verify_ledger_files(self.root)
