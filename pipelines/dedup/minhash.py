@@ -1,0 +1,162 @@
+"""The first two dedup stages: signatures per input task, then candidate pairs per band.
+
+Files under the work folder (``rank`` = input task, ``band`` = ``b000``..``b013`` or ``exact``)::
+
+    signatures/sigs/{rank:05d}.npy          (docs, P) uint32 MinHash signatures, in reading order
+    signatures/docs/{rank:05d}.parquet      id, sha256 of each document, in reading order
+    signatures/bands/{band}/{rank:05d}.npy  BUCKET_DTYPE records sorted by (key, id_hash)
+    edges/{band}-{part:03d}.npy             (E, 2) uint64 node pairs that share a bucket
+
+A node is ``rank << 32 | index``: where the filter stage, reading the same input with the same
+tasks, meets the document again. The exact "band" keys documents by their sha256, so exact
+duplicates are found by the same bucket machinery, in memory bounded by one band part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import DocumentsPipeline
+from datatrove.io import DataFolderLike, get_datafolder
+from datatrove.pipeline.base import PipelineStep
+
+from pipelines import fields
+from pipelines.dedup.config import DedupConfig
+from pipelines.dedup.shingles import band_keys, id_hash, sha256_key, signatures
+
+BUCKET_DTYPE = np.dtype([("key", "<u8"), ("id_hash", "<u8"), ("rank", "<u4"), ("index", "<u4")])
+EXACT_BAND = "exact"
+BATCH_SIZE = 512
+
+
+def band_names(config: DedupConfig) -> list[str]:
+    """The bucket families: one per MinHash band, plus the exact (sha256) one."""
+    return [f"b{band:03d}" for band in range(config.num_bands)] + [EXACT_BAND]
+
+
+def nodes_of(rank: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return (rank.astype(np.uint64) << np.uint64(32)) | index.astype(np.uint64)
+
+
+def _save_npy(folder, path: str, array: np.ndarray) -> None:
+    with folder.open(path, "wb") as f:
+        np.save(f, array)
+
+
+class MinhashSignatures(PipelineStep):
+    """Stage 1: computes every document's MinHash signature and writes, per task, the signatures,
+    the ids and sha256s, and one sorted bucket file per band. Passes no documents on."""
+
+    type = "🫂 - DEDUP"
+    name = "🎯 MinHash signatures (rensa)"
+
+    def __init__(self, work_folder: DataFolderLike, config: DedupConfig | None = None):
+        super().__init__()
+        self.folder = get_datafolder(work_folder)
+        self.config = config or DedupConfig()
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        sig_chunks, has_sig_chunks, ids, shas = [], [], [], []
+        batch = []
+        for document in data:
+            self.stat_update("documents")
+            sha = document.metadata.get(fields.SHA256)
+            if not sha:
+                raise ValueError(
+                    f"document {document.id!r} has no metadata[{fields.SHA256!r}]: run the reader first"
+                )
+            ids.append(document.id)
+            shas.append(sha)
+            batch.append(document)
+            if len(batch) == BATCH_SIZE:
+                self._sign(batch, sig_chunks, has_sig_chunks)
+                batch = []
+        self._sign(batch, sig_chunks, has_sig_chunks)
+        with self.track_time():
+            sig_dp = (
+                np.concatenate(sig_chunks) if sig_chunks else np.zeros((0, self.config.num_perm), np.uint32)
+            )
+            has_sig_d = np.concatenate(has_sig_chunks) if has_sig_chunks else np.zeros(0, bool)
+            self._write(rank, sig_dp, has_sig_d, ids, shas)
+        return
+        yield
+
+    def _sign(self, batch, sig_chunks, has_sig_chunks) -> None:
+        if not batch:
+            return
+        with self.track_time():
+            sig_bp, has_sig_b = signatures(
+                [d.text for d in batch], [d.metadata.get(fields.LANGUAGE) for d in batch], self.config
+            )
+        sig_chunks.append(sig_bp)
+        has_sig_chunks.append(has_sig_b)
+
+    def _write(
+        self, rank: int, sig_dp: np.ndarray, has_sig_d: np.ndarray, ids: list[str], shas: list[str]
+    ) -> None:
+        _save_npy(self.folder, f"signatures/sigs/{rank:05d}.npy", sig_dp)
+        with self.folder.open(f"signatures/docs/{rank:05d}.parquet", "wb") as f:
+            pq.write_table(
+                pa.table({"id": pa.array(ids, pa.string()), "sha256": pa.array(shas, pa.string())}), f
+            )
+        records = np.zeros(len(ids), dtype=BUCKET_DTYPE)
+        records["id_hash"] = np.fromiter((id_hash(i) for i in ids), dtype=np.uint64, count=len(ids))
+        records["rank"] = rank
+        records["index"] = np.arange(len(ids), dtype=np.uint32)
+        keys_db = band_keys(sig_dp, self.config)
+        for band, name in enumerate(band_names(self.config)):
+            if name == EXACT_BAND:
+                records["key"] = np.fromiter((sha256_key(s) for s in shas), dtype=np.uint64, count=len(shas))
+                chosen = records
+            else:
+                records["key"] = keys_db[:, band]
+                chosen = records[has_sig_d]  # a document without shingles has no near-duplicates
+            _save_npy(
+                self.folder,
+                f"signatures/bands/{name}/{rank:05d}.npy",
+                np.sort(chosen, order=["key", "id_hash"]),
+            )
+
+
+class BandBuckets(PipelineStep):
+    """Stage 2: task t reads part ``t % bucket_splits`` of the key range of band
+    ``t // bucket_splits`` from every signature task, and writes the pairs (first member, other
+    member) of each bucket with two or more documents, members ordered by id hash."""
+
+    type = "🫂 - DEDUP"
+    name = "🪣 MinHash buckets"
+
+    def __init__(self, work_folder: DataFolderLike, config: DedupConfig | None = None):
+        super().__init__()
+        self.folder = get_datafolder(work_folder)
+        self.config = config or DedupConfig()
+
+    def num_tasks(self) -> int:
+        return len(band_names(self.config)) * self.config.bucket_splits
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        splits = self.config.bucket_splits
+        name, part = band_names(self.config)[rank // splits], rank % splits
+        low, high = (part << 64) // splits, ((part + 1) << 64) // splits
+        with self.track_time():
+            chunks = []
+            for path in sorted(self.folder.list_files(f"signatures/bands/{name}")):
+                with self.folder.open(path, "rb") as f:
+                    records = np.load(f)
+                keys = records["key"]
+                lo = np.searchsorted(keys, np.uint64(low), side="left")
+                hi = len(keys) if high >= 1 << 64 else np.searchsorted(keys, np.uint64(high), side="left")
+                chunks.append(records[lo:hi])
+            records = np.concatenate(chunks) if chunks else np.zeros(0, BUCKET_DTYPE)
+            records = records[np.lexsort((records["id_hash"], records["key"]))]
+            keys = records["key"]
+            is_first = np.ones(len(keys), dtype=bool)
+            is_first[1:] = keys[1:] != keys[:-1]
+            first_of = np.flatnonzero(is_first)[np.cumsum(is_first) - 1]
+            nodes = nodes_of(records["rank"], records["index"])
+            edges_e2 = np.stack([nodes[first_of[~is_first]], nodes[~is_first]], axis=1)
+            self.stat_update("edges", value=len(edges_e2))
+            _save_npy(self.folder, f"edges/{name}-{part:03d}.npy", edges_e2)
+        return
+        yield

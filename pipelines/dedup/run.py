@@ -1,0 +1,82 @@
+"""The ``deduplicated`` step: exact and MinHash near-deduplication of a folder of document shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipelines.dedup.clusters import ClusterDecisions
+from pipelines.dedup.config import DedupConfig, DedupSummary
+from pipelines.dedup.filter import DedupFilter
+from pipelines.dedup.minhash import BandBuckets, MinhashSignatures
+from pipelines.executor import ExecutorConfig, run_pipeline
+from pipelines.shards import DocumentShardReader, DocumentShardWriter
+
+
+def deduplicate(
+    input_folder: str,
+    output_folder: str,
+    excluded_folder: str,
+    work_dir: str,
+    *,
+    config: DedupConfig = DedupConfig(),  # noqa: B008  (frozen: a shared default is safe)
+    executor: ExecutorConfig | None = None,
+) -> DedupSummary:
+    """Drop exact duplicates (same ``sha256``) and MinHash near-duplicates of ``input_folder``.
+
+    Writes the kept documents to ``output_folder`` and the dropped ones, with ``filter_reason``
+    ``exact_duplicate`` or ``near_duplicate`` and their ``filter_details``, to ``excluded_folder``
+    (both as document shards, one per task). Every document carries ``minhash_cluster_id`` (the id of
+    its cluster's kept document: the smallest id) and ``minhash_cluster_size``. Which document is kept
+    depends only on the documents, never on task or worker count; the same input and tasks give
+    byte-identical shards. ``work_dir`` (a local folder) holds the intermediate files and can be
+    deleted afterwards.
+    """
+    executor = executor or ExecutorConfig()  # built per call: it reads APERTUS_RAY_ADDRESS now
+    work = Path(work_dir)
+    for stale in ("signatures", "edges", "decisions", "summary.json", "logs"):
+        # Decisions are addressed by (task, index): files of an earlier run must not survive.
+        path = work / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    logs = work / "logs"
+    tasks = executor.tasks
+    run_pipeline(
+        [DocumentShardReader(input_folder), MinhashSignatures(str(work), config)],
+        logging_dir=logs / "signatures", config=executor, tasks=tasks,
+    )  # fmt: skip
+    buckets = BandBuckets(str(work), config)
+    run_pipeline([buckets], logging_dir=logs / "buckets", config=executor, tasks=buckets.num_tasks())
+    run_pipeline(
+        [ClusterDecisions(str(work), config)], logging_dir=logs / "clusters", config=executor, tasks=1
+    )
+    run_pipeline(
+        [
+            DocumentShardReader(input_folder),
+            DedupFilter(str(work), exclusion_writer=DocumentShardWriter(excluded_folder)),
+            DocumentShardWriter(output_folder),
+        ],
+        logging_dir=logs / "filter", config=executor, tasks=tasks,
+    )  # fmt: skip
+    return _summary(work)
+
+
+def _summary(work: Path) -> DedupSummary:
+    stats = json.loads((work / "summary.json").read_text())
+    num_documents = sum(
+        pq.read_metadata(path).num_rows for path in (work / "signatures" / "docs").glob("*.parquet")
+    )
+    removed = stats["removed"]
+    histogram = {int(size): count for size, count in stats["cluster_size_histogram"].items()}
+    return DedupSummary(
+        num_documents=num_documents,
+        num_kept=num_documents - sum(removed.values()),
+        removed=removed,
+        num_clusters=sum(histogram.values()),
+        cluster_size_histogram=histogram,
+    )

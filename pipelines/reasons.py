@@ -1,0 +1,27 @@
+"""Why a record was quarantined or a document dropped: the only strings that appear in the
+``reason`` column of quarantine and exclusions tables. One constant per reason, grouped by step."""
+
+# Reading (quarantine: the record or file could not become a document)
+BAD_JSON = "bad_json"
+BAD_UTF8 = "bad_utf8"
+TRUNCATED_FILE = "truncated_file"
+UNREADABLE_FILE = "unreadable_file"
+EMPTY_FILE = "empty_file"
+NO_TEXT = "no_text"
+NO_TEXT_COLUMN = "no_text_column"
+DOCUMENT_TOO_LARGE = "document_too_large"
+HTML_EXTRACTION_FAILED = "html_extraction_failed"
+
+# Language identification
+LANGUAGE_NOT_SELECTED = "language_not_selected"
+LOW_LANGUAGE_SCORE = "low_language_score"
+
+# Quality filtering: a rule name is appended, e.g. "gopher_quality:max_avg_word_length"
+GOPHER_QUALITY = "gopher_quality"
+GOPHER_REPETITION = "gopher_repetition"
+C4_QUALITY = "c4_quality"
+FINEWEB_QUALITY = "fineweb_quality"
+
+# Deduplication
+EXACT_DUPLICATE = "exact_duplicate"
+NEAR_DUPLICATE = "near_duplicate"

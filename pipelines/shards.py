@@ -1,0 +1,119 @@
+"""Document shards: the on-disk form of every curated dataset version.
+
+A shard is a Parquet file with one row per document and a fixed schema (``SHARD_SCHEMA``): the
+text, the stable id, and one column per key of ``pipelines.fields``. Keys a block adds beyond those
+travel in ``extra`` (a JSON object string). A fixed schema keeps every shard readable by DuckDB
+and Polars as one table, whatever a given task happened to see first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.io import DataFolderLike
+from datatrove.pipeline.readers.base import BaseDiskReader
+from datatrove.pipeline.writers.parquet import ParquetWriter
+
+from pipelines import fields
+
+# (metadata key, arrow type), in column order after "id" and "text".
+METADATA_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    (fields.SNAPSHOT, pa.string()),
+    (fields.SOURCE_ID, pa.string()),
+    (fields.SOURCE_FILE, pa.string()),
+    (fields.SOURCE_OFFSET, pa.int64()),
+    (fields.URL, pa.string()),
+    (fields.SHA256, pa.string()),
+    (fields.LANGUAGE, pa.string()),
+    (fields.LANGUAGE_SCORE, pa.float64()),
+    (fields.SCRIPT, pa.string()),
+    (fields.QUALITY_SCORE, pa.float64()),
+    (fields.MINHASH_CLUSTER_ID, pa.string()),
+    (fields.MINHASH_CLUSTER_SIZE, pa.int64()),
+    (fields.PII_REDACTIONS, pa.int64()),
+    (fields.FILTER_REASON, pa.string()),
+    (fields.FILTER_DETAILS, pa.string()),
+)
+_COLUMN_NAMES = {name for name, _ in METADATA_COLUMNS}
+
+SHARD_SCHEMA = pa.schema(
+    [pa.field("id", pa.string(), nullable=False), pa.field("text", pa.string(), nullable=False)]
+    + [pa.field(name, dtype) for name, dtype in METADATA_COLUMNS]
+    + [pa.field("extra", pa.string())]
+)
+
+
+def document_to_row(document: Document) -> dict:
+    """Flatten a document into a row of ``SHARD_SCHEMA``; unknown metadata goes to ``extra``."""
+    metadata = document.metadata
+    row = {"id": document.id, "text": document.text}
+    for name, _ in METADATA_COLUMNS:
+        value = metadata.get(name)
+        if name == fields.FILTER_DETAILS and isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        row[name] = value
+    extra = {k: v for k, v in metadata.items() if k not in _COLUMN_NAMES}
+    row["extra"] = json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str) if extra else None
+    return row
+
+
+def row_to_document(row: dict) -> Document:
+    """The inverse of ``document_to_row``: null columns are left out of the metadata."""
+    metadata = {name: row[name] for name, _ in METADATA_COLUMNS if row.get(name) is not None}
+    if row.get("extra"):
+        metadata.update(json.loads(row["extra"]))
+    return Document(text=row["text"], id=row["id"], metadata=metadata)
+
+
+def _writer_adapter(_writer, document: Document) -> dict:
+    return document_to_row(document)
+
+
+class DocumentShardWriter(ParquetWriter):
+    """Writes documents as shards of ``SHARD_SCHEMA``, one file per task: ``{rank:05d}.parquet``.
+
+    Compression and page layout are fixed so that the same documents in the same order give
+    byte-identical files, which is what makes a dataset version's id reproducible.
+    """
+
+    name = "📒 Apertus shard"
+
+    def __init__(self, output_folder: DataFolderLike | Path, output_filename: str = "${rank}.parquet"):
+        super().__init__(
+            str(output_folder) if isinstance(output_folder, Path) else output_folder,
+            output_filename=output_filename,
+            compression="zstd",
+            adapter=_writer_adapter,
+            batch_size=1000,
+            max_file_size=-1,
+            schema=SHARD_SCHEMA,
+            use_content_defined_chunking=False,
+            write_page_index=False,
+        )
+
+
+class DocumentShardReader(BaseDiskReader):
+    """Reads shards written by ``DocumentShardWriter`` back into documents, metadata intact."""
+
+    name = "📒 Apertus shard"
+
+    def __init__(self, data_folder: DataFolderLike | Path, glob_pattern: str = "*.parquet", batch_size: int = 1000):
+        super().__init__(str(data_folder) if isinstance(data_folder, Path) else data_folder, glob_pattern=glob_pattern, recursive=False, add_file_path=False)
+        self.batch_size = batch_size
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as parquet_file:
+            for batch in parquet_file.iter_batches(batch_size=self.batch_size):
+                for row in batch.to_pylist():
+                    with self.track_time():
+                        document = row_to_document(row)
+                    yield document
+
+
+def read_rows(path, columns: list[str] | None = None) -> list[dict]:
+    """All rows of one shard as dicts (for tests and small inspections, not for whole datasets)."""
+    return pq.read_table(path, columns=columns).to_pylist()
