@@ -1,0 +1,79 @@
+"""Registering and curating source snapshots through Dagster, as the UI would.
+
+A snapshot is a folder in the data folder's inbox and a partition of the ``snapshots`` dynamic
+partitions definition. Curating it materializes the curation assets for that partition in the
+Dagster instance of ``DAGSTER_HOME``, so the runs, versions and metadata show in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from provenance.layout import REPO_ROOT, DataLayout
+
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def dagster_instance():
+    """The Dagster instance of ``DAGSTER_HOME`` (default: the checkout's ``dagster_home/``)."""
+    import dagster as dg
+
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
+    return dg.DagsterInstance.get()
+
+
+def register(snapshot: str) -> None:
+    """Add ``snapshot`` as a partition of the curation assets (a no-op when it exists)."""
+    from assets.curation import snapshots
+
+    instance = dagster_instance()
+    if not instance.has_dynamic_partition(snapshots.name, snapshot):
+        instance.add_dynamic_partitions(snapshots.name, [snapshot])
+
+
+def ingest(path: str | Path, snapshot: str, *, link: bool = False) -> Path:
+    """Copy (or symlink) the folder at ``path`` into the inbox as ``snapshot`` and register it."""
+    if not SNAPSHOT_NAME.match(snapshot):
+        raise ValueError(f"snapshot name {snapshot!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+    source = Path(path).resolve()
+    if not source.is_dir():
+        raise ValueError(f"{path}: not a folder of shards")
+    layout = DataLayout.from_env()
+    target = layout.snapshot_dir(snapshot)
+    if target.exists():
+        raise ValueError(f"{target}: snapshot {snapshot!r} exists already; snapshots are immutable, pick a new name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        target.symlink_to(source, target_is_directory=True)
+    else:
+        shutil.copytree(source, target)
+    register(snapshot)
+    print(f"snapshot {snapshot!r} registered: {target}")
+    return target
+
+
+def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, raise_on_error: bool = True):
+    """Materialize the curation assets for ``snapshot`` in the instance; return Dagster's result."""
+    import dagster as dg
+
+    from assets.curation import CURATION_ASSETS
+    from assets.resources import CurationResource
+
+    layout = DataLayout.from_env()
+    if not layout.snapshot_dir(snapshot).is_dir():
+        raise ValueError(
+            f"{layout.snapshot_dir(snapshot)}: no such snapshot; add it with `apertus ingest PATH --snapshot {snapshot}`"
+        )
+    register(snapshot)
+    resource = CurationResource(data_folder=str(layout.root), config_file=config_file, tasks=tasks)
+    return dg.materialize(
+        CURATION_ASSETS,
+        instance=dagster_instance(),
+        partition_key=snapshot,
+        resources={"curation": resource},
+        raise_on_error=raise_on_error,
+        tags={"apertus/command": "curate"},
+    )

@@ -1,0 +1,141 @@
+"""The curation assets: one per step, partitioned by source snapshot.
+
+Each asset runs one function of ``pipelines.steps`` and returns the ``asset/version_id`` of the
+dataset version it sealed; that id's hash is also the asset's Dagster data version, so an
+unchanged input under unchanged code shows as the same version, not as a new one.
+"""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets.metadata import step_metadata
+from assets.resources import CurationResource
+from pipelines import steps
+from provenance.ledger import Ledger
+from provenance.manifest import load_manifest, verify_version, version_folder
+
+snapshots = dg.DynamicPartitionsDefinition(name="snapshots")
+CODE_VERSION = steps.code_version()
+
+_CHECKS = {
+    steps.RAW_DOCUMENTS: ["version_verifies", "ledger_verifies", "not_empty"],
+    steps.LANGUAGE_IDENTIFIED: ["version_verifies", "ledger_verifies", "not_empty", "every_document_has_language"],
+    steps.QUALITY_FILTERED: ["version_verifies", "ledger_verifies", "not_empty"],
+    steps.DEDUPLICATED: ["version_verifies", "ledger_verifies", "not_empty", "dedup_rate_within_bounds"],
+}
+MAX_DEDUP_RATE = 0.5  # more than half a snapshot removed as duplicates means something upstream broke
+
+
+def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset) for name in _CHECKS[asset]]
+
+
+def _checks(asset: str, result: steps.StepResult, layout) -> list[dg.AssetCheckResult]:
+    kept, removed = result.kept["documents"], result.excluded["documents"]
+    problems = verify_version(result.folder)
+    ledger_problems = Ledger(layout.ledger).verify()
+    outcomes = {
+        "version_verifies": (not problems, {"problems": problems[:20]}),
+        "ledger_verifies": (not ledger_problems, {"problems": ledger_problems[:20]}),
+        "not_empty": (kept > 0, {"documents_kept": kept}),
+    }
+    if "every_document_has_language" in _CHECKS[asset]:
+        unknown = result.kept["by_language"].get("unknown", {}).get("documents", 0)
+        outcomes["every_document_has_language"] = (unknown == 0, {"documents_without_language": unknown})
+    if "dedup_rate_within_bounds" in _CHECKS[asset]:
+        rate = removed / max(1, kept + removed)
+        outcomes["dedup_rate_within_bounds"] = (rate <= MAX_DEDUP_RATE, {"dedup_rate": rate, "max": MAX_DEDUP_RATE})
+    return [
+        dg.AssetCheckResult(asset_key=asset, check_name=name, passed=bool(passed), metadata=metadata)
+        for name, (passed, metadata) in outcomes.items()
+    ]
+
+
+def _outputs(context: dg.AssetExecutionContext, asset: str, result: steps.StepResult, curation: CurationResource):
+    layout = curation.layout()
+    verb = "created" if result.created else "reused"
+    context.log.info(
+        f"{asset} {verb} version {result.manifest.short_id}: {result.kept['documents']:,} kept, "
+        f"{result.excluded['documents']:,} removed"
+    )
+    metadata = step_metadata(result, Path(context.instance.storage_directory()) / "plots")
+    yield dg.Output(
+        result.manifest.ref,
+        data_version=dg.DataVersion(result.manifest.version_id),
+        metadata=metadata,
+    )
+    yield from _checks(asset, result, layout)
+
+
+def _parent(curation: CurationResource, ref: str):
+    return load_manifest(version_folder(curation.layout().datasets, ref))
+
+
+@dg.asset(
+    partitions_def=snapshots,
+    group_name="curation",
+    code_version=CODE_VERSION,
+    check_specs=_check_specs(steps.RAW_DOCUMENTS),
+    kinds={"parquet"},
+)
+def raw_documents(context: dg.AssetExecutionContext, curation: CurationResource):
+    """Every record of one source snapshot (JSONL, Parquet, WARC), normalized (NFC, FTFY), with a
+    stable id that joins back to its file and line or offset. Unreadable records are quarantined
+    with their reason, never dropped silently."""
+    result = steps.ingest_snapshot(
+        curation.layout(), context.partition_key, curation.curation_config(), curation.executor()
+    )
+    yield from _outputs(context, steps.RAW_DOCUMENTS, result, curation)
+
+
+@dg.asset(
+    partitions_def=snapshots,
+    group_name="curation",
+    code_version=CODE_VERSION,
+    check_specs=_check_specs(steps.LANGUAGE_IDENTIFIED),
+    kinds={"parquet"},
+)
+def language_identified(context: dg.AssetExecutionContext, curation: CurationResource, raw_documents: str):
+    """Documents labelled with language, score and script by fastText lid.176; those outside the
+    selected languages or under the score threshold are removed, with the numbers."""
+    result = steps.identify_languages(
+        curation.layout(), _parent(curation, raw_documents), curation.curation_config(), curation.executor()
+    )
+    yield from _outputs(context, steps.LANGUAGE_IDENTIFIED, result, curation)
+
+
+@dg.asset(
+    partitions_def=snapshots,
+    group_name="curation",
+    code_version=CODE_VERSION,
+    check_specs=_check_specs(steps.QUALITY_FILTERED),
+    kinds={"parquet"},
+)
+def quality_filtered(context: dg.AssetExecutionContext, curation: CurationResource, language_identified: str):
+    """Documents that pass the Gopher, C4 and FineWeb quality rules with per-language settings,
+    with emails, IP addresses and phone numbers redacted."""
+    result = steps.filter_quality(
+        curation.layout(), _parent(curation, language_identified), curation.curation_config(), curation.executor()
+    )
+    yield from _outputs(context, steps.QUALITY_FILTERED, result, curation)
+
+
+@dg.asset(
+    partitions_def=snapshots,
+    group_name="curation",
+    code_version=CODE_VERSION,
+    check_specs=_check_specs(steps.DEDUPLICATED),
+    kinds={"parquet"},
+)
+def deduplicated(context: dg.AssetExecutionContext, curation: CurationResource, quality_filtered: str):
+    """One document per exact-duplicate group and per MinHash near-duplicate cluster; every kept
+    document records its cluster id and size, every removed one the document it duplicates."""
+    result = steps.deduplicate_version(
+        curation.layout(), _parent(curation, quality_filtered), curation.curation_config(), curation.executor()
+    )
+    yield from _outputs(context, steps.DEDUPLICATED, result, curation)
+
+
+CURATION_ASSETS = [raw_documents, language_identified, quality_filtered, deduplicated]

@@ -1,0 +1,115 @@
+"""What each curation asset shows in the Dagster UI, built from a step's result.
+
+Tables are Markdown (they render in the asset's metadata panel); the language plot is a PNG
+embedded as a data URI, and also written beside the version so it stays with the evidence.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from pipelines.steps import StepResult
+
+EXAMPLE_CHARS = 240
+NUM_EXAMPLES = 3
+
+
+def _language_table(kept: dict, excluded: dict) -> str:
+    languages = sorted(set(kept["by_language"]) | set(excluded["by_language"]))
+    lines = [
+        "| language | documents | characters | tokens (est.) | dropped |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for lang in languages:
+        k = kept["by_language"].get(lang, {})
+        d = excluded["by_language"].get(lang, {})
+        lines.append(
+            f"| {lang} | {k.get('documents', 0):,} | {k.get('characters', 0):,} | {k.get('tokens_est', 0):,} | {d.get('documents', 0):,} |"
+        )
+    return "\n".join(lines)
+
+
+def _reason_table(by_reason: dict) -> str:
+    if not by_reason:
+        return "_nothing removed_"
+    lines = ["| reason | documents |", "|---|---:|"]
+    lines += [f"| `{reason}` | {count:,} |" for reason, count in sorted(by_reason.items(), key=lambda x: -x[1])]
+    return "\n".join(lines)
+
+
+def _examples(folder: Path, subdir: str) -> str:
+    shards = sorted((folder / subdir).glob("*.parquet"))
+    if not shards:
+        return "_none_"
+    rows = pq.read_table(shards[0], columns=["id", "language", "text", "filter_reason", "filter_details"]).slice(
+        0, NUM_EXAMPLES
+    )
+    parts = []
+    for row in rows.to_pylist():
+        text = row["text"][:EXAMPLE_CHARS].replace("\n", " ").replace("|", "\\|")
+        reason = f" — **{row['filter_reason']}** {row['filter_details'] or ''}" if row["filter_reason"] else ""
+        parts.append(f"- `{row['id']}` ({row['language'] or '?'}){reason}\n  > {text}…")
+    return "\n".join(parts)
+
+
+def language_plot_png(kept: dict) -> bytes:
+    """A bar chart of kept documents and estimated tokens per language."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    languages = sorted(kept["by_language"], key=lambda lang: -kept["by_language"][lang].get("tokens_est", 0))
+    tokens = [kept["by_language"][lang].get("tokens_est", 0) for lang in languages]
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    ax.bar(languages, tokens, color="#4C72B0")
+    ax.set_ylabel("tokens (estimated)")
+    ax.set_title("Kept text per language")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def step_metadata(result: StepResult, plot_dir: Path) -> dict[str, dg.MetadataValue]:
+    """The metadata one materialization reports: version, counts, tables, examples and the plot."""
+    manifest = result.manifest
+    png = language_plot_png(result.kept)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = plot_dir / f"{manifest.asset}-{manifest.version_id[:16]}-languages.png"
+    plot_path.write_bytes(png)
+    encoded = base64.b64encode(png).decode()
+    metadata = {
+        "dataset_version": dg.MetadataValue.text(manifest.version_id),
+        "manifest": dg.MetadataValue.path(str(result.folder / "manifest.json")),
+        "new_version": dg.MetadataValue.bool(result.created),
+        "parents": dg.MetadataValue.json(list(manifest.parents)),
+        "code_version": dg.MetadataValue.text(manifest.code_version),
+        "documents_kept": dg.MetadataValue.int(result.kept["documents"]),
+        "documents_removed": dg.MetadataValue.int(result.excluded["documents"]),
+        "languages": dg.MetadataValue.md(_language_table(result.kept, result.excluded)),
+        "removals_by_reason": dg.MetadataValue.md(_reason_table(result.excluded["by_reason"])),
+        "examples_kept": dg.MetadataValue.md(_examples(result.folder, "shards")),
+        "examples_removed": dg.MetadataValue.md(_examples(result.folder, "excluded")),
+        "language_distribution": dg.MetadataValue.md(f"![languages](data:image/png;base64,{encoded})"),
+        "language_distribution_png": dg.MetadataValue.path(str(plot_path)),
+    }
+    if result.ledger_index is not None:
+        metadata["ledger_index"] = dg.MetadataValue.int(result.ledger_index)
+    quarantine = manifest.stats.get("quarantine")
+    if quarantine is not None:
+        metadata["quarantined_records"] = dg.MetadataValue.int(quarantine["records"])
+        metadata["quarantine_by_reason"] = dg.MetadataValue.md(_reason_table(quarantine["by_reason"]))
+    return metadata
+
+
+def stats_json(result: StepResult) -> str:
+    return json.dumps(result.manifest.stats, indent=2, sort_keys=True)

@@ -1,0 +1,42 @@
+"""The one resource the curation assets share: where the data lives and how steps run."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from pipelines.config import CurationConfig, load_curation_config
+from pipelines.executor import RAY_ADDRESS_ENV, ExecutorConfig
+from provenance.layout import DATA_ENV, DataLayout
+
+
+class CurationResource(dg.ConfigurableResource):
+    """Data folder, curation config file and executor settings. Every field can be left unset:
+    the data folder then comes from ``APERTUS_DATA``, the config from the defaults, Ray from
+    ``APERTUS_RAY_ADDRESS``."""
+
+    data_folder: str | None = None
+    config_file: str | None = None
+    tasks: int = 4
+    workers: int | None = None
+    ray_address: str | None = None
+
+    def layout(self) -> DataLayout:
+        if self.data_folder:
+            return DataLayout(os.path.abspath(self.data_folder))
+        return DataLayout.from_env()
+
+    def curation_config(self) -> CurationConfig:
+        return load_curation_config(self.config_file)
+
+    def executor(self) -> ExecutorConfig:
+        defaults = ExecutorConfig(tasks=self.tasks)
+        return ExecutorConfig(
+            tasks=self.tasks,
+            workers=self.workers or defaults.workers,
+            ray_address=self.ray_address or os.environ.get(RAY_ADDRESS_ENV) or None,
+        )
+
+
+__all__ = ["DATA_ENV", "CurationResource"]

@@ -1,0 +1,261 @@
+"""The curation steps: each turns input versions into one new, sealed dataset version.
+
+    ingest_snapshot      snapshot folder   -> raw_documents        (read, quarantine, normalize)
+    identify_languages   raw_documents     -> language_identified  (fastText lid.176, selection)
+    filter_quality       language_ident.   -> quality_filtered     (Gopher, C4, FineWeb rules; PII)
+    deduplicate_version  quality_filtered  -> deduplicated         (exact, then MinHash)
+
+A step builds its datatrove blocks inside the function (never at import: datatrove's worker
+processes re-import modules), runs them through ``pipelines.executor``, writes the auditor tables,
+seals the folder (``provenance.manifest.seal``), pins the new version in the ledger and refreshes
+the catalog. Running a step again on the same input, config and code gives the same version id
+and creates nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipelines.config import CurationConfig
+from pipelines.executor import ExecutorConfig, run_pipeline
+from pipelines.shards import DocumentShardReader, DocumentShardWriter
+from pipelines.tables import TableStats, build_tables
+from provenance.catalog import refresh_catalog
+from provenance.layout import DataLayout
+from provenance.ledger import DATASET_VERSION_CREATED, Ledger
+from provenance.manifest import Manifest, seal, version_folder
+
+RAW_DOCUMENTS = "raw_documents"
+LANGUAGE_IDENTIFIED = "language_identified"
+QUALITY_FILTERED = "quality_filtered"
+DEDUPLICATED = "deduplicated"
+
+PIPELINES_DIR = Path(__file__).resolve().parent
+
+
+def code_version() -> str:
+    """Hash of the curation code (every .py file of ``pipelines/``) and its vendored models.
+
+    Part of every manifest; a change here marks the steps' outputs as made by other code.
+    """
+    digest = hashlib.sha256()
+    sources = sorted(PIPELINES_DIR.rglob("*.py")) + sorted((PIPELINES_DIR.parent / "resources/models").glob("*"))
+    for path in sources:
+        if "__pycache__" in path.parts or not path.is_file():
+            continue
+        digest.update(path.relative_to(PIPELINES_DIR.parent).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A step's output version, whether this run created it, and what it kept and dropped."""
+
+    manifest: Manifest
+    created: bool
+    kept: dict
+    excluded: dict
+    folder: Path
+    ledger_index: int | None  # the ledger entry that pinned this version (None when reused)
+
+
+def _staging(layout: DataLayout, asset: str) -> Path:
+    path = layout.work / "staging" / f"{asset}-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _finish(
+    layout: DataLayout, staging: Path, *, asset: str, snapshot: str, parents: tuple[str, ...], config: dict
+) -> StepResult:
+    counts, kept, excluded = build_tables(staging, asset)
+    quarantine = _quarantine_stats(staging)
+    stats = {"kept": kept.as_dict(), "excluded": excluded.as_dict()}
+    if quarantine is not None:
+        stats["quarantine"] = quarantine
+    manifest, created = seal(
+        staging,
+        layout.datasets,
+        asset=asset,
+        snapshot=snapshot,
+        parents=parents,
+        config=config,
+        code_version=code_version(),
+        stats=stats,
+        counts=counts,
+    )
+    folder = layout.datasets / asset / manifest.version_id
+    ledger_index = None
+    if created:
+        ledger_index = Ledger(layout.ledger).append(
+            DATASET_VERSION_CREATED,
+            {
+                "dataset_version": manifest.ref,
+                "snapshot": snapshot,
+                "parents": list(parents),
+                "code_version": manifest.code_version,
+                "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+            },
+        ).index
+    refresh_catalog(layout)
+    return StepResult(manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index)
+
+
+def _quarantine_stats(staging: Path) -> dict | None:
+    folder = staging / "quarantine"
+    if not folder.exists():
+        return None
+    from pipelines.readers import read_quarantine
+
+    rows = read_quarantine(folder)
+    by_reason: dict[str, int] = {}
+    for row in rows:
+        by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
+    return {"records": len(rows), "by_reason": dict(sorted(by_reason.items()))}
+
+
+def _logs(layout: DataLayout, staging: Path) -> Path:
+    return layout.work / "logs" / staging.name
+
+
+def _excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
+    # One file per block and task: two filters of a step must not write the same file.
+    return DocumentShardWriter(staging / "excluded", output_filename=f"{block}-${{rank}}.parquet")
+
+
+def ingest_snapshot(
+    layout: DataLayout, snapshot: str, config: CurationConfig, executor: ExecutorConfig
+) -> StepResult:
+    """Read every shard of ``inbox/<snapshot>`` into ``raw_documents``; bad records go to quarantine."""
+    from pipelines.normalize import Normalizer
+    from pipelines.readers import SnapshotReader
+
+    source = layout.snapshot_dir(snapshot)
+    if not source.is_dir():
+        raise ValueError(f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)")
+    staging = _staging(layout, RAW_DOCUMENTS)
+    blocks = [
+        SnapshotReader(
+            str(source), snapshot, str(staging / "quarantine"), max_document_bytes=config.max_document_bytes
+        ),
+        Normalizer(),
+        DocumentShardWriter(staging / "shards"),
+    ]
+    run_pipeline(blocks, logging_dir=_logs(layout, staging), config=executor)
+    return _finish(
+        layout,
+        staging,
+        asset=RAW_DOCUMENTS,
+        snapshot=snapshot,
+        parents=(),
+        config={"max_document_bytes": config.max_document_bytes, "tasks": executor.tasks},
+    )
+
+
+def identify_languages(
+    layout: DataLayout, parent: Manifest, config: CurationConfig, executor: ExecutorConfig
+) -> StepResult:
+    """Label every document's language and script; drop those outside the selection."""
+    from pipelines.langid import LanguageIdentifier, LanguageSelector
+
+    staging = _staging(layout, LANGUAGE_IDENTIFIED)
+    blocks = [
+        DocumentShardReader(str(version_folder(layout.datasets, parent.ref) / "shards")),
+        LanguageIdentifier(config.language),
+        LanguageSelector(config.language, exclusion_writer=_excluded_writer(staging, "language")),
+        DocumentShardWriter(staging / "shards"),
+    ]
+    run_pipeline(blocks, logging_dir=_logs(layout, staging), config=executor)
+    return _finish(
+        layout,
+        staging,
+        asset=LANGUAGE_IDENTIFIED,
+        snapshot=parent.snapshot,
+        parents=(parent.ref,),
+        config={"language": asdict(config.language), "tasks": executor.tasks},
+    )
+
+
+def filter_quality(
+    layout: DataLayout, parent: Manifest, config: CurationConfig, executor: ExecutorConfig
+) -> StepResult:
+    """Apply the heuristic quality rules per language, then redact PII in what is kept."""
+    from pipelines.pii import PIIRedactor
+    from pipelines.quality import quality_blocks
+
+    staging = _staging(layout, QUALITY_FILTERED)
+    blocks = [
+        DocumentShardReader(str(version_folder(layout.datasets, parent.ref) / "shards")),
+        *quality_blocks(config.quality, lambda name: _excluded_writer(staging, name)),
+        PIIRedactor(),
+        DocumentShardWriter(staging / "shards"),
+    ]
+    run_pipeline(blocks, logging_dir=_logs(layout, staging), config=executor)
+    return _finish(
+        layout,
+        staging,
+        asset=QUALITY_FILTERED,
+        snapshot=parent.snapshot,
+        parents=(parent.ref,),
+        config={"quality": asdict(config.quality), "tasks": executor.tasks},
+    )
+
+
+def deduplicate_version(
+    layout: DataLayout, parent: Manifest, config: CurationConfig, executor: ExecutorConfig
+) -> StepResult:
+    """Drop exact duplicates, then MinHash near-duplicates; kept documents carry their cluster."""
+    from pipelines.dedup import deduplicate
+
+    staging = _staging(layout, DEDUPLICATED)
+    work_dir = layout.work / "dedup" / staging.name
+    try:
+        deduplicate(
+            str(version_folder(layout.datasets, parent.ref) / "shards"),
+            str(staging / "shards"),
+            str(staging / "excluded"),
+            str(work_dir),
+            config=config.dedup,
+            executor=executor,
+        )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return _finish(
+        layout,
+        staging,
+        asset=DEDUPLICATED,
+        snapshot=parent.snapshot,
+        parents=(parent.ref,),
+        config={"dedup": asdict(config.dedup), "tasks": executor.tasks},
+    )
+
+
+def curate_snapshot(
+    layout: DataLayout, snapshot: str, config: CurationConfig, executor: ExecutorConfig
+) -> list[StepResult]:
+    """All four steps in order, from plain Python (what the Dagster assets run one by one)."""
+    raw = ingest_snapshot(layout, snapshot, config, executor)
+    languages = identify_languages(layout, raw.manifest, config, executor)
+    quality = filter_quality(layout, languages.manifest, config, executor)
+    deduplicated = deduplicate_version(layout, quality.manifest, config, executor)
+    return [raw, languages, quality, deduplicated]
+
+
+__all__ = [
+    "DEDUPLICATED",
+    "LANGUAGE_IDENTIFIED",
+    "QUALITY_FILTERED",
+    "RAW_DOCUMENTS",
+    "StepResult",
+    "TableStats",
+    "curate_snapshot",
+    "deduplicate_version",
+    "filter_quality",
+    "identify_languages",
+    "ingest_snapshot",
+]

@@ -1,0 +1,194 @@
+"""Dataset versions: immutable, content-addressed folders described by a ``manifest.json``.
+
+A step writes its files into a staging folder, then ``seal`` hashes every file, derives the
+version id and moves the folder to ``<datasets root>/<asset>/<version id>/``. The id is the
+RFC 6962 Merkle root over the sorted ``(path, sha256)`` pairs of every file in the folder except
+the manifest itself (leaf data: ``path + "\\0" + sha256``), so the same bytes always give the same
+id, and an auditor can recompute it from the files alone (see docs/data-model.md).
+
+A version folder, once sealed, is never written again: sealing a folder whose id already exists
+keeps the existing one and discards the staging copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from provenance.hashing import sha256_file
+from provenance.merkle import merkle_root
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "apertus.dataset-version/1"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a version: its path relative to the version folder, size, hash and counts."""
+
+    path: str
+    bytes: int
+    sha256: str
+    num_documents: int | None = None
+    num_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a dataset version holds and how it was made. ``version_id`` is derived from ``files``."""
+
+    version_id: str
+    asset: str
+    snapshot: str | None
+    files: tuple[FileEntry, ...]
+    parents: tuple[str, ...] = ()  # "asset/version_id" of every input version
+    config: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    created_at: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    format: str = MANIFEST_FORMAT
+
+    @property
+    def ref(self) -> str:
+        """``asset/version_id``: how records name this version."""
+        return f"{self.asset}/{self.version_id}"
+
+    @property
+    def short_id(self) -> str:
+        return self.version_id[:12]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        files = tuple(FileEntry(**f) for f in data["files"])
+        return cls(**{**data, "files": files, "parents": tuple(data.get("parents", ()))})
+
+
+def _jsonable(value: Any) -> Any:
+    # Configs hold sets (e.g. of languages); a sorted list is their canonical form.
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable in a manifest")
+
+
+def leaf_data(path: str, sha256: str) -> bytes:
+    """The Merkle leaf of one file: its relative path and hex sha256, NUL-separated."""
+    return f"{path}\0{sha256}".encode()
+
+
+def version_id_of(files: list[FileEntry] | tuple[FileEntry, ...]) -> str:
+    """The content address of a set of files: hex Merkle root over sorted (path, sha256) leaves."""
+    ordered = sorted(files, key=lambda f: f.path)
+    return merkle_root([leaf_data(f.path, f.sha256) for f in ordered]).hex()
+
+
+def hash_folder(folder: Path, counts: dict[str, tuple[int | None, int | None]] | None = None) -> list[FileEntry]:
+    """FileEntry for every file under ``folder`` except the manifest, sorted by path.
+
+    ``counts`` maps a relative path to its (documents, tokens), recorded in its entry.
+    """
+    counts = counts or {}
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = path.relative_to(folder).as_posix()
+        num_documents, num_tokens = counts.get(rel, (None, None))
+        entries.append(FileEntry(rel, path.stat().st_size, sha256_file(path), num_documents, num_tokens))
+    return entries
+
+
+def seal(
+    staging: Path,
+    datasets_root: Path,
+    *,
+    asset: str,
+    snapshot: str | None,
+    parents: tuple[str, ...] = (),
+    config: dict[str, Any] | None = None,
+    code_version: str = "",
+    stats: dict[str, Any] | None = None,
+    counts: dict[str, tuple[int | None, int | None]] | None = None,
+) -> tuple[Manifest, bool]:
+    """Turn ``staging`` into an immutable version folder and return (its manifest, created).
+
+    ``created`` is False when a version with the same id already existed: the existing folder
+    and manifest are kept untouched and ``staging`` is removed.
+    """
+    files = hash_folder(staging, counts)
+    version_id = version_id_of(files)
+    target = datasets_root / asset / version_id
+    if (target / MANIFEST).exists():
+        shutil.rmtree(staging)
+        return load_manifest(target), False
+    manifest = Manifest(
+        version_id=version_id,
+        asset=asset,
+        snapshot=snapshot,
+        files=tuple(files),
+        parents=tuple(parents),
+        config=config or {},
+        code_version=code_version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        stats=stats or {},
+    )
+    (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        # Another run sealed the same content first: theirs stands, ours is identical.
+        if not (target / MANIFEST).exists():
+            raise
+        shutil.rmtree(staging)
+        return load_manifest(target), False
+    return manifest, True
+
+
+def load_manifest(version_folder: Path) -> Manifest:
+    """Read ``manifest.json`` of a version folder."""
+    path = Path(version_folder) / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a dataset version (no {MANIFEST})")
+    return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def version_folder(datasets_root: Path, ref: str) -> Path:
+    """The folder of ``asset/version_id`` (a unique prefix of the id is accepted)."""
+    asset, _, version = ref.partition("/")
+    if not version:
+        raise ValueError(f"{ref!r}: a dataset version is named 'asset/version_id'")
+    matches = sorted((datasets_root / asset).glob(f"{version}*"))
+    if len(matches) != 1:
+        found = "no" if not matches else f"{len(matches)}"
+        raise ValueError(f"{ref!r}: {found} dataset versions match under {datasets_root / asset}")
+    return matches[0]
+
+
+def verify_version(folder: Path) -> list[str]:
+    """Re-hash a version folder against its manifest; return what differs (empty list = intact)."""
+    manifest = load_manifest(folder)
+    problems = []
+    recorded = {f.path: f for f in manifest.files}
+    present = {f.path: f for f in hash_folder(folder)}
+    for path in sorted(recorded.keys() - present.keys()):
+        problems.append(f"{folder / path}: missing (recorded in {MANIFEST})")
+    for path in sorted(present.keys() - recorded.keys()):
+        problems.append(f"{folder / path}: not recorded in {MANIFEST}")
+    for path in sorted(recorded.keys() & present.keys()):
+        if recorded[path].sha256 != present[path].sha256:
+            problems.append(
+                f"{folder / path}: sha256 {present[path].sha256[:16]}… differs from recorded {recorded[path].sha256[:16]}…"
+            )
+    if version_id_of(manifest.files) != manifest.version_id:
+        problems.append(f"{folder / MANIFEST}: version_id does not match the Merkle root of its files")
+    if folder.name != manifest.version_id:
+        problems.append(f"{folder}: folder name differs from the manifest's version_id {manifest.version_id}")
+    return problems

@@ -1,0 +1,39 @@
+"""The asset graph cannot change by accident: keys, dependencies, partitions, checks and jobs."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.definitions import defs
+
+EXPECTED_GRAPH = {
+    "raw_documents": set(),
+    "language_identified": {"raw_documents"},
+    "quality_filtered": {"language_identified"},
+    "deduplicated": {"quality_filtered"},
+}
+
+
+def test_asset_keys_and_dependencies():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == set(EXPECTED_GRAPH)
+    for key, parents in EXPECTED_GRAPH.items():
+        node = graph.get(dg.AssetKey(key))
+        assert {p.to_user_string() for p in node.parent_keys} == parents
+        assert node.partitions_def.name == "snapshots"
+        assert node.code_version  # pinned to the curation code's hash
+
+
+def test_every_asset_has_a_description_and_checks():
+    graph = defs.resolve_asset_graph()
+    for key in EXPECTED_GRAPH:
+        node = graph.get(dg.AssetKey(key))
+        assert node.description and len(node.description) > 40
+        checks = {c.name for c in graph.get_check_keys_for_assets([dg.AssetKey(key)])}
+        assert {"version_verifies", "ledger_verifies", "not_empty"} <= checks
+
+
+def test_curate_job_is_defined():
+    job = defs.resolve_job_def("curate")
+    assert job.partitions_def.name == "snapshots"
