@@ -8,14 +8,77 @@ Either way the same tasks read the same files, so both paths write the same byte
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
 
 RAY_ADDRESS_ENV = "APERTUS_RAY_ADDRESS"
+LOG_LEVEL_ENV = "APERTUS_LOG_LEVEL"  # what datatrove prints on the terminal; its log files keep DEBUG
+_LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+
+
+def _terminal_level() -> str:
+    return os.environ.get(LOG_LEVEL_ENV, "WARNING").upper()
+
+
+def _terminal_logger() -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=_terminal_level(), format=_LOG_FORMAT, colorize=False)
+
+
+def _add_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+    # datatrove's own version hard-codes INFO on the terminal: every task would print its whole
+    # pipeline and statistics there. The task's log file keeps everything, at DEBUG.
+    logger.remove()
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    logger.add(sys.stderr, level=_terminal_level() if local_rank == 0 else "ERROR", format=_LOG_FORMAT)
+    logger.add(logfile, level="DEBUG", format=_LOG_FORMAT, colorize=False)
+    return logfile
+
+
+def _close_task_logger(logfile) -> None:
+    logger.complete()
+    _terminal_logger()
+    logfile.close()
+
+
+@contextmanager
+def _quiet_datatrove() -> Iterator[None]:
+    """Swap datatrove's task loggers for ours in this process, for the duration of a run."""
+    modules = [importlib.import_module(m) for m in ("datatrove.executor.base", "datatrove.executor.ray")]
+    saved = [(m, m.add_task_logger, m.close_task_logger) for m in modules]
+    for module in modules:
+        module.add_task_logger, module.close_task_logger = _add_task_logger, _close_task_logger
+    _terminal_logger()
+    try:
+        yield
+    finally:
+        for module, add, close in saved:
+            module.add_task_logger, module.close_task_logger = add, close
+
+
+class _QuietTaskLogs:
+    """Runs each task (in whatever process or Ray worker it lands) with ``_quiet_datatrove``."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        with _quiet_datatrove():
+            return super()._run_for_rank(rank, local_rank, node_rank)
+
+
+class LocalExecutor(_QuietTaskLogs, LocalPipelineExecutor):
+    pass
+
+
+class RayExecutor(_QuietTaskLogs, RayPipelineExecutor):
+    pass
 
 
 def _default_workers() -> int:
@@ -51,12 +114,11 @@ def run_pipeline(
     workers = min(config.workers, num_tasks)
     if config.ray_address:
         import ray
-        from datatrove.executor import RayPipelineExecutor
 
         if not ray.is_initialized():
             address = None if config.ray_address == "local" else config.ray_address
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        executor = RayPipelineExecutor(
+        executor = RayExecutor(
             pipeline,
             tasks=num_tasks,
             workers=workers,
@@ -66,12 +128,11 @@ def run_pipeline(
             mem_per_cpu_gb=1,
         )
     else:
-        from datatrove.executor import LocalPipelineExecutor
-
-        executor = LocalPipelineExecutor(
+        executor = LocalExecutor(
             pipeline, tasks=num_tasks, workers=workers, logging_dir=str(logging_dir), skip_completed=False
         )
-    executor.run()
+    with _quiet_datatrove():
+        executor.run()
     incomplete = executor.get_incomplete_ranks(range(num_tasks), skip_completed=True)
     if incomplete:
         raise RuntimeError(f"{len(incomplete)} of {num_tasks} tasks failed: ranks {incomplete}; logs in {logging_dir}")
