@@ -1,0 +1,335 @@
+"""Training entry point: DeepSpeed engine (ZeRO 0-2, expert parallelism), WSD schedule, JSON-lines metrics,
+checkpoints with exact resume, and a safetensors export of the final model.
+
+    python -m model.train --recipe tiny --data synthetic --out runs/tiny
+    deepspeed --num_accelerators 2 --module model.train --recipe tiny --ep-size 2 --data ... --out ...
+
+The DeepSpeed config is generated from the dataclasses by deepspeed_config(); there is no JSON to edit.
+Without a GPU DeepSpeed falls back to its CPU accelerator and gloo; init_distributed() below avoids the
+two C++ ops it would otherwise compile on first use (see docs/training.md).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+import torch.nn.functional as F
+
+from model.config import ModelConfig, RunConfig, TrainConfig, recipe
+from model.data import MemmapTokens, TokenSource, batch_indices, write_markov_tokens
+from model.export import export_safetensors
+from model.schedule import wsd_lr
+from model.transformer import Transformer, count_parameters
+
+__all__ = ["deepspeed_config", "init_distributed", "train", "main"]
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+EXPORT_FILE = "model.safetensors"
+
+
+def deepspeed_config(
+    train_cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    *,
+    world_size: int | None = None,
+    on_gpu: bool | None = None,
+) -> dict:
+    """The DeepSpeed config dict for a run. world_size and on_gpu default to the running process's
+    (WORLD_SIZE, torch.cuda.is_available()); bf16 is enabled on GPUs only (CPU runs are fp32).
+
+    ZeRO's gradient buckets are capped at the model's size: the default 5e8 elements would allocate 2 GB
+    every step for a model of a few million parameters.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
+    if world_size % train_cfg.ep_size:
+        raise ValueError(f"TrainConfig.ep_size={train_cfg.ep_size} must divide the world size {world_size}")
+    bucket = int(min(5e8, count_parameters(model_cfg)[0]))
+    return {
+        "train_batch_size": train_cfg.micro_batch_size * train_cfg.grad_accum_steps * world_size,
+        "train_micro_batch_size_per_gpu": train_cfg.micro_batch_size,
+        "gradient_accumulation_steps": train_cfg.grad_accum_steps,
+        "gradient_clipping": train_cfg.grad_clip,
+        "zero_optimization": {
+            "stage": train_cfg.zero_stage,
+            "reduce_bucket_size": bucket,
+            "allgather_bucket_size": bucket,
+        },
+        "bf16": {"enabled": bool(on_gpu)},
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join (or, run plainly, create) the process group; returns (rank, world_size).
+
+    On CPU: gloo, and DeepSpeed's shared-memory comm op disabled, which it would otherwise compile
+    (~40 s, needs g++) on first use.
+    """
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(
+            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        )
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    else:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
+    return tdist.get_rank(), tdist.get_world_size()
+
+
+def _optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (a torch object: a DeepSpeed-JSON optimizer would compile DeepSpeed's CPU Adam) with weight
+    decay on matrices only, its groups split so that ZeRO keeps expert and shared parameters apart."""
+    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": t.weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+    groups = split_params_into_different_moe_groups_for_optimizer(groups)
+    return torch.optim.AdamW(groups, lr=t.peak_lr, betas=t.betas, eps=t.adam_eps)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_metrics(path: Path, before_step: int) -> None:
+    """Drop the lines of steps >= before_step: a resumed run rewrites them."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] < before_step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _load_cv(counts_LE: torch.Tensor) -> list[float]:
+    """Coefficient of variation (std / mean) of the expert counts of each layer: 0 = perfectly balanced."""
+    c = counts_LE.double()
+    return (c.std(dim=1, unbiased=False) / c.mean(dim=1).clamp(min=1e-9)).tolist()
+
+
+def train(
+    run: RunConfig,
+    data: TokenSource,
+    out_dir: str | Path,
+    *,
+    stop_after: int | None = None,
+    export: bool = True,
+) -> list[dict]:
+    """Train run on data, writing out_dir/metrics.jsonl, out_dir/checkpoints/ and, at max_steps,
+    out_dir/model.safetensors. Resumes from the latest checkpoint in out_dir if there is one, and then
+    repeats exactly the steps the uninterrupted run would take. stop_after: return after that many
+    total steps (saving a checkpoint there), as a preempted job would. Returns this call's metrics.
+    """
+    import deepspeed
+    from deepspeed.utils import groups
+
+    t, m = run.train, run.model
+    if data.seq_len != t.seq_len:
+        raise ValueError(f"data has seq_len {data.seq_len}, TrainConfig.seq_len is {t.seq_len}")
+    rank, world = init_distributed()
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        # Otherwise every torch.empty is filled with NaN: ZeRO allocates its 5e8-element gradient bucket
+        # with torch.empty on each step, which made a tiny CPU step take seconds.
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    # Different per rank so that random routing noise differs between data-parallel replicas.
+    random.seed(t.seed + rank)
+    np.random.seed(t.seed + rank)
+    torch.manual_seed(t.seed + rank)
+
+    model = Transformer(m, ep_size=t.ep_size)
+    model.init_weights(t.seed, ep_rank=rank % t.ep_size)
+    engine, optimizer, _, _ = deepspeed.initialize(
+        model=model, optimizer=_optimizer(model, t), config=deepspeed_config(t, m, world_size=world)
+    )
+    if m.moe:
+        # init_weights assumed DeepSpeed's layout: expert groups of consecutive ranks.
+        assert groups._get_expert_parallel_rank(f"ep_size_{t.ep_size}") == rank % t.ep_size
+
+    start_step = 0
+    if (ckpt_dir / "latest").exists():
+        _, client = engine.load_checkpoint(str(ckpt_dir))
+        start_step = client["step"]
+        tag_dir = ckpt_dir / (ckpt_dir / "latest").read_text().strip()
+        _set_rng_state(torch.load(tag_dir / f"rng_rank{rank}.pt", weights_only=False))
+    metrics_path = out_dir / METRICS_FILE
+    if rank == 0:
+        _truncate_metrics(metrics_path, start_step)
+
+    micro, gas = t.micro_batch_size, t.grad_accum_steps
+    global_batch = micro * gas * world
+    end_step = t.max_steps if stop_after is None else min(stop_after, t.max_steps)
+    history = []
+    for step in range(start_step, end_step):
+        t0 = time.perf_counter()
+        lr = wsd_lr(
+            step,
+            peak_lr=t.peak_lr,
+            final_lr=t.final_lr,
+            warmup_end=t.warmup_steps,
+            decay_start=t.decay_start,
+            decay_end=t.max_steps,
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(len(data), step, global_batch, t.seed)
+        sums = torch.zeros(2, dtype=torch.float64)
+        counts_LE = None
+        for a in range(gas):
+            rows = idx[(a * world + rank) * micro : (a * world + rank + 1) * micro]
+            batch = torch.stack([data[int(i)] for i in rows]).to(engine.device)
+            logits, aux, counts = engine(batch[:, :-1])
+            lm_loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+            engine.backward(lm_loss + aux)
+            engine.step()
+            sums += torch.tensor([lm_loss.item(), aux.item()], dtype=torch.float64)
+            counts_LE = counts.cpu() if counts_LE is None else counts_LE + counts.cpu()
+        if world > 1:
+            tdist.all_reduce(sums)
+            tdist.all_reduce(counts_LE)
+        sums /= gas * world
+        elapsed = time.perf_counter() - t0
+        grad_norm = engine.get_global_grad_norm()
+        record = {
+            "step": step,
+            "loss": float(sums.sum()),
+            "lm_loss": float(sums[0]),
+            "aux_loss": float(sums[1]),
+            "lr": lr,
+            "grad_norm": None if grad_norm is None else float(grad_norm),
+            "tokens_per_s": global_batch * t.seq_len / elapsed,
+            "step_time_s": elapsed,
+            "expert_load": counts_LE.tolist(),
+            "load_cv": _load_cv(counts_LE) if m.moe else [],
+        }
+        history.append(record)
+        if rank == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        done = step + 1
+        if done == end_step or (t.checkpoint_every and done % t.checkpoint_every == 0):
+            _save(engine, ckpt_dir, done, global_batch, rank, run)
+
+    if export and end_step == t.max_steps:
+        tdist.barrier()
+        if rank == 0:
+            export_safetensors(ckpt_dir, out_dir / EXPORT_FILE, m)
+    return history
+
+
+def _save(engine, ckpt_dir: Path, step: int, global_batch: int, rank: int, run: RunConfig) -> None:
+    """DeepSpeed checkpoint (module, ZeRO optimizer shards, expert files) plus the data position and
+    every rank's RNG states; the RNG file is written first so that 'latest' never names a tag without it."""
+    tag = f"step_{step:08d}"
+    (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
+    torch.save(_rng_state(), ckpt_dir / tag / f"rng_rank{rank}.pt")
+    client = {"step": step, "samples_seen": step * global_batch, "run_config": dataclasses.asdict(run)}
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+
+
+def _parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", default="tiny", help="tiny | tiny-dense | apertus-70b")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a flat uint16/uint32 token file, or 'synthetic' (a Markov corpus written to --out)",
+    )
+    p.add_argument("--data-dtype", default="uint16", choices=["uint16", "uint32"])
+    p.add_argument("--out", required=True, help="run directory: metrics, checkpoints, export")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--stop-after", type=int, help="return after this many total steps (resumable)")
+    p.add_argument("--ep-size", type=int)
+    p.add_argument("--zero-stage", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--micro-batch-size", type=int)
+    p.add_argument("--grad-accum-steps", type=int)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--decay-steps", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--attention", choices=["dense", "lasa"])
+    # Passed by the deepspeed launcher; the rank itself comes from the environment.
+    p.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The recipe with the command line's overrides applied (None = keep the recipe's value)."""
+    run = recipe(args.recipe)
+    names = [
+        "max_steps",
+        "ep_size",
+        "zero_stage",
+        "seq_len",
+        "micro_batch_size",
+        "grad_accum_steps",
+        "warmup_steps",
+        "decay_steps",
+        "checkpoint_every",
+        "seed",
+    ]
+    overrides = {name: getattr(args, name) for name in names}
+    train_cfg = dataclasses.replace(run.train, **{k: v for k, v in overrides.items() if v is not None})
+    model_cfg = run.model
+    if args.attention:
+        model_cfg = dataclasses.replace(
+            model_cfg, attention=dataclasses.replace(model_cfg.attention, impl=args.attention)
+        )
+    return RunConfig(model_cfg, train_cfg)
+
+
+def main(argv=None) -> None:
+    args = _parse_args(argv)
+    run = run_config_from_args(args)
+    out = Path(args.out)
+    path = Path(args.data)
+    if args.data == "synthetic":
+        path = out / "synthetic_tokens.bin"
+        rank, _ = init_distributed()
+        if rank == 0 and not path.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            write_markov_tokens(path, 400_000, seed=run.train.seed, dtype=args.data_dtype)
+        tdist.barrier()
+    train(run, MemmapTokens(path, run.train.seq_len, args.data_dtype), out, stop_after=args.stop_after)
+
+
+if __name__ == "__main__":
+    main()
