@@ -76,4 +76,6 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
         resources={"curation": resource},
         raise_on_error=raise_on_error,
         tags={"apertus/command": "curate"},
+        # The run's full event log is in the instance (and the UI); the terminal gets progress.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )

@@ -6,6 +6,7 @@ unchanged input under unchanged code shows as the same version, not as a new one
 """
 
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +16,10 @@ from assets.resources import CurationResource
 from pipelines import steps
 from provenance.ledger import Ledger
 from provenance.manifest import load_manifest, verify_version, version_folder
+
+# Output(data_version=...) is how our content hashes become Dagster's data versions; Dagster
+# marks the parameter beta. The warning says nothing an operator can act on.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 snapshots = dg.DynamicPartitionsDefinition(name="snapshots")
 CODE_VERSION = steps.code_version()

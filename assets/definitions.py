@@ -1,21 +1,15 @@
-"""The Dagster code location: assets, jobs and resources (``workspace.yaml`` loads this module)."""
-
-from __future__ import annotations
+"""The Dagster code location: assets, jobs, sensors and resources (``workspace.yaml`` loads this module)."""
 
 import dagster as dg
 
-from assets.curation import CURATION_ASSETS, snapshots
+from assets.curation import CURATION_ASSETS
+from assets.jobs import curate_job
 from assets.resources import CurationResource
-
-curate_job = dg.define_asset_job(
-    "curate",
-    selection=dg.AssetSelection.assets(*CURATION_ASSETS),
-    partitions_def=snapshots,
-    description="Curate one source snapshot: read, identify languages, filter, deduplicate.",
-)
+from assets.sensors import new_snapshots
 
 defs = dg.Definitions(
     assets=CURATION_ASSETS,
     jobs=[curate_job],
+    sensors=[new_snapshots],
     resources={"curation": CurationResource()},
 )

@@ -16,6 +16,7 @@ LANGUAGE = "language"  # ISO 639-1 (or fastText) code set by language identifica
 LANGUAGE_SCORE = "language_score"  # fastText probability of LANGUAGE
 SCRIPT = "script"  # writing system of LANGUAGE: "Latn", "Cyrl", "Hani", ...
 QUALITY_SCORE = "quality_score"  # learned quality score (issue: curriculum), absent before it
+QUALITY_PERCENTILE = "quality_percentile"  # percentile of QUALITY_SCORE within its language, 0-100
 MINHASH_CLUSTER_ID = "minhash_cluster_id"  # near-duplicate cluster (the id of its kept document)
 MINHASH_CLUSTER_SIZE = "minhash_cluster_size"  # documents in that cluster, kept one included
 PII_REDACTIONS = "pii_redactions"  # number of PII spans replaced in the text

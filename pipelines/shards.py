@@ -32,6 +32,7 @@ METADATA_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     (fields.LANGUAGE_SCORE, pa.float64()),
     (fields.SCRIPT, pa.string()),
     (fields.QUALITY_SCORE, pa.float64()),
+    (fields.QUALITY_PERCENTILE, pa.float64()),
     (fields.MINHASH_CLUSTER_ID, pa.string()),
     (fields.MINHASH_CLUSTER_SIZE, pa.int64()),
     (fields.PII_REDACTIONS, pa.int64()),

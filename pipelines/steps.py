@@ -64,13 +64,13 @@ class StepResult:
     ledger_index: int | None  # the ledger entry that pinned this version (None when reused)
 
 
-def _staging(layout: DataLayout, asset: str) -> Path:
+def new_staging(layout: DataLayout, asset: str) -> Path:
     path = layout.work / "staging" / f"{asset}-{uuid.uuid4().hex[:12]}"
     path.mkdir(parents=True)
     return path
 
 
-def _finish(
+def finish_step(
     layout: DataLayout, staging: Path, *, asset: str, snapshot: str, parents: tuple[str, ...], config: dict
 ) -> StepResult:
     counts, kept, excluded = build_tables(staging, asset)
@@ -119,11 +119,11 @@ def _quarantine_stats(staging: Path) -> dict | None:
     return {"records": len(rows), "by_reason": dict(sorted(by_reason.items()))}
 
 
-def _logs(layout: DataLayout, staging: Path) -> Path:
+def task_logs(layout: DataLayout, staging: Path) -> Path:
     return layout.work / "logs" / staging.name
 
 
-def _excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
+def excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
     # One file per block and task: two filters of a step must not write the same file.
     return DocumentShardWriter(staging / "excluded", output_filename=f"{block}-${{rank}}.parquet")
 
@@ -138,7 +138,7 @@ def ingest_snapshot(
     source = layout.snapshot_dir(snapshot)
     if not source.is_dir():
         raise ValueError(f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)")
-    staging = _staging(layout, RAW_DOCUMENTS)
+    staging = new_staging(layout, RAW_DOCUMENTS)
     blocks = [
         SnapshotReader(
             str(source), snapshot, str(staging / "quarantine"), max_document_bytes=config.max_document_bytes
@@ -146,8 +146,8 @@ def ingest_snapshot(
         Normalizer(),
         DocumentShardWriter(staging / "shards"),
     ]
-    run_pipeline(blocks, logging_dir=_logs(layout, staging), config=executor)
-    return _finish(
+    run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
+    return finish_step(
         layout,
         staging,
         asset=RAW_DOCUMENTS,
@@ -163,15 +163,15 @@ def identify_languages(
     """Label every document's language and script; drop those outside the selection."""
     from pipelines.langid import LanguageIdentifier, LanguageSelector
 
-    staging = _staging(layout, LANGUAGE_IDENTIFIED)
+    staging = new_staging(layout, LANGUAGE_IDENTIFIED)
     blocks = [
         DocumentShardReader(str(version_folder(layout.datasets, parent.ref) / "shards")),
         LanguageIdentifier(config.language),
-        LanguageSelector(config.language, exclusion_writer=_excluded_writer(staging, "language")),
+        LanguageSelector(config.language, exclusion_writer=excluded_writer(staging, "language")),
         DocumentShardWriter(staging / "shards"),
     ]
-    run_pipeline(blocks, logging_dir=_logs(layout, staging), config=executor)
-    return _finish(
+    run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
+    return finish_step(
         layout,
         staging,
         asset=LANGUAGE_IDENTIFIED,
@@ -188,15 +188,15 @@ def filter_quality(
     from pipelines.pii import PIIRedactor
     from pipelines.quality import quality_blocks
 
-    staging = _staging(layout, QUALITY_FILTERED)
+    staging = new_staging(layout, QUALITY_FILTERED)
     blocks = [
         DocumentShardReader(str(version_folder(layout.datasets, parent.ref) / "shards")),
-        *quality_blocks(config.quality, lambda name: _excluded_writer(staging, name)),
+        *quality_blocks(config.quality, lambda name: excluded_writer(staging, name)),
         PIIRedactor(),
         DocumentShardWriter(staging / "shards"),
     ]
-    run_pipeline(blocks, logging_dir=_logs(layout, staging), config=executor)
-    return _finish(
+    run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
+    return finish_step(
         layout,
         staging,
         asset=QUALITY_FILTERED,
@@ -212,7 +212,7 @@ def deduplicate_version(
     """Drop exact duplicates, then MinHash near-duplicates; kept documents carry their cluster."""
     from pipelines.dedup import deduplicate
 
-    staging = _staging(layout, DEDUPLICATED)
+    staging = new_staging(layout, DEDUPLICATED)
     work_dir = layout.work / "dedup" / staging.name
     try:
         deduplicate(
@@ -225,7 +225,7 @@ def deduplicate_version(
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return _finish(
+    return finish_step(
         layout,
         staging,
         asset=DEDUPLICATED,

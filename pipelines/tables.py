@@ -21,7 +21,7 @@ from pipelines import fields
 
 INDEX_COLUMNS = (
     "doc_id", "snapshot", "source_id", "source_file", "source_offset", "url", "sha256", "language",
-    "language_score", "script", "quality_score", "minhash_cluster_id", "minhash_cluster_size", "num_chars",
+    "language_score", "script", "quality_score", "quality_percentile", "minhash_cluster_id", "minhash_cluster_size", "num_chars",
     "num_tokens_est", "shard", "row",
 )  # fmt: skip
 EXCLUSION_COLUMNS = INDEX_COLUMNS + ("step", "reason", "details")

@@ -21,7 +21,7 @@ VERSION_FROM_PATH = r"'/datasets/([^/]+)/([0-9a-f]{64})/'"
 
 # Column lists of empty views, so queries work (and return nothing) before any data exists.
 _INDEX_COLUMNS = """doc_id VARCHAR, snapshot VARCHAR, source_id VARCHAR, source_file VARCHAR, source_offset BIGINT,
-    url VARCHAR, sha256 VARCHAR, language VARCHAR, language_score DOUBLE, script VARCHAR, quality_score DOUBLE,
+    url VARCHAR, sha256 VARCHAR, language VARCHAR, language_score DOUBLE, script VARCHAR, quality_score DOUBLE, quality_percentile DOUBLE,
     minhash_cluster_id VARCHAR, minhash_cluster_size BIGINT, num_chars BIGINT, num_tokens_est BIGINT,
     shard VARCHAR, "row" BIGINT"""
 _EXCLUSION_COLUMNS = _INDEX_COLUMNS + ", step VARCHAR, reason VARCHAR, details VARCHAR"
