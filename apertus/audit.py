@@ -1,4 +1,4 @@
-"""``apertus audit``: answers from the catalog alone. Imports neither Dagster nor torch."""
+"""``apertus audit``: answers from the records alone (provenance.audit). Imports neither Dagster nor torch."""
 
 from __future__ import annotations
 
@@ -38,4 +38,103 @@ def print_query(sql: str, output: str = "table") -> int:
     else:
         print(_format_table(columns, rows))
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+def _fail(command: str, error: Exception) -> int:
+    print(f"apertus audit {command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    import duckdb
+
+    return (ValueError, OSError, duckdb.Error)
+
+
+def print_contains(
+    *, url: str | None, sha256: str | None, text: str | None, versions: list[str] | None, as_json: bool
+) -> int:
+    """Answer a membership question: 0 when the document is in, 1 when not (never seen or dropped), 2 on error."""
+    from provenance.audit.contains import IN, contains
+    from provenance.audit.render import membership_text
+
+    try:
+        result = contains(DataLayout.from_env(), url=url, sha256=sha256, text=text, targets=versions)
+    except _errors() as error:
+        return _fail("contains", error)
+    print(json.dumps(result.to_dict(), ensure_ascii=False) if as_json else membership_text(result))
+    return 0 if result.status == IN else 1
+
+
+def print_lineage(ref: str, *, prov: str | None, as_json: bool) -> int:
+    """Print the lineage tree of a version (or its PROV-JSON); 0 on success, 2 on error."""
+    from provenance.audit.lineage import lineage
+    from provenance.audit.prov import to_prov
+    from provenance.audit.render import lineage_tree
+
+    try:
+        root = lineage(DataLayout.from_env(), ref)
+        if prov:
+            document = json.dumps(to_prov(root), indent=2, ensure_ascii=False)
+            if prov == "-":
+                print(document)
+                return 0
+            with open(prov, "w", encoding="utf-8") as f:
+                f.write(document + "\n")
+    except _errors() as error:
+        return _fail("lineage", error)
+    if as_json:
+        print(json.dumps(to_prov(root), ensure_ascii=False))
+    else:
+        print(lineage_tree(root))
+    return 0
+
+
+def print_diff(a: str, b: str, *, limit: int, as_json: bool) -> int:
+    """Print the documents added and removed between two versions; 0 on success, 2 on error."""
+    from provenance.audit.diff import diff, diff_text
+
+    try:
+        result = diff(DataLayout.from_env(), a, b, limit=limit)
+    except _errors() as error:
+        return _fail("diff", error)
+    print(json.dumps(result.to_dict(), ensure_ascii=False) if as_json else diff_text(result))
+    return 0
+
+
+def print_verify(ref: str | None, *, as_json: bool) -> int:
+    """Re-hash and re-prove the records; 0 when all is intact, 1 naming each problem, 2 on error."""
+    from provenance.audit.verify import verify
+
+    try:
+        report = verify(DataLayout.from_env(), ref)
+    except _errors() as error:
+        return _fail("verify", error)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for problem in report.problems:
+            print(problem)
+        state = "OK" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
+        print(f"{state}: {len(report.versions)} dataset versions, {report.num_files} files, "
+              f"{report.ledger_entries} ledger entries checked")  # fmt: skip
+    return 0 if report.ok else 1
+
+
+def build_lookups(*, rebuild: bool) -> int:
+    """Write the lookup files of every version that lacks them (all with ``rebuild``); 0 or 2."""
+    from provenance.audit.lookup import build_lookup, build_missing_lookups
+    from provenance.audit.versions import load_versions
+
+    layout = DataLayout.from_env()
+    try:
+        versions = load_versions(layout)
+        if rebuild:
+            built = [build_lookup(layout, m, layout.datasets / ref) and ref for ref, m in sorted(versions.items())]
+        else:
+            built = build_missing_lookups(layout, versions)
+    except _errors() as error:
+        return _fail("index", error)
+    print(f"lookup files written for {len(built)} of {len(versions)} dataset versions")
     return 0

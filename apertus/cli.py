@@ -33,6 +33,74 @@ def _audit_sql(args: argparse.Namespace) -> int:
     return print_query(args.query, output=args.format)
 
 
+def _audit_contains(args: argparse.Namespace) -> int:
+    from apertus.audit import print_contains
+
+    return print_contains(url=args.url, sha256=args.sha256, text=args.text, versions=args.version, as_json=args.json)
+
+
+def _audit_lineage(args: argparse.Namespace) -> int:
+    from apertus.audit import print_lineage
+
+    return print_lineage(args.version, prov=args.prov, as_json=args.json)
+
+
+def _audit_diff(args: argparse.Namespace) -> int:
+    from apertus.audit import print_diff
+
+    return print_diff(args.a, args.b, limit=args.limit, as_json=args.json)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from apertus.audit import print_verify
+
+    return print_verify(args.version, as_json=args.json)
+
+
+def _audit_index(args: argparse.Namespace) -> int:
+    from apertus.audit import build_lookups
+
+    return build_lookups(rebuild=args.rebuild)
+
+
+def _add_audit_commands(audit_commands) -> None:
+    version_help = "a dataset version: asset/version_id, or asset/<unique id prefix>"
+    contains = audit_commands.add_parser(
+        "contains", help="was a document in? exit 0: in, 1: not in (never seen, or dropped), 2: error"
+    )
+    what = contains.add_mutually_exclusive_group(required=True)
+    what.add_argument("--url", help="the document's URL, exactly as recorded")
+    what.add_argument("--sha256", help="sha256 of the document's normalized text (its content identity)")
+    what.add_argument("--text", help="a text snippet (NFC-normalized), searched in every document's text")
+    scope = contains.add_mutually_exclusive_group()
+    scope.add_argument("--version", action="append", help=f"target version (repeatable); {version_help}")
+    scope.add_argument("--all-versions", action="store_true", help="every chain end in the catalog (the default)")
+    contains.add_argument("--json", action="store_true", help="the answer as JSON, for machines")
+    contains.set_defaults(func=_audit_contains)
+
+    lineage = audit_commands.add_parser("lineage", help="the chain of versions behind a version, down to raw files")
+    lineage.add_argument("version", help=version_help)
+    lineage.add_argument("--prov", metavar="FILE", help="write the lineage as W3C PROV-JSON to FILE ('-': stdout)")
+    lineage.add_argument("--json", action="store_true", help="print PROV-JSON instead of the tree")
+    lineage.set_defaults(func=_audit_lineage)
+
+    diff = audit_commands.add_parser("diff", help="documents added and removed between two versions, by reason")
+    diff.add_argument("a", help=version_help)
+    diff.add_argument("b", help=version_help)
+    diff.add_argument("--limit", type=int, default=5, help="example documents listed per reason (default 5)")
+    diff.add_argument("--json", action="store_true")
+    diff.set_defaults(func=_audit_diff)
+
+    verify = audit_commands.add_parser("verify", help="re-hash data and check the ledger; exit 1 naming what differs")
+    verify.add_argument("version", nargs="?", help=f"check this version and its ancestors only; {version_help}")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_audit_verify)
+
+    index = audit_commands.add_parser("index", help="write the lookup files that make `contains` fast")
+    index.add_argument("--rebuild", action="store_true", help="rewrite them for every version, not only missing ones")
+    index.set_defaults(func=_audit_index)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apertus", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(func=_audit_sql)
+    _add_audit_commands(audit_commands)
     return parser
 
 

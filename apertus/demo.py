@@ -48,7 +48,9 @@ def _print_languages(first, last) -> None:
     for lang in languages:
         before = first.kept["by_language"].get(lang, {}).get("documents", 0)
         after = last.kept["by_language"].get(lang, {})
-        print(f"   {lang:8} {before:6,} -> {after.get('documents', 0):6,}   {after.get('tokens_est', 0):>10,} tokens")
+        print(
+            f"   {lang:8} {before:6,} -> {after.get('documents', 0):6,}   {after.get('tokens_est', 0):>10,} tokens"
+        )
 
 
 def run_demo(tasks: int = 4) -> int:
@@ -68,7 +70,9 @@ def run_demo(tasks: int = 4) -> int:
     for step in step_results:
         _print_step(step)
     _print_languages(step_results[1], step_results[-1])
-    print(f"\ncatalog: {layout.catalog}   (try: apertus audit sql \"SELECT step, reason, count(*) FROM documents GROUP BY ALL\")")
+    print(
+        f'\ncatalog: {layout.catalog}   (try: apertus audit sql "SELECT step, reason, count(*) FROM documents GROUP BY ALL")'
+    )
     print("UI: make ui, then open http://127.0.0.1:3000")
     return 0
 
@@ -81,7 +85,6 @@ def _step_result(layout: DataLayout, dagster_result, asset: str):
     folder = version_folder(layout.datasets, ref)
     manifest = load_manifest(folder)
     created = any(
-        m.metadata["new_version"].value
-        for m in dagster_result.asset_materializations_for_node(asset)
+        m.metadata["new_version"].value for m in dagster_result.asset_materializations_for_node(asset)
     )
     return StepResult(manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, None)

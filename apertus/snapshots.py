@@ -44,7 +44,9 @@ def ingest(path: str | Path, snapshot: str, *, link: bool = False) -> Path:
     layout = DataLayout.from_env()
     target = layout.snapshot_dir(snapshot)
     if target.exists():
-        raise ValueError(f"{target}: snapshot {snapshot!r} exists already; snapshots are immutable, pick a new name")
+        raise ValueError(
+            f"{target}: snapshot {snapshot!r} exists already; snapshots are immutable, pick a new name"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     if link:
         target.symlink_to(source, target_is_directory=True)

@@ -5,7 +5,6 @@ dataset version it sealed; that id's hash is also the asset's Dagster data versi
 unchanged input under unchanged code shows as the same version, not as a new one.
 """
 
-
 import warnings
 from pathlib import Path
 
@@ -26,7 +25,12 @@ CODE_VERSION = steps.code_version()
 
 _CHECKS = {
     steps.RAW_DOCUMENTS: ["version_verifies", "ledger_verifies", "not_empty"],
-    steps.LANGUAGE_IDENTIFIED: ["version_verifies", "ledger_verifies", "not_empty", "every_document_has_language"],
+    steps.LANGUAGE_IDENTIFIED: [
+        "version_verifies",
+        "ledger_verifies",
+        "not_empty",
+        "every_document_has_language",
+    ],
     steps.QUALITY_FILTERED: ["version_verifies", "ledger_verifies", "not_empty"],
     steps.DEDUPLICATED: ["version_verifies", "ledger_verifies", "not_empty", "dedup_rate_within_bounds"],
 }
@@ -51,14 +55,19 @@ def _checks(asset: str, result: steps.StepResult, layout) -> list[dg.AssetCheckR
         outcomes["every_document_has_language"] = (unknown == 0, {"documents_without_language": unknown})
     if "dedup_rate_within_bounds" in _CHECKS[asset]:
         rate = removed / max(1, kept + removed)
-        outcomes["dedup_rate_within_bounds"] = (rate <= MAX_DEDUP_RATE, {"dedup_rate": rate, "max": MAX_DEDUP_RATE})
+        outcomes["dedup_rate_within_bounds"] = (
+            rate <= MAX_DEDUP_RATE,
+            {"dedup_rate": rate, "max": MAX_DEDUP_RATE},
+        )
     return [
         dg.AssetCheckResult(asset_key=asset, check_name=name, passed=bool(passed), metadata=metadata)
         for name, (passed, metadata) in outcomes.items()
     ]
 
 
-def _outputs(context: dg.AssetExecutionContext, asset: str, result: steps.StepResult, curation: CurationResource):
+def _outputs(
+    context: dg.AssetExecutionContext, asset: str, result: steps.StepResult, curation: CurationResource
+):
     layout = curation.layout()
     verb = "created" if result.created else "reused"
     context.log.info(
@@ -122,7 +131,10 @@ def quality_filtered(context: dg.AssetExecutionContext, curation: CurationResour
     """Documents that pass the Gopher, C4 and FineWeb quality rules with per-language settings,
     with emails, IP addresses and phone numbers redacted."""
     result = steps.filter_quality(
-        curation.layout(), _parent(curation, language_identified), curation.curation_config(), curation.executor()
+        curation.layout(),
+        _parent(curation, language_identified),
+        curation.curation_config(),
+        curation.executor(),
     )
     yield from _outputs(context, steps.QUALITY_FILTERED, result, curation)
 
@@ -138,7 +150,10 @@ def deduplicated(context: dg.AssetExecutionContext, curation: CurationResource, 
     """One document per exact-duplicate group and per MinHash near-duplicate cluster; every kept
     document records its cluster id and size, every removed one the document it duplicates."""
     result = steps.deduplicate_version(
-        curation.layout(), _parent(curation, quality_filtered), curation.curation_config(), curation.executor()
+        curation.layout(),
+        _parent(curation, quality_filtered),
+        curation.curation_config(),
+        curation.executor(),
     )
     yield from _outputs(context, steps.DEDUPLICATED, result, curation)
 

@@ -39,7 +39,9 @@ def _reason_table(by_reason: dict) -> str:
     if not by_reason:
         return "_nothing removed_"
     lines = ["| reason | documents |", "|---|---:|"]
-    lines += [f"| `{reason}` | {count:,} |" for reason, count in sorted(by_reason.items(), key=lambda x: -x[1])]
+    lines += [
+        f"| `{reason}` | {count:,} |" for reason, count in sorted(by_reason.items(), key=lambda x: -x[1])
+    ]
     return "\n".join(lines)
 
 
@@ -47,13 +49,15 @@ def _examples(folder: Path, subdir: str) -> str:
     shards = sorted((folder / subdir).glob("*.parquet"))
     if not shards:
         return "_none_"
-    rows = pq.read_table(shards[0], columns=["id", "language", "text", "filter_reason", "filter_details"]).slice(
-        0, NUM_EXAMPLES
-    )
+    rows = pq.read_table(
+        shards[0], columns=["id", "language", "text", "filter_reason", "filter_details"]
+    ).slice(0, NUM_EXAMPLES)
     parts = []
     for row in rows.to_pylist():
         text = row["text"][:EXAMPLE_CHARS].replace("\n", " ").replace("|", "\\|")
-        reason = f" — **{row['filter_reason']}** {row['filter_details'] or ''}" if row["filter_reason"] else ""
+        reason = (
+            f" — **{row['filter_reason']}** {row['filter_details'] or ''}" if row["filter_reason"] else ""
+        )
         parts.append(f"- `{row['id']}` ({row['language'] or '?'}){reason}\n  > {text}…")
     return "\n".join(parts)
 

@@ -135,4 +135,6 @@ def run_pipeline(
         executor.run()
     incomplete = executor.get_incomplete_ranks(range(num_tasks), skip_completed=True)
     if incomplete:
-        raise RuntimeError(f"{len(incomplete)} of {num_tasks} tasks failed: ranks {incomplete}; logs in {logging_dir}")
+        raise RuntimeError(
+            f"{len(incomplete)} of {num_tasks} tasks failed: ranks {incomplete}; logs in {logging_dir}"
+        )

@@ -102,8 +102,15 @@ class DocumentShardReader(BaseDiskReader):
 
     name = "📒 Apertus shard"
 
-    def __init__(self, data_folder: DataFolderLike | Path, glob_pattern: str = "*.parquet", batch_size: int = 1000):
-        super().__init__(str(data_folder) if isinstance(data_folder, Path) else data_folder, glob_pattern=glob_pattern, recursive=False, add_file_path=False)
+    def __init__(
+        self, data_folder: DataFolderLike | Path, glob_pattern: str = "*.parquet", batch_size: int = 1000
+    ):
+        super().__init__(
+            str(data_folder) if isinstance(data_folder, Path) else data_folder,
+            glob_pattern=glob_pattern,
+            recursive=False,
+            add_file_path=False,
+        )
         self.batch_size = batch_size
 
     def read_file(self, filepath: str) -> DocumentsPipeline:

@@ -43,7 +43,9 @@ def code_version() -> str:
     Part of every manifest; a change here marks the steps' outputs as made by other code.
     """
     digest = hashlib.sha256()
-    sources = sorted(PIPELINES_DIR.rglob("*.py")) + sorted((PIPELINES_DIR.parent / "resources/models").glob("*"))
+    sources = sorted(PIPELINES_DIR.rglob("*.py")) + sorted(
+        (PIPELINES_DIR.parent / "resources/models").glob("*")
+    )
     for path in sources:
         if "__pycache__" in path.parts or not path.is_file():
             continue
@@ -92,18 +94,24 @@ def finish_step(
     folder = layout.datasets / asset / manifest.version_id
     ledger_index = None
     if created:
-        ledger_index = Ledger(layout.ledger).append(
-            DATASET_VERSION_CREATED,
-            {
-                "dataset_version": manifest.ref,
-                "snapshot": snapshot,
-                "parents": list(parents),
-                "code_version": manifest.code_version,
-                "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
-            },
-        ).index
+        ledger_index = (
+            Ledger(layout.ledger)
+            .append(
+                DATASET_VERSION_CREATED,
+                {
+                    "dataset_version": manifest.ref,
+                    "snapshot": snapshot,
+                    "parents": list(parents),
+                    "code_version": manifest.code_version,
+                    "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+                },
+            )
+            .index
+        )
     refresh_catalog(layout)
-    return StepResult(manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index)
+    return StepResult(
+        manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index
+    )
 
 
 def _quarantine_stats(staging: Path) -> dict | None:
@@ -137,7 +145,9 @@ def ingest_snapshot(
 
     source = layout.snapshot_dir(snapshot)
     if not source.is_dir():
-        raise ValueError(f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)")
+        raise ValueError(
+            f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)"
+        )
     staging = new_staging(layout, RAW_DOCUMENTS)
     blocks = [
         SnapshotReader(

@@ -51,12 +51,13 @@ def _shard_table(path: Path, rel: str) -> pa.Table:
     table = pq.read_table(path)
     num_bytes = pc.binary_length(pc.cast(table["text"], pa.binary()))
     tokens = pc.cast(pc.ceil(pc.divide(pc.cast(num_bytes, pa.float64()), BYTES_PER_TOKEN)), pa.int64())
-    return table.rename_columns(["doc_id" if c == "id" else c for c in table.column_names]).drop(
-        ["text", "extra"]
-    ).append_column("num_chars", pc.utf8_length(table["text"])).append_column(
-        "num_tokens_est", tokens
-    ).append_column("shard", pa.array([rel] * table.num_rows, pa.string())).append_column(
-        "row", pa.array(range(table.num_rows), pa.int64())
+    return (
+        table.rename_columns(["doc_id" if c == "id" else c for c in table.column_names])
+        .drop(["text", "extra"])
+        .append_column("num_chars", pc.utf8_length(table["text"]))
+        .append_column("num_tokens_est", tokens)
+        .append_column("shard", pa.array([rel] * table.num_rows, pa.string()))
+        .append_column("row", pa.array(range(table.num_rows), pa.int64()))
     )
 
 
@@ -73,7 +74,9 @@ def _write_table(version_dir: Path, shards_subdir: str, columns: tuple[str, ...]
         if "step" in columns:
             reasons = table[fields.FILTER_REASON]
             table = table.append_column("step", pa.array([step] * table.num_rows, pa.string()))
-            table = table.append_column("reason", reasons).append_column("details", table[fields.FILTER_DETAILS])
+            table = table.append_column("reason", reasons).append_column(
+                "details", table[fields.FILTER_DETAILS]
+            )
         table = table.select(list(columns))
         counts[rel] = (table.num_rows, int(pc.sum(table["num_tokens_est"]).as_py() or 0))
         _accumulate(stats, table)
@@ -119,7 +122,9 @@ def build_tables(version_dir: Path, step: str) -> tuple[dict[str, tuple[int, int
     Returns (documents and estimated tokens per shard file, kept stats, excluded stats).
     """
     counts, kept = _write_table(version_dir, "shards", INDEX_COLUMNS, "index.parquet", step)
-    excluded_counts, excluded = _write_table(version_dir, "excluded", EXCLUSION_COLUMNS, "exclusions.parquet", step)
+    excluded_counts, excluded = _write_table(
+        version_dir, "excluded", EXCLUSION_COLUMNS, "exclusions.parquet", step
+    )
     return {**counts, **excluded_counts}, kept, excluded
 
 

@@ -50,7 +50,9 @@ def _statements(layout: DataLayout) -> list[str]:
     manifests = list(datasets.glob("*/*/manifest.json"))
     statements = [
         _parquet_view("document_index", datasets / "*/*/index.parquet", _INDEX_COLUMNS, bool(index_files)),
-        _parquet_view("exclusions", datasets / "*/*/exclusions.parquet", _EXCLUSION_COLUMNS, bool(exclusion_files)),
+        _parquet_view(
+            "exclusions", datasets / "*/*/exclusions.parquet", _EXCLUSION_COLUMNS, bool(exclusion_files)
+        ),
         """CREATE OR REPLACE VIEW documents AS
             SELECT i.dataset_version, i.asset, i.snapshot, i.doc_id, i.source_id, i.url, i.sha256, i.language,
                    i.language_score, true AS kept, i.asset AS step, NULL::VARCHAR AS reason, NULL::VARCHAR AS details
@@ -69,7 +71,7 @@ def _statements(layout: DataLayout) -> list[str]:
     else:
         statements.append(
             "CREATE OR REPLACE VIEW quarantine AS SELECT * FROM (SELECT NULL::VARCHAR AS dataset_version, "
-            "NULL::VARCHAR AS snapshot, NULL::VARCHAR AS file, NULL::BIGINT AS \"offset\", NULL::VARCHAR AS reason, "
+            'NULL::VARCHAR AS snapshot, NULL::VARCHAR AS file, NULL::BIGINT AS "offset", NULL::VARCHAR AS reason, '
             "NULL::VARCHAR AS detail, NULL::VARCHAR AS excerpt, NULL::BIGINT AS raw_bytes) WHERE false"
         )
     if manifests:
@@ -95,7 +97,7 @@ def _statements(layout: DataLayout) -> list[str]:
         )
     else:
         statements.append(
-            "CREATE OR REPLACE VIEW ledger_entries AS SELECT * FROM (SELECT NULL::BIGINT AS \"index\", "
+            'CREATE OR REPLACE VIEW ledger_entries AS SELECT * FROM (SELECT NULL::BIGINT AS "index", '
             "NULL::VARCHAR AS timestamp, NULL::VARCHAR AS event_type, NULL::JSON AS payload) WHERE false"
         )
     return statements

@@ -1,10 +1,10 @@
 """Where everything lives in the data folder (``APERTUS_DATA``; default ``data/`` in the checkout).
 
-    inbox/<snapshot>/                 raw source snapshots, one folder each (a Dagster partition)
-    datasets/<asset>/<version id>/    immutable dataset versions (provenance.manifest)
-    ledger/                           the signed, append-only ledger (provenance.ledger)
-    catalog.duckdb                    views over all of the above, for SQL and the audit CLI
-    work/                             staging and intermediate files; safe to delete between runs
+inbox/<snapshot>/                 raw source snapshots, one folder each (a Dagster partition)
+datasets/<asset>/<version id>/    immutable dataset versions (provenance.manifest)
+ledger/                           the signed, append-only ledger (provenance.ledger)
+catalog.duckdb                    views over all of the above, for SQL and the audit CLI
+work/                             staging and intermediate files; safe to delete between runs
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ class Manifest:
         return self.version_id[:12]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable) + "\n"
+        return (
+            json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable) + "\n"
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -91,7 +93,9 @@ def version_id_of(files: list[FileEntry] | tuple[FileEntry, ...]) -> str:
     return merkle_root([leaf_data(f.path, f.sha256) for f in ordered]).hex()
 
 
-def hash_folder(folder: Path, counts: dict[str, tuple[int | None, int | None]] | None = None) -> list[FileEntry]:
+def hash_folder(
+    folder: Path, counts: dict[str, tuple[int | None, int | None]] | None = None
+) -> list[FileEntry]:
     """FileEntry for every file under ``folder`` except the manifest, sorted by path.
 
     ``counts`` maps a relative path to its (documents, tokens), recorded in its entry.

@@ -24,7 +24,9 @@ def _unshare_available() -> str | None:
         return "the unshare command is missing (Debian package util-linux)"
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        return f"unshare -n is not permitted here ({probe.stderr.strip()}); run as root or allow user namespaces"
+        return (
+            f"unshare -n is not permitted here ({probe.stderr.strip()}); run as root or allow user namespaces"
+        )
     return None
 
 
@@ -44,8 +46,13 @@ def test_curation_graph_runs_without_network(small_snapshot, tmp_path):
     )
     assert probe.stdout.startswith("no network"), probe.stdout
     cli = [sys.executable, "-m", "apertus.cli"]
-    for command in (["ingest", str(folder), "--snapshot", "offline"], ["curate", "--snapshot", "offline", "--tasks", "2"]):
-        run = subprocess.run(["unshare", "-n", *cli, *command], capture_output=True, text=True, env=env, check=False)
+    for command in (
+        ["ingest", str(folder), "--snapshot", "offline"],
+        ["curate", "--snapshot", "offline", "--tasks", "2"],
+    ):
+        run = subprocess.run(
+            ["unshare", "-n", *cli, *command], capture_output=True, text=True, env=env, check=False
+        )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     versions = list((tmp_path / "data" / "datasets" / "deduplicated").iterdir())
     assert len(versions) == 1 and (versions[0] / "manifest.json").exists()

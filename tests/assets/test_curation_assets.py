@@ -61,10 +61,19 @@ def test_metadata_shows_what_a_person_looks_for(materialized):
     raw = _materialization(first, "raw_documents").metadata
     assert "quarantined_records" in raw
     final = _materialization(first, "deduplicated").metadata
-    for key in ["languages", "removals_by_reason", "examples_kept", "examples_removed", "language_distribution"]:
+    for key in [
+        "languages",
+        "removals_by_reason",
+        "examples_kept",
+        "examples_removed",
+        "language_distribution",
+    ]:
         assert key in final
     assert "| de |" in final["languages"].value
-    assert "near_duplicate" in final["removals_by_reason"].value or "exact_duplicate" in final["removals_by_reason"].value
+    assert (
+        "near_duplicate" in final["removals_by_reason"].value
+        or "exact_duplicate" in final["removals_by_reason"].value
+    )
     assert final["language_distribution"].value.startswith("![languages](data:image/png;base64,")
 
 

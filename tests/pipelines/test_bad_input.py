@@ -24,7 +24,7 @@ def ingested(tmp_path_factory):
 def test_every_bad_record_is_quarantined_with_file_offset_and_reason(ingested):
     layout, result, truth = ingested
     bad = truth.filter(pl.col("reason").is_not_null())
-    _, rows = query(layout, "SELECT file, \"offset\", reason FROM quarantine")
+    _, rows = query(layout, 'SELECT file, "offset", reason FROM quarantine')
     quarantined = {(f, o, r) for f, o, r in rows}
     for file, offset, reason in bad.select("file", "offset", "reason").iter_rows():
         assert (file, offset, reason) in quarantined, (file, offset, reason)

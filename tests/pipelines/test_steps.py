@@ -67,7 +67,8 @@ def test_reasons_and_counts_match_the_ground_truth(curated):
     kept_ids = {
         row[0]
         for row in con.execute(
-            "SELECT source_id FROM documents WHERE kept AND dataset_version = ?", [results[-1].manifest.version_id]
+            "SELECT source_id FROM documents WHERE kept AND dataset_version = ?",
+            [results[-1].manifest.version_id],
         ).fetchall()
     }
     # Of each exact-duplicate pair, at most one survives.

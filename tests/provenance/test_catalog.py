@@ -32,7 +32,9 @@ def test_views_agree_with_the_manifests(curated):
         assert (kept, removed) == (result.kept["documents"], result.excluded["documents"])
     _, versions = query(layout, "SELECT asset, dataset_version FROM dataset_versions ORDER BY created_at")
     assert {v for _, v in versions} == {r.manifest.version_id for r in results}
-    _, entries = query(layout, "SELECT event_type, payload->>'dataset_version' FROM ledger_entries ORDER BY 1")
+    _, entries = query(
+        layout, "SELECT event_type, payload->>'dataset_version' FROM ledger_entries ORDER BY 1"
+    )
     assert {e[1] for e in entries} == {r.manifest.ref for r in results}
 
 
