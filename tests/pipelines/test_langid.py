@@ -3,11 +3,7 @@ the model's hash check, and accuracy against the sample crawl's ground truth."""
 
 import collections
 import dataclasses
-import gzip
-import json
-from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
@@ -20,6 +16,7 @@ from pipelines.langid import (
     load_lid_model,
     text_for_prediction,
 )
+from tests.pipelines.sample_records import snapshot_records
 
 SAMPLES = {  # language -> (text, script)
     "en": ("The committee will publish its final report on the new railway line next spring.", "Latn"),
@@ -102,20 +99,6 @@ def test_model_hash_is_verified():
     with pytest.raises(ValueError, match="sha256"):
         load_lid_model(dataclasses.replace(LanguageIdConfig(), model_sha256="0" * 64))
     assert len(load_lid_model(LanguageIdConfig()).labels) == 176
-
-
-def snapshot_records(root: Path, truth_path: Path) -> list[dict]:
-    """The truth rows of the snapshot's JSONL and Parquet records, each with its text as written."""
-    texts = {}
-    for path in sorted(root.glob("jsonl/*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line, raw in enumerate(f):
-                texts[(path.relative_to(root).as_posix(), line)] = json.loads(raw)["text"]
-    for path in sorted(root.glob("parquet/*.parquet")):
-        for row, text in enumerate(pq.read_table(path, columns=["text"]).column("text").to_pylist()):
-            texts[(path.relative_to(root).as_posix(), row)] = text
-    rows = pq.read_table(truth_path).to_pylist()
-    return [{**r, "text": texts[(r["file"], r["offset"])]} for r in rows if r["format"] != "warc"]
 
 
 def test_accuracy_on_sample_crawl(tmp_path):

@@ -1,16 +1,12 @@
 """PII redaction: the formats people write, the numbers that are not PII, and recall on the sample
 crawl's injected PII."""
 
-import gzip
-import json
-from pathlib import Path
-
-import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
 from pipelines import fields
 from pipelines.pii import PIIConfig, PIIRedactor, redact
+from tests.pipelines.sample_records import snapshot_records
 
 PII = [
     ("anna.novak12@gmail.com", "<EMAIL>"),
@@ -80,20 +76,6 @@ def test_redactor_sets_count_on_every_document():
     out = list(PIIRedactor().run(iter(docs), rank=0, world_size=1))
     assert out[0].text == "Write to <EMAIL> or call <PHONE>."
     assert [d.metadata[fields.PII_REDACTIONS] for d in out] == [2, 0]
-
-
-def snapshot_records(root: Path, truth_path: Path) -> list[dict]:
-    """The truth rows of the snapshot's JSONL and Parquet records, each with its text as written."""
-    texts = {}
-    for path in sorted(root.glob("jsonl/*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line, raw in enumerate(f):
-                texts[(path.relative_to(root).as_posix(), line)] = json.loads(raw)["text"]
-    for path in sorted(root.glob("parquet/*.parquet")):
-        for row, text in enumerate(pq.read_table(path, columns=["text"]).column("text").to_pylist()):
-            texts[(path.relative_to(root).as_posix(), row)] = text
-    rows = pq.read_table(truth_path).to_pylist()
-    return [{**r, "text": texts[(r["file"], r["offset"])]} for r in rows if r["format"] != "warc"]
 
 
 def test_recall_on_sample_crawl(tmp_path):

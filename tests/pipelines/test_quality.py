@@ -3,11 +3,8 @@ repetition rules against datatrove's own filter, exclusions through a real pipel
 drop rates against the sample crawl's ground truth."""
 
 import collections
-import gzip
 import json
-from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter as DatatroveGopherRepetition
@@ -26,6 +23,7 @@ from pipelines.quality import (
 )
 from pipelines.quality.tokenize import count_sentences, split_chunks, split_words
 from pipelines.shards import DocumentShardReader, DocumentShardWriter, read_rows
+from tests.pipelines.sample_records import snapshot_records
 
 PROSE = {
     "en": "The old lighthouse stood at the edge of the cliff, and its keeper had lived there for thirty years. "
@@ -231,20 +229,6 @@ def test_blocks_write_exclusions_with_reason_and_details(tmp_path):
     assert excluded["short"][fields.FILTER_REASON] == "gopher_quality:min_doc_words"
     details = json.loads(excluded["short"][fields.FILTER_DETAILS])
     assert details["rule"] == "min_doc_words" and details["threshold"] == 50
-
-
-def snapshot_records(root: Path, truth_path: Path) -> list[dict]:
-    """The truth rows of the snapshot's JSONL and Parquet records, each with its text as written."""
-    texts = {}
-    for path in sorted(root.glob("jsonl/*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line, raw in enumerate(f):
-                texts[(path.relative_to(root).as_posix(), line)] = json.loads(raw)["text"]
-    for path in sorted(root.glob("parquet/*.parquet")):
-        for row, text in enumerate(pq.read_table(path, columns=["text"]).column("text").to_pylist()):
-            texts[(path.relative_to(root).as_posix(), row)] = text
-    rows = pq.read_table(truth_path).to_pylist()
-    return [{**r, "text": texts[(r["file"], r["offset"])]} for r in rows if r["format"] != "warc"]
 
 
 def test_keep_and_drop_rates_on_sample_crawl(tmp_path):
