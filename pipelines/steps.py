@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from pipelines.tables import TableStats, build_tables
 from provenance.catalog import refresh_catalog
 from provenance.layout import DataLayout
 from provenance.ledger import DATASET_VERSION_CREATED, Ledger
-from provenance.manifest import Manifest, seal, version_folder
+from provenance.manifest import Manifest, seal
 
 RAW_DOCUMENTS = "raw_documents"
 LANGUAGE_IDENTIFIED = "language_identified"
@@ -167,27 +168,55 @@ def ingest_snapshot(
     )
 
 
+def transform_version(
+    layout: DataLayout,
+    parent: Manifest,
+    *,
+    asset: str,
+    blocks: Callable[[Path], list],
+    config: dict,
+    executor: ExecutorConfig,
+) -> StepResult:
+    """A step that streams ``parent``'s documents through ``blocks(staging)`` into a new version.
+
+    ``blocks`` gets the staging folder so that filters can write their exclusions there.
+    """
+    staging = new_staging(layout, asset)
+    pipeline = [
+        DocumentShardReader(layout.datasets / parent.asset / parent.version_id / "shards"),
+        *blocks(staging),
+        DocumentShardWriter(staging / "shards"),
+    ]
+    run_pipeline(pipeline, logging_dir=task_logs(layout, staging), config=executor)
+    return finish_step(
+        layout,
+        staging,
+        asset=asset,
+        snapshot=parent.snapshot,
+        parents=(parent.ref,),
+        config={**config, "tasks": executor.tasks},
+    )
+
+
 def identify_languages(
     layout: DataLayout, parent: Manifest, config: CurationConfig, executor: ExecutorConfig
 ) -> StepResult:
     """Label every document's language and script; drop those outside the selection."""
     from pipelines.langid import LanguageIdentifier, LanguageSelector
 
-    staging = new_staging(layout, LANGUAGE_IDENTIFIED)
-    blocks = [
-        DocumentShardReader(str(version_folder(layout.datasets, parent.ref) / "shards")),
-        LanguageIdentifier(config.language),
-        LanguageSelector(config.language, exclusion_writer=excluded_writer(staging, "language")),
-        DocumentShardWriter(staging / "shards"),
-    ]
-    run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
-    return finish_step(
+    def blocks(staging: Path) -> list:
+        return [
+            LanguageIdentifier(config.language),
+            LanguageSelector(config.language, exclusion_writer=excluded_writer(staging, "language")),
+        ]
+
+    return transform_version(
         layout,
-        staging,
+        parent,
         asset=LANGUAGE_IDENTIFIED,
-        snapshot=parent.snapshot,
-        parents=(parent.ref,),
-        config={"language": asdict(config.language), "tasks": executor.tasks},
+        blocks=blocks,
+        config={"language": asdict(config.language)},
+        executor=executor,
     )
 
 
@@ -198,21 +227,16 @@ def filter_quality(
     from pipelines.pii import PIIRedactor
     from pipelines.quality import quality_blocks
 
-    staging = new_staging(layout, QUALITY_FILTERED)
-    blocks = [
-        DocumentShardReader(str(version_folder(layout.datasets, parent.ref) / "shards")),
-        *quality_blocks(config.quality, lambda name: excluded_writer(staging, name)),
-        PIIRedactor(),
-        DocumentShardWriter(staging / "shards"),
-    ]
-    run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
-    return finish_step(
+    def blocks(staging: Path) -> list:
+        return [*quality_blocks(config.quality, lambda name: excluded_writer(staging, name)), PIIRedactor()]
+
+    return transform_version(
         layout,
-        staging,
+        parent,
         asset=QUALITY_FILTERED,
-        snapshot=parent.snapshot,
-        parents=(parent.ref,),
-        config={"quality": asdict(config.quality), "tasks": executor.tasks},
+        blocks=blocks,
+        config={"quality": asdict(config.quality)},
+        executor=executor,
     )
 
 
@@ -226,7 +250,7 @@ def deduplicate_version(
     work_dir = layout.work / "dedup" / staging.name
     try:
         deduplicate(
-            str(version_folder(layout.datasets, parent.ref) / "shards"),
+            str(layout.datasets / parent.asset / parent.version_id / "shards"),
             str(staging / "shards"),
             str(staging / "excluded"),
             str(work_dir),
