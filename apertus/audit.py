@@ -6,7 +6,6 @@ import csv
 import json
 import sys
 
-from provenance.catalog import query
 from provenance.layout import DataLayout
 
 
@@ -21,16 +20,22 @@ def _format_table(columns: list[str], rows: list[tuple]) -> str:
 
 def print_query(sql: str, output: str = "table") -> int:
     """Print the result of a read-only query on the catalog; 0 on success, 2 on a refused query."""
-    layout = DataLayout.from_env()
     import duckdb
 
+    from provenance.catalog import query
+
+    layout = DataLayout.from_env()
     try:
         columns, rows = query(layout, sql)
     except (ValueError, duckdb.Error) as error:
         print(f"apertus audit sql: {error}", file=sys.stderr)
         return 2
     if output == "json":
-        print(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, ensure_ascii=False))
+        print(
+            json.dumps(
+                [dict(zip(columns, row, strict=True)) for row in rows], default=str, ensure_ascii=False
+            )
+        )
     elif output == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -47,9 +52,12 @@ def _fail(command: str, error: Exception) -> int:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    import duckdb
+    """The failures reported as exit status 2. DuckDB's only if it was loaded: importing it just to
+    name its error class would cost `contains` most of its start-up time."""
+    import sqlite3
 
-    return (ValueError, OSError, duckdb.Error)
+    duckdb = sys.modules.get("duckdb")
+    return (ValueError, OSError, sqlite3.Error) + ((duckdb.Error,) if duckdb else ())
 
 
 def print_contains(
@@ -131,7 +139,9 @@ def build_lookups(*, rebuild: bool) -> int:
     try:
         versions = load_versions(layout)
         if rebuild:
-            built = [build_lookup(layout, m, layout.datasets / ref) and ref for ref, m in sorted(versions.items())]
+            built = [
+                build_lookup(layout, m, layout.datasets / ref) and ref for ref, m in sorted(versions.items())
+            ]
         else:
             built = build_missing_lookups(layout, versions)
     except _errors() as error:

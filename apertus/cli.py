@@ -36,7 +36,9 @@ def _audit_sql(args: argparse.Namespace) -> int:
 def _audit_contains(args: argparse.Namespace) -> int:
     from apertus.audit import print_contains
 
-    return print_contains(url=args.url, sha256=args.sha256, text=args.text, versions=args.version, as_json=args.json)
+    return print_contains(
+        url=args.url, sha256=args.sha256, text=args.text, versions=args.version, as_json=args.json
+    )
 
 
 def _audit_lineage(args: argparse.Namespace) -> int:
@@ -74,30 +76,44 @@ def _add_audit_commands(audit_commands) -> None:
     what.add_argument("--text", help="a text snippet (NFC-normalized), searched in every document's text")
     scope = contains.add_mutually_exclusive_group()
     scope.add_argument("--version", action="append", help=f"target version (repeatable); {version_help}")
-    scope.add_argument("--all-versions", action="store_true", help="every chain end in the catalog (the default)")
+    scope.add_argument(
+        "--all-versions", action="store_true", help="every chain end in the catalog (the default)"
+    )
     contains.add_argument("--json", action="store_true", help="the answer as JSON, for machines")
     contains.set_defaults(func=_audit_contains)
 
-    lineage = audit_commands.add_parser("lineage", help="the chain of versions behind a version, down to raw files")
+    lineage = audit_commands.add_parser(
+        "lineage", help="the chain of versions behind a version, down to raw files"
+    )
     lineage.add_argument("version", help=version_help)
-    lineage.add_argument("--prov", metavar="FILE", help="write the lineage as W3C PROV-JSON to FILE ('-': stdout)")
+    lineage.add_argument(
+        "--prov", metavar="FILE", help="write the lineage as W3C PROV-JSON to FILE ('-': stdout)"
+    )
     lineage.add_argument("--json", action="store_true", help="print PROV-JSON instead of the tree")
     lineage.set_defaults(func=_audit_lineage)
 
-    diff = audit_commands.add_parser("diff", help="documents added and removed between two versions, by reason")
+    diff = audit_commands.add_parser(
+        "diff", help="documents added and removed between two versions, by reason"
+    )
     diff.add_argument("a", help=version_help)
     diff.add_argument("b", help=version_help)
     diff.add_argument("--limit", type=int, default=5, help="example documents listed per reason (default 5)")
     diff.add_argument("--json", action="store_true")
     diff.set_defaults(func=_audit_diff)
 
-    verify = audit_commands.add_parser("verify", help="re-hash data and check the ledger; exit 1 naming what differs")
-    verify.add_argument("version", nargs="?", help=f"check this version and its ancestors only; {version_help}")
+    verify = audit_commands.add_parser(
+        "verify", help="re-hash data and check the ledger; exit 1 naming what differs"
+    )
+    verify.add_argument(
+        "version", nargs="?", help=f"check this version and its ancestors only; {version_help}"
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_audit_verify)
 
     index = audit_commands.add_parser("index", help="write the lookup files that make `contains` fast")
-    index.add_argument("--rebuild", action="store_true", help="rewrite them for every version, not only missing ones")
+    index.add_argument(
+        "--rebuild", action="store_true", help="rewrite them for every version, not only missing ones"
+    )
     index.set_defaults(func=_audit_index)
 
 
@@ -108,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="register a folder of shards as a new source snapshot")
     ingest.add_argument("path", help="folder of JSONL(.gz), Parquet and WARC files")
     ingest.add_argument("--snapshot", required=True, help="snapshot name (a Dagster partition key)")
-    ingest.add_argument("--link", action="store_true", help="symlink the folder into the inbox instead of copying")
+    ingest.add_argument(
+        "--link", action="store_true", help="symlink the folder into the inbox instead of copying"
+    )
     ingest.set_defaults(func=_ingest)
 
     curate = commands.add_parser("curate", help="materialize the curation assets for one snapshot")

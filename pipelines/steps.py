@@ -25,6 +25,7 @@ from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
+from provenance.audit.lookup import build_lookup
 from provenance.catalog import refresh_catalog
 from provenance.layout import DataLayout
 from provenance.ledger import DATASET_VERSION_CREATED, Ledger
@@ -93,26 +94,27 @@ def finish_step(
         counts=counts,
     )
     folder = layout.datasets / asset / manifest.version_id
-    ledger_index = None
-    if created:
-        ledger_index = (
-            Ledger(layout.ledger)
-            .append(
-                DATASET_VERSION_CREATED,
-                {
-                    "dataset_version": manifest.ref,
-                    "snapshot": snapshot,
-                    "parents": list(parents),
-                    "code_version": manifest.code_version,
-                    "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
-                },
-            )
-            .index
-        )
+    ledger_index = _pin(layout, manifest, folder) if created else None
     refresh_catalog(layout)
     return StepResult(
         manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index
     )
+
+
+def _pin(layout: DataLayout, manifest: Manifest, folder: Path) -> int:
+    """Record a new version in the ledger and build its audit lookup; return the ledger index."""
+    entry = Ledger(layout.ledger).append(
+        DATASET_VERSION_CREATED,
+        {
+            "dataset_version": manifest.ref,
+            "snapshot": manifest.snapshot,
+            "parents": list(manifest.parents),
+            "code_version": manifest.code_version,
+            "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+        },
+    )
+    build_lookup(layout, manifest, folder)
+    return entry.index
 
 
 def _quarantine_stats(staging: Path) -> dict | None:

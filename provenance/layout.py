@@ -46,6 +46,10 @@ class DataLayout:
         return self.root / "work"
 
     @property
+    def lookup(self) -> Path:
+        return self.root / "lookup"
+
+    @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
 

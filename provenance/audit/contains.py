@@ -1,0 +1,161 @@
+"""Membership: was a document (by URL, content hash or text snippet) in a set of dataset versions?
+
+The answer is per document: its trail through the versions of its chain (kept, or dropped by
+that version's step with the reason and the numbers behind it), and the target versions it is
+kept in. "In" means kept in at least one target version. Targets default to the ends of every
+curation chain in the catalog; a model's provenance record will name its dataset versions by
+curriculum stage, and those become the targets (``targets`` accepts any list of versions).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from provenance.audit.lookup import Row, find_rows
+from provenance.audit.versions import ancestors, depth, leaves, load_versions, resolve
+from provenance.layout import DataLayout
+
+IN, DROPPED, NOT_SEEN = "in", "dropped", "not_seen"
+
+
+@dataclass(frozen=True)
+class Step:
+    """The document in one version: kept there, or dropped by its step."""
+
+    version: str
+    kept: bool
+    reason: str | None = None
+    details: dict = field(default_factory=dict)
+    minhash_cluster_id: str | None = None
+    minhash_cluster_size: int | None = None
+
+
+@dataclass(frozen=True)
+class DocumentFate:
+    doc_id: str
+    sha256: str
+    url: str | None
+    snapshot: str | None
+    status: str  # IN, DROPPED, or NOT_SEEN (seen upstream, absent from every target without a drop)
+    kept_in: list[str]  # target versions that keep it
+    dropped_at: Step | None  # the first version whose step dropped it
+    trail: list[Step]  # every version in scope that holds it, oldest step first
+
+
+@dataclass(frozen=True)
+class Membership:
+    query: dict
+    targets: list[str]
+    documents: list[DocumentFate]
+
+    @property
+    def status(self) -> str:
+        """IN if any document is in a target; DROPPED if any was seen and dropped; else NOT_SEEN."""
+        statuses = {d.status for d in self.documents}
+        return IN if IN in statuses else DROPPED if DROPPED in statuses else NOT_SEEN
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, **asdict(self)}
+
+
+def normalize_snippet(text: str) -> str:
+    """The snippet as the pipeline stores text: Unicode NFC (pipelines.normalize)."""
+    return unicodedata.normalize("NFC", text)
+
+
+def scope_of(layout: DataLayout, targets: list[str] | None) -> tuple[dict, list[str], list[str]]:
+    """(manifests, resolved targets, every version in scope: the targets and their ancestors)."""
+    versions = load_versions(layout)
+    resolved = [resolve(versions, t) for t in targets] if targets else leaves(versions)
+    scope: list[str] = []
+    for target in resolved:
+        scope += [r for r in ancestors(versions, target) if r in versions and r not in scope]
+    return versions, resolved, scope
+
+
+def contains(
+    layout: DataLayout,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    text: str | None = None,
+    targets: list[str] | None = None,
+) -> Membership:
+    """Answer whether the document(s) named by exactly one of url, sha256, text are in ``targets``.
+
+    ``targets``: dataset versions (``asset/id`` or a unique prefix); None means every chain end.
+    Raises ValueError for a bad query or an unknown version.
+    """
+    if sum(v is not None for v in (url, sha256, text)) != 1:
+        raise ValueError("name exactly one of --url, --sha256, --text")
+    versions, resolved, scope = scope_of(layout, targets)
+    if url is not None:
+        query, rows = {"url": url}, find_rows(layout, scope, url=url)
+    elif sha256 is not None:
+        value = sha256.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(f"--sha256 {sha256!r}: expected 64 hex digits (sha256 of the normalized text)")
+        query, rows = {"sha256": value}, find_rows(layout, scope, sha256s=[value])
+    else:
+        snippet = normalize_snippet(text or "")
+        if not snippet.strip():
+            raise ValueError("--text: the snippet is empty")
+        hashes = _hashes_with_text(layout, scope, snippet)
+        query, rows = {"text": snippet}, find_rows(layout, scope, sha256s=hashes) if hashes else []
+    order = {ref: (depth(versions, ref), ref) for ref in scope}
+    documents = [_fate(doc_rows, resolved, order) for _, doc_rows in sorted(_by_document(rows).items())]
+    return Membership(query, resolved, documents)
+
+
+def _by_document(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    grouped: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        grouped.setdefault((row.doc_id, row.sha256), []).append(row)
+    return grouped
+
+
+def _fate(rows: list[Row], targets: list[str], order: dict[str, tuple[int, str]]) -> DocumentFate:
+    rows = sorted(rows, key=lambda r: order[r.version])
+    trail = [
+        Step(r.version, r.kept, r.reason, json.loads(r.details) if r.details else {},
+             r.minhash_cluster_id, r.minhash_cluster_size)
+        for r in rows
+    ]  # fmt: skip
+    kept_in = [s.version for s in trail if s.kept and s.version in targets]
+    dropped = next((s for s in trail if not s.kept), None)
+    status = IN if kept_in else DROPPED if dropped else NOT_SEEN
+    first = rows[0]
+    return DocumentFate(
+        first.doc_id, first.sha256, first.url, first.snapshot, status, kept_in, dropped, trail
+    )
+
+
+def _hashes_with_text(layout: DataLayout, scope: list[str], snippet: str) -> list[str]:
+    """sha256 of every document whose text, in any version in scope, contains ``snippet``."""
+    import duckdb
+
+    files = [
+        p
+        for ref in scope
+        for sub in ("shards", "excluded")
+        for p in sorted((layout.datasets / ref / sub).glob("*.parquet"))
+    ]
+    if not files:
+        return []
+    listing = "[" + ", ".join(_quote(p) for p in files) + "]"
+    con = duckdb.connect()
+    try:
+        result = con.execute(
+            f"SELECT DISTINCT sha256 FROM read_parquet({listing}, union_by_name = true) WHERE contains(text, ?)",
+            [snippet],
+        ).fetchall()
+    finally:
+        con.close()
+    return sorted(h for (h,) in result if h)
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"

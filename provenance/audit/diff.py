@@ -1,0 +1,107 @@
+"""The difference between two dataset versions: documents added and removed, by reason.
+
+A document is its (doc_id, sha256) pair: the id names where it came from, the hash what it said
+when first read. Removed documents (kept in A, not in B) get the reason from the exclusions of
+B's steps that A did not go through (B itself and its ancestors that are not A's); one that no
+such step names is counted under ``UNEXPLAINED``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from provenance.audit.versions import ancestors, depth, load_versions, resolve
+from provenance.layout import DataLayout
+
+UNEXPLAINED = "(no exclusion names it)"
+
+
+@dataclass
+class VersionDiff:
+    a: str
+    b: str
+    num_added: int
+    num_removed: int
+    removed_by_reason: dict[str, int]  # reason -> documents
+    removed_by_step: dict[str, dict[str, int]]  # step (asset) -> reason -> documents
+    examples: dict[str, list[dict]] = field(default_factory=dict)  # "added" or a reason -> documents
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def diff(layout: DataLayout, a: str, b: str, *, limit: int = 5) -> VersionDiff:
+    """Compare versions ``a`` and ``b`` (refs or unique prefixes); ``limit`` examples per group."""
+    import duckdb
+
+    versions = load_versions(layout)
+    a, b = resolve(versions, a), resolve(versions, b)
+    between = [r for r in ancestors(versions, b) if r in versions and r not in ancestors(versions, a)]
+    index_a, index_b = (f"read_parquet('{layout.datasets / r / 'index.parquet'}')" for r in (a, b))
+    exclusions = (
+        " UNION ALL ".join(
+            f"SELECT doc_id, sha256, url, step, reason, details, {depth(versions, r)} AS depth "
+            f"FROM read_parquet('{layout.datasets / r / 'exclusions.parquet'}')"
+            for r in between
+        )
+        or "SELECT NULL::VARCHAR AS doc_id, NULL::VARCHAR AS sha256, NULL::VARCHAR AS url, NULL::VARCHAR AS step, NULL::VARCHAR AS reason, NULL::VARCHAR AS details, 0 AS depth WHERE false"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE TEMP VIEW added AS {_only_in(index_b, index_a)}")
+        con.execute(f"""CREATE TEMP VIEW removed AS
+            SELECT r.doc_id, r.sha256, r.url, coalesce(e.step, '') AS step, coalesce(e.reason, '{UNEXPLAINED}') AS reason,
+                   e.details
+            FROM ({_only_in(index_a, index_b)}) r
+            LEFT JOIN (SELECT doc_id, sha256, arg_min(step, depth) AS step, arg_min(reason, depth) AS reason,
+                              arg_min(details, depth) AS details
+                       FROM ({exclusions}) GROUP BY doc_id, sha256) e USING (doc_id, sha256)""")
+        (num_added,) = con.execute("SELECT count(*) FROM added").fetchone()
+        by_step: dict[str, dict[str, int]] = {}
+        for step, reason, n in con.execute(
+            "SELECT step, reason, count(*) FROM removed GROUP BY ALL ORDER BY ALL"
+        ).fetchall():
+            by_step.setdefault(step, {})[reason] = n
+        by_reason: dict[str, int] = {}
+        for reasons in by_step.values():
+            for reason, n in reasons.items():
+                by_reason[reason] = by_reason.get(reason, 0) + n
+        examples: dict[str, list[dict]] = {}
+        if limit > 0:
+            columns = ["doc_id", "sha256", "url"]
+            added = con.execute(
+                f"SELECT doc_id, sha256, url FROM added ORDER BY doc_id LIMIT {int(limit)}"
+            ).fetchall()
+            if added:
+                examples["added"] = [dict(zip(columns, row, strict=True)) for row in added]
+            rows = con.execute(f"""SELECT reason, doc_id, sha256, url, step, details FROM (
+                SELECT *, row_number() OVER (PARTITION BY reason ORDER BY doc_id) AS n FROM removed)
+                WHERE n <= {int(limit)} ORDER BY reason, doc_id""").fetchall()
+            for reason, *values in rows:
+                examples.setdefault(reason, []).append(
+                    dict(zip(columns + ["step", "details"], values, strict=True))
+                )
+    finally:
+        con.close()
+    total_removed = sum(by_reason.values())
+    return VersionDiff(a, b, num_added, total_removed, dict(sorted(by_reason.items())), by_step, examples)
+
+
+def _only_in(left: str, right: str) -> str:
+    return (f"SELECT x.doc_id, x.sha256, x.url FROM {left} AS x ANTI JOIN {right} AS y "
+            "ON x.doc_id = y.doc_id AND x.sha256 = y.sha256")  # fmt: skip
+
+
+def diff_text(result: VersionDiff) -> str:
+    """Counts first, then the examples."""
+    lines = [f"{result.a}  ->  {result.b}",
+             f"added: {result.num_added} documents", f"removed: {result.num_removed} documents"]  # fmt: skip
+    for step, reasons in sorted(result.removed_by_step.items()):
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {n:>8}  {step or '-'}: {reason}")
+    for group, docs in result.examples.items():
+        lines.append(f"examples, {group}:")
+        lines += [
+            f"  {d['doc_id']}  {d['url']}" + (f"  {d['details']}" if d.get("details") else "") for d in docs
+        ]
+    return "\n".join(lines)

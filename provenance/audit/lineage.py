@@ -1,0 +1,105 @@
+"""The lineage of a dataset version: every version it derives from, down to the raw snapshot files.
+
+Each node carries what an auditor needs to reproduce or challenge a step: the version id and the
+sha256 of its manifest, the step's config and code version, its counts, and the ledger entry that
+pinned it. A chain's root (``raw_documents``) also lists its snapshot folder's files, hashed now:
+they are raw input, outside any sealed version, so nothing about them is taken from a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from provenance.audit.versions import ledger_records, load_versions, resolve
+from provenance.hashing import sha256_file
+from provenance.layout import DataLayout
+from provenance.manifest import MANIFEST, FileEntry, Manifest
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # relative to the data folder
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Node:
+    """One version of the chain; ``manifest`` is None when the version named as a parent is missing."""
+
+    ref: str
+    manifest: Manifest | None
+    manifest_sha256: str | None = None
+    ledger_index: int | None = None
+    parents: list[Node] = field(default_factory=list)
+    snapshot_folder: str | None = None  # for a root: the inbox folder it was read from
+    snapshot_files: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def files(self) -> tuple[FileEntry, ...]:
+        return self.manifest.files if self.manifest else ()
+
+    def walk(self) -> list[Node]:
+        """This node and every node below it, each once, depth first."""
+        seen: dict[str, Node] = {}
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            if node.ref not in seen:
+                seen[node.ref] = node
+                stack.extend(reversed(node.parents))
+        return list(seen.values())
+
+
+def lineage(layout: DataLayout, ref: str) -> Node:
+    """The lineage tree of ``ref`` (``asset/id`` or a unique prefix); ValueError if unknown."""
+    versions = load_versions(layout)
+    records = ledger_records(layout)
+    built: dict[str, Node] = {}
+
+    def build(current: str) -> Node:
+        if current in built:
+            return built[current]
+        manifest = versions.get(current)
+        node = Node(current, manifest)
+        built[current] = node
+        if manifest is None:
+            return node
+        folder = layout.datasets / current
+        node.manifest_sha256 = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+        node.ledger_index = records[current].index if current in records else None
+        node.parents = [build(p) for p in manifest.parents]
+        if not manifest.parents and manifest.snapshot:
+            node.snapshot_folder, node.snapshot_files = _snapshot_files(layout, manifest.snapshot)
+        return node
+
+    return build(resolve(versions, ref))
+
+
+def _snapshot_files(layout: DataLayout, snapshot: str) -> tuple[str, list[SourceFile]]:
+    folder = layout.snapshot_dir(snapshot)
+    relative = folder.relative_to(layout.root).as_posix()
+    if not folder.is_dir():
+        return relative, []
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return relative, [
+        SourceFile(f"{relative}/{p.relative_to(folder).as_posix()}", p.stat().st_size, sha256_file(p))
+        for p in files
+    ]
+
+
+def config_summary(config: dict, limit: int = 6) -> str:
+    """A one-line ``key=value`` digest of a step config's leaves (the first ``limit``)."""
+    leaves = list(_leaves(config))
+    shown = ", ".join(f"{k}={v}" for k, v in leaves[:limit])
+    return shown + (f", … ({len(leaves) - limit} more)" if len(leaves) > limit else "")
+
+
+def _leaves(value, prefix: str = ""):
+    if isinstance(value, dict):
+        for key in sorted(value):
+            yield from _leaves(value[key], f"{prefix}{key}.")
+    else:
+        shown = f"[{len(value)} items]" if isinstance(value, list) and len(value) > 4 else value
+        yield prefix.rstrip("."), shown

@@ -1,0 +1,112 @@
+"""The dataset versions of a data folder as a graph, and the ledger entries that pinned them.
+
+Reads only manifests and ``ledger/entries.jsonl``; tolerant of a damaged ledger line (the
+verifier reports it), so every question can still be answered from what is intact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from provenance.layout import DataLayout
+from provenance.manifest import MANIFEST, Manifest, load_manifest
+
+DATASET_VERSION_CREATED = "dataset_version_created"  # provenance.ledger.format, without its imports
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """A ``dataset_version_created`` entry as stored: its index, exact line and payload."""
+
+    index: int
+    line: str
+    payload: dict
+
+
+def version_folders(layout: DataLayout) -> list[Path]:
+    """Every sealed version folder (one holding a manifest), sorted by asset then id."""
+    if not layout.datasets.exists():
+        return []
+    return sorted(p.parent for p in layout.datasets.glob(f"*/*/{MANIFEST}"))
+
+
+def load_versions(layout: DataLayout, problems: list[str] | None = None) -> dict[str, Manifest]:
+    """``asset/version_id`` -> manifest, for every version in the data folder.
+
+    A manifest that cannot be read raises ValueError, or, when ``problems`` is given, is left out
+    and named there.
+    """
+    versions = {}
+    for folder in version_folders(layout):
+        try:
+            manifest = load_manifest(folder)
+        except (ValueError, KeyError, TypeError) as e:
+            if problems is None:
+                raise ValueError(f"{folder / MANIFEST}: not a readable manifest ({e})") from None
+            problems.append(f"{folder / MANIFEST}: not a readable manifest ({e})")
+            continue
+        versions[f"{folder.parent.name}/{folder.name}"] = manifest
+    return versions
+
+
+def resolve(versions: dict[str, Manifest], ref: str) -> str:
+    """The full ref of ``asset/version_id`` or ``asset/<unique prefix>``; ValueError otherwise."""
+    asset, _, prefix = ref.partition("/")
+    if not asset or not prefix:
+        raise ValueError(
+            f"{ref!r}: name a dataset version as 'asset/version_id' (a unique id prefix is enough)"
+        )
+    matches = [r for r in versions if r.startswith(f"{asset}/{prefix}")]
+    if len(matches) != 1:
+        known = ", ".join(sorted({r.split("/")[0] for r in versions})) or "none"
+        found = "no dataset version matches" if not matches else f"{len(matches)} dataset versions match"
+        raise ValueError(f"{ref!r}: {found} (assets: {known}; see `apertus audit sql` on dataset_versions)")
+    return matches[0]
+
+
+def ancestors(versions: dict[str, Manifest], ref: str) -> list[str]:
+    """``ref`` and every version it derives from, each once, the named one first (parents may be missing)."""
+    order, stack = [], [ref]
+    while stack:
+        current = stack.pop()
+        if current in order:
+            continue
+        order.append(current)
+        if current in versions:
+            stack.extend(reversed(versions[current].parents))
+    return order
+
+
+def depth(versions: dict[str, Manifest], ref: str) -> int:
+    """Steps from a root (a version without parents) to ``ref``, along the longest path."""
+    parents = [p for p in versions[ref].parents if p in versions]
+    return 1 + max(depth(versions, p) for p in parents) if parents else 0
+
+
+def leaves(versions: dict[str, Manifest]) -> list[str]:
+    """Versions no other version derives from: the ends of the curation chains."""
+    used = {p for m in versions.values() for p in m.parents}
+    return sorted(r for r in versions if r not in used)
+
+
+def ledger_records(layout: DataLayout) -> dict[str, LedgerRecord]:
+    """``asset/version_id`` -> its ``dataset_version_created`` entry; unparseable lines are skipped."""
+    path = layout.ledger / "entries.jsonl"
+    records: dict[str, LedgerRecord] = {}
+    if not path.exists():
+        return records
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.rstrip(b"\n")
+            try:
+                entry = json.loads(line)
+                if entry["event_type"] != DATASET_VERSION_CREATED:
+                    continue
+                records[entry["payload"]["dataset_version"]] = LedgerRecord(
+                    entry["index"], line.decode(), entry["payload"]
+                )
+            except (ValueError, KeyError, TypeError):
+                continue
+    return records
