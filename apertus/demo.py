@@ -57,8 +57,6 @@ def run_demo(tasks: int = 4) -> int:
     """Generate the sample snapshot if needed, curate it through Dagster, print a summary."""
     from apertus.snapshots import curate, register
     from assets.curation import CURATION_ASSETS
-    from pipelines.steps import StepResult  # noqa: F401  (documents what the summary reads)
-
     layout = DataLayout.from_env()
     print(f"data folder: {layout.root}")
     ensure_sample_snapshot(layout)
@@ -70,11 +68,19 @@ def run_demo(tasks: int = 4) -> int:
     for step in step_results:
         _print_step(step)
     _print_languages(step_results[1], step_results[-1])
+
+    from apertus.audit import print_lineage, print_verify
+
+    final = step_results[-1].manifest.ref
+    print(f"\n$ apertus audit lineage {final[:25]}")
+    print_lineage(final, prov=None, as_json=False)
+    print("\n$ apertus audit verify")
+    verified = print_verify(None, as_json=False)
     print(
         f'\ncatalog: {layout.catalog}   (try: apertus audit sql "SELECT step, reason, count(*) FROM documents GROUP BY ALL")'
     )
     print("UI: make ui, then open http://127.0.0.1:3000")
-    return 0
+    return verified
 
 
 def _step_result(layout: DataLayout, dagster_result, asset: str):
