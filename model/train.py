@@ -24,7 +24,7 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 
 from model.config import ModelConfig, RunConfig, TrainConfig, recipe
-from model.data import MemmapTokens, TokenSource, batch_indices, write_markov_tokens
+from model.data import MemmapTokens, TokenShards, TokenSource, batch_indices, write_markov_tokens
 from model.export import export_safetensors
 from model.schedule import wsd_lr
 from model.transformer import Transformer, count_parameters
@@ -328,7 +328,12 @@ def main(argv=None) -> None:
             out.mkdir(parents=True, exist_ok=True)
             write_markov_tokens(path, 400_000, seed=run.train.seed, dtype=args.data_dtype)
         tdist.barrier()
-    train(run, MemmapTokens(path, run.train.seq_len, args.data_dtype), out, stop_after=args.stop_after)
+    # A token_shards stage folder (stages/<i>-<name>/ with index.json), or a flat token file.
+    if (path / "index.json").is_file():
+        data = TokenShards(path)
+    else:
+        data = MemmapTokens(path, run.train.seq_len, args.data_dtype)
+    train(run, data, out, stop_after=args.stop_after)
 
 
 if __name__ == "__main__":
