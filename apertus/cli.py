@@ -21,6 +21,13 @@ def _curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage(args: argparse.Namespace) -> int:
+    from apertus.snapshots import stage
+
+    stage(curriculum=args.curriculum, tasks=args.tasks)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from apertus.demo import run_demo
 
@@ -134,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--config", help="YAML file overriding the curation config")
     curate.add_argument("--tasks", type=int, default=4, help="tasks per step (fixes the output sharding)")
     curate.set_defaults(func=_curate)
+
+    stage = commands.add_parser(
+        "stage", help="stage every curated snapshot into the curriculum's training stages"
+    )
+    stage.add_argument("--curriculum", help="curriculum YAML (default: configs/curriculum/sample.yaml)")
+    stage.add_argument("--tasks", type=int, default=4)
+    stage.set_defaults(func=_stage)
 
     demo = commands.add_parser("demo", help="curate the bundled sample corpus and print a summary")
     demo.add_argument("--tasks", type=int, default=4)

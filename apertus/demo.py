@@ -53,10 +53,40 @@ def _print_languages(first, last) -> None:
         )
 
 
+def _print_training_data(layout: DataLayout, curate_result, stage_result) -> None:
+    """The learned quality score, the curriculum's stages and the token shards, in a few lines."""
+    import json
+
+    from provenance.manifest import version_folder
+
+    def folder(result, asset):
+        return version_folder(layout.datasets, result.output_for_node(asset))
+
+    metrics = json.loads((folder(curate_result, "quality_classifier") / "metrics.json").read_text())
+    print(
+        f"\n== quality_classifier  held-out AUC {metrics['auc']:.3f}  precision {metrics['precision']:.3f}"
+        f"  recall {metrics['recall']:.3f}"
+    )
+    stats = json.loads((folder(stage_result, "curriculum_stages") / "stage_stats.json").read_text())
+    print(f"== curriculum_stages  {len(stats['stages'])} stages, {stats['tokens']:,} estimated tokens")
+    for entry in stats["stages"]:
+        print(f"   {entry['name']:10} {entry['documents']:6,} documents  {entry['tokens']:>9,} tokens")
+    fertility = json.loads((folder(stage_result, "tokenizer") / "fertility.json").read_text())["languages"]
+    exact = sum(entry["round_trip_exact"] for entry in fertility.values())
+    print(f"== tokenizer  round-trips {exact} of {len(fertility)} languages exactly")
+    index = json.loads((folder(stage_result, "token_shards") / "index.json").read_text())
+    print(f"== token_shards  sequences of {index['seq_len']} tokens:")
+    for entry in index["stages"]:
+        print(
+            f"   {entry['stage']:10} {entry['num_sequences']:6,} sequences  {entry['num_tokens']:>9,} tokens"
+        )
+
+
 def run_demo(tasks: int = 4) -> int:
     """Generate the sample snapshot if needed, curate it through Dagster, print a summary."""
-    from apertus.snapshots import curate, register
+    from apertus.snapshots import curate, register, stage
     from assets.curation import CURATION_ASSETS
+
     layout = DataLayout.from_env()
     print(f"data folder: {layout.root}")
     ensure_sample_snapshot(layout)
@@ -68,10 +98,12 @@ def run_demo(tasks: int = 4) -> int:
     for step in step_results:
         _print_step(step)
     _print_languages(step_results[1], step_results[-1])
+    staged = stage(tasks=tasks)
+    _print_training_data(layout, result, staged)
 
     from apertus.audit import print_lineage, print_verify
 
-    final = step_results[-1].manifest.ref
+    final = staged.output_for_node("token_shards")
     print(f"\n$ apertus audit lineage {final[:25]}")
     print_lineage(final, prov=None, as_json=False)
     print("\n$ apertus audit verify")

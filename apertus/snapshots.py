@@ -63,6 +63,7 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
 
     from assets.curation import CURATION_ASSETS
     from assets.resources import CurationResource
+    from assets.training_data import quality_classifier, quality_scored
 
     layout = DataLayout.from_env()
     if not layout.snapshot_dir(snapshot).is_dir():
@@ -72,7 +73,7 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
     register(snapshot)
     resource = CurationResource(data_folder=str(layout.root), config_file=config_file, tasks=tasks)
     return dg.materialize(
-        CURATION_ASSETS,
+        [*CURATION_ASSETS, quality_classifier, quality_scored],
         instance=dagster_instance(),
         partition_key=snapshot,
         resources={"curation": resource},
@@ -80,4 +81,36 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
         tags={"apertus/command": "curate"},
         # The run's full event log is in the instance (and the UI); the terminal gets progress.
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+
+
+def stage(*, curriculum: str | None = None, tasks: int = 4, raise_on_error: bool = True):
+    """Materialize ``curriculum_stages``, ``tokenizer`` and ``token_shards`` from every curated snapshot."""
+    import dagster as dg
+
+    from assets.resources import CurationResource
+    from assets.training_data import (
+        DEFAULT_CURRICULUM,
+        TRAINING_DATA_ASSETS,
+        curriculum_stages,
+        token_shards,
+        tokenizer,
+    )
+
+    layout = DataLayout.from_env()
+    resource = CurationResource(data_folder=str(layout.root), tasks=tasks)
+    config = {"curriculum_path": str(Path(curriculum).resolve()) if curriculum else str(DEFAULT_CURRICULUM)}
+    from assets.curation import CURATION_ASSETS
+
+    return dg.materialize(
+        [*CURATION_ASSETS, *TRAINING_DATA_ASSETS],
+        selection=[curriculum_stages, tokenizer, token_shards],
+        instance=dagster_instance(),
+        resources={"curation": resource},
+        raise_on_error=raise_on_error,
+        tags={"apertus/command": "stage"},
+        run_config={
+            "ops": {"curriculum_stages": {"config": config}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
     )

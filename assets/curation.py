@@ -10,11 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.checks import check_results, check_specs, version_outcomes
 from assets.metadata import step_metadata
 from assets.resources import CurationResource
 from pipelines import steps
-from provenance.ledger import Ledger
-from provenance.manifest import load_manifest, verify_version, version_folder
+from provenance.manifest import load_manifest, version_folder
 
 # Output(data_version=...) is how our content hashes become Dagster's data versions; Dagster
 # marks the parameter beta. The warning says nothing an operator can act on.
@@ -23,46 +23,33 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 snapshots = dg.DynamicPartitionsDefinition(name="snapshots")
 CODE_VERSION = steps.code_version()
 
-_CHECKS = {
-    steps.RAW_DOCUMENTS: ["version_verifies", "ledger_verifies", "not_empty"],
-    steps.LANGUAGE_IDENTIFIED: [
-        "version_verifies",
-        "ledger_verifies",
-        "not_empty",
-        "every_document_has_language",
-    ],
-    steps.QUALITY_FILTERED: ["version_verifies", "ledger_verifies", "not_empty"],
-    steps.DEDUPLICATED: ["version_verifies", "ledger_verifies", "not_empty", "dedup_rate_within_bounds"],
+_EXTRA_CHECKS = {
+    steps.RAW_DOCUMENTS: ("not_empty",),
+    steps.LANGUAGE_IDENTIFIED: ("not_empty", "every_document_has_language"),
+    steps.QUALITY_FILTERED: ("not_empty",),
+    steps.DEDUPLICATED: ("not_empty", "dedup_rate_within_bounds"),
 }
 MAX_DEDUP_RATE = 0.5  # more than half a snapshot removed as duplicates means something upstream broke
 
 
 def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset) for name in _CHECKS[asset]]
+    return check_specs(asset, *_EXTRA_CHECKS[asset])
 
 
 def _checks(asset: str, result: steps.StepResult, layout) -> list[dg.AssetCheckResult]:
     kept, removed = result.kept["documents"], result.excluded["documents"]
-    problems = verify_version(result.folder)
-    ledger_problems = Ledger(layout.ledger).verify()
-    outcomes = {
-        "version_verifies": (not problems, {"problems": problems[:20]}),
-        "ledger_verifies": (not ledger_problems, {"problems": ledger_problems[:20]}),
-        "not_empty": (kept > 0, {"documents_kept": kept}),
-    }
-    if "every_document_has_language" in _CHECKS[asset]:
+    outcomes = version_outcomes(result, layout)
+    outcomes["not_empty"] = (kept > 0, {"documents_kept": kept})
+    if "every_document_has_language" in _EXTRA_CHECKS[asset]:
         unknown = result.kept["by_language"].get("unknown", {}).get("documents", 0)
         outcomes["every_document_has_language"] = (unknown == 0, {"documents_without_language": unknown})
-    if "dedup_rate_within_bounds" in _CHECKS[asset]:
+    if "dedup_rate_within_bounds" in _EXTRA_CHECKS[asset]:
         rate = removed / max(1, kept + removed)
         outcomes["dedup_rate_within_bounds"] = (
             rate <= MAX_DEDUP_RATE,
             {"dedup_rate": rate, "max": MAX_DEDUP_RATE},
         )
-    return [
-        dg.AssetCheckResult(asset_key=asset, check_name=name, passed=bool(passed), metadata=metadata)
-        for name, (passed, metadata) in outcomes.items()
-    ]
+    return check_results(asset, outcomes)
 
 
 def _outputs(

@@ -3,13 +3,14 @@
 import dagster as dg
 
 from assets.curation import CURATION_ASSETS
-from assets.jobs import curate_job
+from assets.jobs import curate_job, stage_job
 from assets.resources import CurationResource
 from assets.sensors import new_snapshots
+from assets.training_data import TRAINING_DATA_ASSETS
 
 defs = dg.Definitions(
-    assets=CURATION_ASSETS,
-    jobs=[curate_job],
+    assets=[*CURATION_ASSETS, *TRAINING_DATA_ASSETS],
+    jobs=[curate_job, stage_job],
     sensors=[new_snapshots],
     resources={"curation": CurationResource()},
 )

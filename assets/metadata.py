@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -83,31 +82,46 @@ def language_plot_png(kept: dict) -> bytes:
     return buffer.getvalue()
 
 
-def step_metadata(result: StepResult, plot_dir: Path) -> dict[str, dg.MetadataValue]:
-    """The metadata one materialization reports: version, counts, tables, examples and the plot."""
+def version_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
+    """What every dataset-version asset reports: which version, made from what, pinned where."""
     manifest = result.manifest
-    png = language_plot_png(result.kept)
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = plot_dir / f"{manifest.asset}-{manifest.version_id[:16]}-languages.png"
-    plot_path.write_bytes(png)
-    encoded = base64.b64encode(png).decode()
     metadata = {
         "dataset_version": dg.MetadataValue.text(manifest.version_id),
         "manifest": dg.MetadataValue.path(str(result.folder / "manifest.json")),
         "new_version": dg.MetadataValue.bool(result.created),
         "parents": dg.MetadataValue.json(list(manifest.parents)),
         "code_version": dg.MetadataValue.text(manifest.code_version),
+    }
+    if result.ledger_index is not None:
+        metadata["ledger_index"] = dg.MetadataValue.int(result.ledger_index)
+    return metadata
+
+
+def plot_metadata(name: str, png: bytes, path: Path) -> dict[str, dg.MetadataValue]:
+    """A plot as an image in the metadata panel, and as a file beside the instance's storage."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    encoded = base64.b64encode(png).decode()
+    return {
+        name: dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),
+        f"{name}_png": dg.MetadataValue.path(str(path)),
+    }
+
+
+def step_metadata(result: StepResult, plot_dir: Path) -> dict[str, dg.MetadataValue]:
+    """The metadata of a curation step: version, counts, tables, examples and the language plot."""
+    manifest = result.manifest
+    plot_path = plot_dir / f"{manifest.asset}-{manifest.version_id[:16]}-languages.png"
+    metadata = {
+        **version_metadata(result),
         "documents_kept": dg.MetadataValue.int(result.kept["documents"]),
         "documents_removed": dg.MetadataValue.int(result.excluded["documents"]),
         "languages": dg.MetadataValue.md(_language_table(result.kept, result.excluded)),
         "removals_by_reason": dg.MetadataValue.md(_reason_table(result.excluded["by_reason"])),
         "examples_kept": dg.MetadataValue.md(_examples(result.folder, "shards")),
         "examples_removed": dg.MetadataValue.md(_examples(result.folder, "excluded")),
-        "language_distribution": dg.MetadataValue.md(f"![languages](data:image/png;base64,{encoded})"),
-        "language_distribution_png": dg.MetadataValue.path(str(plot_path)),
+        **plot_metadata("language_distribution", language_plot_png(result.kept), plot_path),
     }
-    if result.ledger_index is not None:
-        metadata["ledger_index"] = dg.MetadataValue.int(result.ledger_index)
     quarantine = manifest.stats.get("quarantine")
     if quarantine is not None:
         metadata["quarantined_records"] = dg.MetadataValue.int(quarantine["records"])
@@ -115,5 +129,29 @@ def step_metadata(result: StepResult, plot_dir: Path) -> dict[str, dg.MetadataVa
     return metadata
 
 
-def stats_json(result: StepResult) -> str:
-    return json.dumps(result.manifest.stats, indent=2, sort_keys=True)
+def curriculum_plot_png(stage_stats: dict) -> bytes:
+    """Per stage, tokens per language before sampling (unique) and after (with repetitions)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = stage_stats["stages"]
+    fig, axes = plt.subplots(len(stages), 1, figsize=(9, 2.4 * len(stages)), dpi=100, squeeze=False)
+    for ax, stage in zip(axes[:, 0], stages, strict=True):
+        languages = sorted(stage["by_language"])
+        unique = [stage["by_language"][lang]["unique_tokens"] for lang in languages]
+        sampled = [stage["by_language"][lang]["tokens"] for lang in languages]
+        positions = range(len(languages))
+        ax.bar(
+            [p - 0.2 for p in positions], unique, width=0.4, label="before sampling (unique)", color="#9AA9C2"
+        )
+        ax.bar([p + 0.2 for p in positions], sampled, width=0.4, label="after sampling", color="#4C72B0")
+        ax.set_xticks(list(positions), languages, rotation=45)
+        ax.set_title(f"stage {stage.get('name', '')}: tokens per language")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()

@@ -31,11 +31,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Run as `python bench/audit.py`, bench/ comes first on sys.path, where a sibling script's name
-# (bench/tokenize.py) would shadow the standard library: import from the repository root only.
-sys.path[:] = [str(REPO)] + [
-    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
-]
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402

@@ -1,0 +1,35 @@
+"""Asset checks every dataset-version asset runs after it materializes, and how to report them."""
+
+import dagster as dg
+
+from pipelines.steps import StepResult
+from provenance.layout import DataLayout
+from provenance.ledger import Ledger
+from provenance.manifest import verify_version
+
+VERSION_CHECKS = ("version_verifies", "ledger_verifies")
+
+# What a check yields: (passed, metadata shown beside the result in the UI).
+Outcome = tuple[bool, dict]
+
+
+def check_specs(asset: str, *extra: str) -> list[dg.AssetCheckSpec]:
+    """The version checks plus ``extra`` asset-specific ones, declared on the asset."""
+    return [dg.AssetCheckSpec(name, asset=asset) for name in (*VERSION_CHECKS, *extra)]
+
+
+def version_outcomes(result: StepResult, layout: DataLayout) -> dict[str, Outcome]:
+    """The files still hash to their manifest, and the ledger (which pinned them) verifies."""
+    problems = verify_version(result.folder)
+    ledger_problems = Ledger(layout.ledger).verify()
+    return {
+        "version_verifies": (not problems, {"problems": problems[:20]}),
+        "ledger_verifies": (not ledger_problems, {"problems": ledger_problems[:20]}),
+    }
+
+
+def check_results(asset: str, outcomes: dict[str, Outcome]) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(asset_key=asset, check_name=name, passed=bool(passed), metadata=metadata)
+        for name, (passed, metadata) in outcomes.items()
+    ]
