@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
-from pipelines.sample_crawl import write_bad_inputs
+from pipelines.sample_bad_inputs import write_bad_inputs
 from pipelines.steps import ingest_snapshot
 from provenance.catalog import query
 from provenance.layout import DataLayout

@@ -25,7 +25,8 @@ from warcio.warcwriter import WARCWriter
 from pipelines import fields, reasons
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.readers import QUARANTINE_SCHEMA, SnapshotReader, read_quarantine
-from pipelines.sample_crawl import generate_snapshot, sloppy_cp1252, write_bad_inputs
+from pipelines.sample_bad_inputs import write_bad_inputs
+from pipelines.sample_crawl import generate_snapshot, sloppy_cp1252
 from pipelines.shards import DocumentShardWriter, read_rows
 
 ARTICLE = [
