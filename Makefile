@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: setup demo test test-all ui lint format bench clean-data
+.PHONY: setup demo test test-all test-e2e ui lint format bench clean-data
 
 setup: $(STAMP)
 
@@ -36,6 +36,15 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -m "not gpu"
+
+# The browser test (tests/e2e/): Debian's chromium, driven by Playwright from the venv (no browser
+# download). Installs chromium with apt-get the first time, as root or through sudo.
+test-e2e: setup
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser test ..."; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	APERTUS_E2E_REQUIRED=1 $(PY) -m pytest -q -m e2e tests/e2e
 
 ui: setup
 	@echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$(DAGSTER_HOME))"
