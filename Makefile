@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: setup demo test test-all test-e2e ui lint format bench clean-data
+.PHONY: setup demo test test-all test-e2e ui lint format
 
 setup: $(STAMP)
 

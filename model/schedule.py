@@ -3,7 +3,7 @@
 Being stateless, it needs no checkpointing: a resumed run recomputes the same rate from the step.
 """
 
-__all__ = ["wsd_lr"]
+__all__ = ["wsd_lr", "split_steps"]
 
 
 def wsd_lr(
@@ -28,3 +28,17 @@ def wsd_lr(
         return final_lr
     frac = (step - decay_start) / (decay_end - 1 - decay_start)
     return peak_lr + frac * (final_lr - peak_lr)
+
+
+def split_steps(weights: list[float], total: int) -> list[int]:
+    """total optimizer steps split in proportion to weights (e.g. each stage's tokens), every part at
+    least 1, the parts summing to total (largest remainders take the leftover steps, ties to the first)."""
+    if total < len(weights) or not weights or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"split_steps: cannot split {total} steps over weights {weights} (each part >= 1)")
+    spare = total - len(weights)
+    shares = [spare * w / sum(weights) for w in weights]
+    parts = [1 + int(s) for s in shares]
+    order = sorted(range(len(weights)), key=lambda i: (-(shares[i] - int(shares[i])), i))
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    return parts

@@ -29,7 +29,7 @@ from model.export import export_safetensors
 from model.schedule import wsd_lr
 from model.transformer import Transformer, count_parameters
 
-__all__ = ["deepspeed_config", "init_distributed", "train", "main"]
+__all__ = ["deepspeed_config", "init_distributed", "setup_engine", "train_step", "train", "main"]
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
@@ -140,28 +140,14 @@ def _load_cv(counts_LE: torch.Tensor) -> list[float]:
     return (c.std(dim=1, unbiased=False) / c.mean(dim=1).clamp(min=1e-9)).tolist()
 
 
-def train(
-    run: RunConfig,
-    data: TokenSource,
-    out_dir: str | Path,
-    *,
-    stop_after: int | None = None,
-    export: bool = True,
-) -> list[dict]:
-    """Train run on data, writing out_dir/metrics.jsonl, out_dir/checkpoints/ and, at max_steps,
-    out_dir/model.safetensors. Resumes from the latest checkpoint in out_dir if there is one, and then
-    repeats exactly the steps the uninterrupted run would take. stop_after: return after that many
-    total steps (saving a checkpoint there), as a preempted job would. Returns this call's metrics.
-    """
+def setup_engine(run: RunConfig, ckpt_dir: Path):
+    """Join the process group, seed, build the model and its DeepSpeed engine; (engine, optimizer, rank,
+    world). Rank 0 creates ckpt_dir."""
     import deepspeed
     from deepspeed.utils import groups
 
     t, m = run.train, run.model
-    if data.seq_len != t.seq_len:
-        raise ValueError(f"data has seq_len {data.seq_len}, TrainConfig.seq_len is {t.seq_len}")
     rank, world = init_distributed()
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / CHECKPOINT_DIR
     if rank == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     if t.deterministic:
@@ -182,13 +168,82 @@ def train(
     if m.moe:
         # init_weights assumed DeepSpeed's layout: expert groups of consecutive ranks.
         assert groups._get_expert_parallel_rank(f"ep_size_{t.ep_size}") == rank % t.ep_size
+    return engine, optimizer, rank, world
 
-    start_step = 0
-    if (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        start_step = client["step"]
-        tag_dir = ckpt_dir / (ckpt_dir / "latest").read_text().strip()
-        _set_rng_state(torch.load(tag_dir / f"rng_rank{rank}.pt", weights_only=False))
+
+def train_step(
+    engine,
+    optimizer,
+    data: TokenSource,
+    idx: torch.Tensor,
+    *,
+    step: int,
+    lr: float,
+    run: RunConfig,
+    rank: int,
+    world: int,
+) -> dict:
+    """One optimizer step at learning rate lr on the global batch idx (sample indices of data; this rank
+    takes its micro-batch slices); returns the step's metrics record (losses averaged over the world)."""
+    t, m = run.train, run.model
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    micro, gas = t.micro_batch_size, t.grad_accum_steps
+    global_batch = micro * gas * world
+    t0 = time.perf_counter()
+    sums = torch.zeros(2, dtype=torch.float64)
+    counts_LE = None
+    for a in range(gas):
+        rows = idx[(a * world + rank) * micro : (a * world + rank + 1) * micro]
+        batch = torch.stack([data[int(i)] for i in rows]).to(engine.device)
+        logits, aux, counts = engine(batch[:, :-1])
+        lm_loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+        engine.backward(lm_loss + aux)
+        engine.step()
+        sums += torch.tensor([lm_loss.item(), aux.item()], dtype=torch.float64)
+        counts_LE = counts.cpu() if counts_LE is None else counts_LE + counts.cpu()
+    if world > 1:
+        tdist.all_reduce(sums)
+        tdist.all_reduce(counts_LE)
+    sums /= gas * world
+    elapsed = time.perf_counter() - t0
+    grad_norm = engine.get_global_grad_norm()
+    return {
+        "step": step,
+        "loss": float(sums.sum()),
+        "lm_loss": float(sums[0]),
+        "aux_loss": float(sums[1]),
+        "lr": lr,
+        "grad_norm": None if grad_norm is None else float(grad_norm),
+        "tokens_per_s": global_batch * t.seq_len / elapsed,
+        "step_time_s": elapsed,
+        "expert_load": counts_LE.tolist(),
+        "load_cv": _load_cv(counts_LE) if m.moe else [],
+    }
+
+
+def train(
+    run: RunConfig,
+    data: TokenSource,
+    out_dir: str | Path,
+    *,
+    stop_after: int | None = None,
+    export: bool = True,
+) -> list[dict]:
+    """Train run on data, writing out_dir/metrics.jsonl, out_dir/checkpoints/ and, at max_steps,
+    out_dir/model.safetensors. Resumes from the latest checkpoint in out_dir if there is one, and then
+    repeats exactly the steps the uninterrupted run would take. stop_after: return after that many
+    total steps (saving a checkpoint there), as a preempted job would. Returns this call's metrics.
+    """
+    t, m = run.train, run.model
+    if data.seq_len != t.seq_len:
+        raise ValueError(f"data has seq_len {data.seq_len}, TrainConfig.seq_len is {t.seq_len}")
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    engine, optimizer, rank, world = setup_engine(run, ckpt_dir)
+
+    client = resume(engine, ckpt_dir, rank)
+    start_step = client["step"] if client else 0
     metrics_path = out_dir / METRICS_FILE
     if rank == 0:
         _truncate_metrics(metrics_path, start_step)
@@ -198,7 +253,6 @@ def train(
     end_step = t.max_steps if stop_after is None else min(stop_after, t.max_steps)
     history = []
     for step in range(start_step, end_step):
-        t0 = time.perf_counter()
         lr = wsd_lr(
             step,
             peak_lr=t.peak_lr,
@@ -207,38 +261,8 @@ def train(
             decay_start=t.decay_start,
             decay_end=t.max_steps,
         )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         idx = batch_indices(len(data), step, global_batch, t.seed)
-        sums = torch.zeros(2, dtype=torch.float64)
-        counts_LE = None
-        for a in range(gas):
-            rows = idx[(a * world + rank) * micro : (a * world + rank + 1) * micro]
-            batch = torch.stack([data[int(i)] for i in rows]).to(engine.device)
-            logits, aux, counts = engine(batch[:, :-1])
-            lm_loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
-            engine.backward(lm_loss + aux)
-            engine.step()
-            sums += torch.tensor([lm_loss.item(), aux.item()], dtype=torch.float64)
-            counts_LE = counts.cpu() if counts_LE is None else counts_LE + counts.cpu()
-        if world > 1:
-            tdist.all_reduce(sums)
-            tdist.all_reduce(counts_LE)
-        sums /= gas * world
-        elapsed = time.perf_counter() - t0
-        grad_norm = engine.get_global_grad_norm()
-        record = {
-            "step": step,
-            "loss": float(sums.sum()),
-            "lm_loss": float(sums[0]),
-            "aux_loss": float(sums[1]),
-            "lr": lr,
-            "grad_norm": None if grad_norm is None else float(grad_norm),
-            "tokens_per_s": global_batch * t.seq_len / elapsed,
-            "step_time_s": elapsed,
-            "expert_load": counts_LE.tolist(),
-            "load_cv": _load_cv(counts_LE) if m.moe else [],
-        }
+        record = train_step(engine, optimizer, data, idx, step=step, lr=lr, run=run, rank=rank, world=world)
         history.append(record)
         if rank == 0:
             with open(metrics_path, "a") as f:
@@ -254,13 +278,27 @@ def train(
     return history
 
 
-def _save(engine, ckpt_dir: Path, step: int, global_batch: int, rank: int, run: RunConfig) -> None:
+def resume(engine, ckpt_dir: Path, rank: int) -> dict | None:
+    """Load the latest checkpoint in ckpt_dir (weights, optimizer, this rank's RNG states) and return its
+    client state, or None when there is none."""
+    if not (ckpt_dir / "latest").exists():
+        return None
+    _, client = engine.load_checkpoint(str(ckpt_dir))
+    tag_dir = ckpt_dir / (ckpt_dir / "latest").read_text().strip()
+    _set_rng_state(torch.load(tag_dir / f"rng_rank{rank}.pt", weights_only=False))
+    return client
+
+
+def _save(
+    engine, ckpt_dir: Path, step: int, global_batch: int, rank: int, run: RunConfig, extra: dict | None = None
+) -> None:
     """DeepSpeed checkpoint (module, ZeRO optimizer shards, expert files) plus the data position and
     every rank's RNG states; the RNG file is written first so that 'latest' never names a tag without it."""
     tag = f"step_{step:08d}"
     (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
     torch.save(_rng_state(), ckpt_dir / tag / f"rng_rank{rank}.pt")
     client = {"step": step, "samples_seen": step * global_batch, "run_config": dataclasses.asdict(run)}
+    client.update(extra or {})
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
 
 
@@ -273,6 +311,12 @@ def _parse_args(argv=None) -> argparse.Namespace:
         help="a flat uint16/uint32 token file, or 'synthetic' (a Markov corpus written to --out)",
     )
     p.add_argument("--data-dtype", default="uint16", choices=["uint16", "uint32"])
+    add_run_arguments(p)
+    return p.parse_args(argv)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """--recipe-independent options shared by the training CLIs: --out and the RunConfig overrides."""
     p.add_argument("--out", required=True, help="run directory: metrics, checkpoints, export")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--stop-after", type=int, help="return after this many total steps (resumable)")
@@ -288,7 +332,6 @@ def _parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--attention", choices=["dense", "lasa"])
     # Passed by the deepspeed launcher; the rank itself comes from the environment.
     p.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
