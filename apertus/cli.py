@@ -28,6 +28,13 @@ def _stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from apertus.snapshots import train
+
+    train(max_steps=args.max_steps)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from apertus.demo import run_demo
 
@@ -148,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--curriculum", help="curriculum YAML (default: configs/curriculum/sample.yaml)")
     stage.add_argument("--tasks", type=int, default=4)
     stage.set_defaults(func=_stage)
+
+    train = commands.add_parser(
+        "train", help="train the model over the latest token shards (the trained_model asset)"
+    )
+    train.add_argument("--max-steps", type=int, help="optimizer steps across all stages (default 240)")
+    train.set_defaults(func=_train)
 
     demo = commands.add_parser("demo", help="curate the bundled sample corpus and print a summary")
     demo.add_argument("--tasks", type=int, default=4)

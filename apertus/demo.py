@@ -82,9 +82,27 @@ def _print_training_data(layout: DataLayout, curate_result, stage_result) -> Non
         )
 
 
+def _print_trained_model(trained) -> None:
+    """The trained model's loss, speed and held-out perplexity per language after each stage."""
+    import json
+    from pathlib import Path
+
+    out = Path(trained.output_for_node("trained_model"))
+    (event,) = trained.asset_materializations_for_node("trained_model")
+    meta = event.metadata
+    print(
+        f"\n== trained_model  {meta['steps'].value} steps  loss {meta['first_loss'].value:.2f} -> "
+        f"{meta['final_loss'].value:.2f}  {meta['tokens_per_s'].value:,.0f} tokens/s"
+    )
+    for entry in json.loads((out / "evaluation.json").read_text())["after_stage"]:
+        ppl = "  ".join(f"{lang} {p:,.0f}" for lang, p in entry["perplexity"].items())
+        print(f"   after {entry['stage']:12} held-out perplexity: {ppl}")
+    print(f"   {out}  model.safetensors sha256 {meta['model_sha256'].value[:16]}")
+
+
 def run_demo(tasks: int = 4) -> int:
     """Generate the sample snapshot if needed, curate it through Dagster, print a summary."""
-    from apertus.snapshots import curate, register, stage
+    from apertus.snapshots import curate, register, stage, train
     from assets.curation import CURATION_ASSETS
 
     layout = DataLayout.from_env()
@@ -100,6 +118,7 @@ def run_demo(tasks: int = 4) -> int:
     _print_languages(step_results[1], step_results[-1])
     staged = stage(tasks=tasks)
     _print_training_data(layout, result, staged)
+    _print_trained_model(train())
 
     from apertus.audit import print_lineage, print_verify
 

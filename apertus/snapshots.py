@@ -114,3 +114,28 @@ def stage(*, curriculum: str | None = None, tasks: int = 4, raise_on_error: bool
             "loggers": {"console": {"config": {"log_level": "INFO"}}},
         },
     )
+
+
+def train(*, max_steps: int | None = None, raise_on_error: bool = True):
+    """Materialize ``trained_model`` from the latest ``token_shards`` (training runs in a subprocess)."""
+    import dagster as dg
+
+    from assets.curation import CURATION_ASSETS
+    from assets.resources import CurationResource
+    from assets.training import TRAINING_ASSETS, trained_model
+    from assets.training_data import TRAINING_DATA_ASSETS
+
+    layout = DataLayout.from_env()
+    config = {} if max_steps is None else {"max_steps": max_steps}
+    return dg.materialize(
+        [*CURATION_ASSETS, *TRAINING_DATA_ASSETS, *TRAINING_ASSETS],
+        selection=[trained_model],
+        instance=dagster_instance(),
+        resources={"curation": CurationResource(data_folder=str(layout.root))},
+        raise_on_error=raise_on_error,
+        tags={"apertus/command": "train"},
+        run_config={
+            "ops": {"trained_model": {"config": config}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
+    )

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.curation import CURATION_ASSETS, snapshots
+from assets.training import trained_model
 from assets.training_data import (
     curriculum_stages,
     quality_classifier,
@@ -22,4 +23,10 @@ stage_job = dg.define_asset_job(
     "stage",
     selection=dg.AssetSelection.assets(curriculum_stages, tokenizer, token_shards),
     description="Stage the curated snapshots into the curriculum, train the tokenizer, write token shards.",
+)
+
+train_job = dg.define_asset_job(
+    "train",
+    selection=dg.AssetSelection.assets(trained_model),
+    description="Train the MoE model over the curriculum's token shards, stage by stage.",
 )

@@ -16,8 +16,9 @@ EXPECTED_GRAPH = {
     "curriculum_stages": {"quality_scored"},
     "tokenizer": {"deduplicated"},
     "token_shards": {"curriculum_stages", "tokenizer"},
+    "trained_model": {"token_shards"},
 }
-UNPARTITIONED = {"curriculum_stages", "tokenizer", "token_shards"}
+UNPARTITIONED = {"curriculum_stages", "tokenizer", "token_shards", "trained_model"}
 
 
 def test_asset_keys_and_dependencies():
@@ -40,9 +41,15 @@ def test_every_asset_has_a_description_and_checks():
         node = graph.get(dg.AssetKey(key))
         assert node.description and len(node.description) > 40
         checks = {c.name for c in graph.get_check_keys_for_assets([dg.AssetKey(key)])}
-        assert {"version_verifies", "ledger_verifies"} <= checks
+        expected = (
+            {"loss_decreased", "export_reloads"}
+            if key == "trained_model"
+            else {"version_verifies", "ledger_verifies"}
+        )
+        assert expected <= checks
 
 
 def test_jobs_are_defined():
     assert defs.resolve_job_def("curate").partitions_def.name == "snapshots"
     assert defs.resolve_job_def("stage").partitions_def is None
+    assert defs.resolve_job_def("train").partitions_def is None
