@@ -57,12 +57,42 @@ def ingest(path: str | Path, snapshot: str, *, link: bool = False) -> Path:
     return target
 
 
-def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, raise_on_error: bool = True):
-    """Materialize the curation assets for ``snapshot`` in the instance; return Dagster's result."""
+def _materialize(
+    selection: list,
+    command: str,
+    *,
+    partition_key: str | None = None,
+    op_config: dict | None = None,
+    raise_on_error: bool = True,
+    **resource_fields,
+):
+    """Materialize ``selection`` in the instance, as a launch from the UI would, with every asset
+    of the code location defined so upstream versions load from the instance."""
     import dagster as dg
 
-    from assets.curation import CURATION_ASSETS
+    from assets.definitions import defs
     from assets.resources import CurationResource
+
+    resource = CurationResource(data_folder=str(DataLayout.from_env().root), **resource_fields)
+    return dg.materialize(
+        list(defs.assets),
+        selection=selection,
+        instance=dagster_instance(),
+        partition_key=partition_key,
+        resources={"curation": resource},
+        raise_on_error=raise_on_error,
+        tags={"apertus/command": command},
+        # The run's full event log is in the instance (and the UI); the terminal gets progress.
+        run_config={
+            "ops": {name: {"config": config} for name, config in (op_config or {}).items()},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
+    )
+
+
+def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, raise_on_error: bool = True):
+    """Materialize the curation assets and the quality score for ``snapshot``; return Dagster's result."""
+    from assets.curation import CURATION_ASSETS
     from assets.training_data import quality_classifier, quality_scored
 
     layout = DataLayout.from_env()
@@ -71,71 +101,35 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
             f"{layout.snapshot_dir(snapshot)}: no such snapshot; add it with `apertus ingest PATH --snapshot {snapshot}`"
         )
     register(snapshot)
-    resource = CurationResource(data_folder=str(layout.root), config_file=config_file, tasks=tasks)
-    return dg.materialize(
+    return _materialize(
         [*CURATION_ASSETS, quality_classifier, quality_scored],
-        instance=dagster_instance(),
+        "curate",
         partition_key=snapshot,
-        resources={"curation": resource},
         raise_on_error=raise_on_error,
-        tags={"apertus/command": "curate"},
-        # The run's full event log is in the instance (and the UI); the terminal gets progress.
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        config_file=config_file,
+        tasks=tasks,
     )
 
 
 def stage(*, curriculum: str | None = None, tasks: int = 4, raise_on_error: bool = True):
     """Materialize ``curriculum_stages``, ``tokenizer`` and ``token_shards`` from every curated snapshot."""
-    import dagster as dg
+    from assets.training_data import DEFAULT_CURRICULUM, curriculum_stages, token_shards, tokenizer
 
-    from assets.resources import CurationResource
-    from assets.training_data import (
-        DEFAULT_CURRICULUM,
-        TRAINING_DATA_ASSETS,
-        curriculum_stages,
-        token_shards,
-        tokenizer,
-    )
-
-    layout = DataLayout.from_env()
-    resource = CurationResource(data_folder=str(layout.root), tasks=tasks)
-    config = {"curriculum_path": str(Path(curriculum).resolve()) if curriculum else str(DEFAULT_CURRICULUM)}
-    from assets.curation import CURATION_ASSETS
-
-    return dg.materialize(
-        [*CURATION_ASSETS, *TRAINING_DATA_ASSETS],
-        selection=[curriculum_stages, tokenizer, token_shards],
-        instance=dagster_instance(),
-        resources={"curation": resource},
+    path = str(Path(curriculum).resolve()) if curriculum else str(DEFAULT_CURRICULUM)
+    return _materialize(
+        [curriculum_stages, tokenizer, token_shards],
+        "stage",
+        op_config={"curriculum_stages": {"curriculum_path": path}},
         raise_on_error=raise_on_error,
-        tags={"apertus/command": "stage"},
-        run_config={
-            "ops": {"curriculum_stages": {"config": config}},
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-        },
+        tasks=tasks,
     )
 
 
 def train(*, max_steps: int | None = None, raise_on_error: bool = True):
     """Materialize ``trained_model`` from the latest ``token_shards`` (training runs in a subprocess)."""
-    import dagster as dg
+    from assets.training import trained_model
 
-    from assets.curation import CURATION_ASSETS
-    from assets.resources import CurationResource
-    from assets.training import TRAINING_ASSETS, trained_model
-    from assets.training_data import TRAINING_DATA_ASSETS
-
-    layout = DataLayout.from_env()
     config = {} if max_steps is None else {"max_steps": max_steps}
-    return dg.materialize(
-        [*CURATION_ASSETS, *TRAINING_DATA_ASSETS, *TRAINING_ASSETS],
-        selection=[trained_model],
-        instance=dagster_instance(),
-        resources={"curation": CurationResource(data_folder=str(layout.root))},
-        raise_on_error=raise_on_error,
-        tags={"apertus/command": "train"},
-        run_config={
-            "ops": {"trained_model": {"config": config}},
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-        },
+    return _materialize(
+        [trained_model], "train", op_config={"trained_model": config}, raise_on_error=raise_on_error
     )

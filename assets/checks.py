@@ -33,3 +33,11 @@ def check_results(asset: str, outcomes: dict[str, Outcome]) -> list[dg.AssetChec
         dg.AssetCheckResult(asset_key=asset, check_name=name, passed=bool(passed), metadata=metadata)
         for name, (passed, metadata) in outcomes.items()
     ]
+
+
+def version_output(result: StepResult, metadata: dict, outcomes: dict[str, Outcome]):
+    """Yield a dataset-version asset's output (its data version is the content hash) and its checks."""
+    yield dg.Output(
+        result.manifest.ref, data_version=dg.DataVersion(result.manifest.version_id), metadata=metadata
+    )
+    yield from check_results(result.manifest.asset, outcomes)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.checks import check_results, check_specs, version_outcomes
+from assets.checks import check_specs, version_outcomes, version_output
 from assets.metadata import step_metadata
 from assets.resources import CurationResource
 from pipelines import steps
-from provenance.manifest import load_manifest, version_folder
 
 # Output(data_version=...) is how our content hashes become Dagster's data versions; Dagster
 # marks the parameter beta. The warning says nothing an operator can act on.
@@ -36,7 +35,7 @@ def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
     return check_specs(asset, *_EXTRA_CHECKS[asset])
 
 
-def _checks(asset: str, result: steps.StepResult, layout) -> list[dg.AssetCheckResult]:
+def _outcomes(asset: str, result: steps.StepResult, layout) -> dict:
     kept, removed = result.kept["documents"], result.excluded["documents"]
     outcomes = version_outcomes(result, layout)
     outcomes["not_empty"] = (kept > 0, {"documents_kept": kept})
@@ -49,7 +48,7 @@ def _checks(asset: str, result: steps.StepResult, layout) -> list[dg.AssetCheckR
             rate <= MAX_DEDUP_RATE,
             {"dedup_rate": rate, "max": MAX_DEDUP_RATE},
         )
-    return check_results(asset, outcomes)
+    return outcomes
 
 
 def _outputs(
@@ -62,16 +61,7 @@ def _outputs(
         f"{result.excluded['documents']:,} removed"
     )
     metadata = step_metadata(result, Path(context.instance.storage_directory()) / "plots")
-    yield dg.Output(
-        result.manifest.ref,
-        data_version=dg.DataVersion(result.manifest.version_id),
-        metadata=metadata,
-    )
-    yield from _checks(asset, result, layout)
-
-
-def _parent(curation: CurationResource, ref: str):
-    return load_manifest(version_folder(curation.layout().datasets, ref))
+    yield from version_output(result, metadata, _outcomes(asset, result, layout))
 
 
 @dg.asset(
@@ -102,7 +92,7 @@ def language_identified(context: dg.AssetExecutionContext, curation: CurationRes
     """Documents labelled with language, score and script by fastText lid.176; those outside the
     selected languages or under the score threshold are removed, with the numbers."""
     result = steps.identify_languages(
-        curation.layout(), _parent(curation, raw_documents), curation.curation_config(), curation.executor()
+        curation.layout(), curation.manifest(raw_documents), curation.curation_config(), curation.executor()
     )
     yield from _outputs(context, steps.LANGUAGE_IDENTIFIED, result, curation)
 
@@ -119,7 +109,7 @@ def quality_filtered(context: dg.AssetExecutionContext, curation: CurationResour
     with emails, IP addresses and phone numbers redacted."""
     result = steps.filter_quality(
         curation.layout(),
-        _parent(curation, language_identified),
+        curation.manifest(language_identified),
         curation.curation_config(),
         curation.executor(),
     )
@@ -138,7 +128,7 @@ def deduplicated(context: dg.AssetExecutionContext, curation: CurationResource, 
     document records its cluster id and size, every removed one the document it duplicates."""
     result = steps.deduplicate_version(
         curation.layout(),
-        _parent(curation, quality_filtered),
+        curation.manifest(quality_filtered),
         curation.curation_config(),
         curation.executor(),
     )

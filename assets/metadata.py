@@ -61,6 +61,17 @@ def _examples(folder: Path, subdir: str) -> str:
     return "\n".join(parts)
 
 
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (no software stamp, so the same plot gives the same bytes)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def language_plot_png(kept: dict) -> bytes:
     """A bar chart of kept documents and estimated tokens per language."""
     import matplotlib
@@ -75,11 +86,7 @@ def language_plot_png(kept: dict) -> bytes:
     ax.set_ylabel("tokens (estimated)")
     ax.set_title("Kept text per language")
     ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def version_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
@@ -150,8 +157,4 @@ def curriculum_plot_png(stage_stats: dict) -> bytes:
         ax.set_xticks(list(positions), languages, rotation=45)
         ax.set_title(f"stage {stage.get('name', '')}: tokens per language")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)

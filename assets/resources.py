@@ -9,6 +9,7 @@ import dagster as dg
 from pipelines.config import CurationConfig, load_curation_config
 from pipelines.executor import RAY_ADDRESS_ENV, ExecutorConfig
 from provenance.layout import DATA_ENV, DataLayout
+from provenance.manifest import Manifest, load_manifest, version_folder
 
 
 class CurationResource(dg.ConfigurableResource):
@@ -26,6 +27,10 @@ class CurationResource(dg.ConfigurableResource):
         if self.data_folder:
             return DataLayout(os.path.abspath(self.data_folder))
         return DataLayout.from_env()
+
+    def manifest(self, ref: str) -> Manifest:
+        """The manifest of the dataset version ``asset/version_id`` that an upstream asset returned."""
+        return load_manifest(version_folder(self.layout().datasets, ref))
 
     def curation_config(self) -> CurationConfig:
         return load_curation_config(self.config_file)

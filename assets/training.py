@@ -10,7 +10,6 @@ evaluation.json and run.json (upstream versions, stage plan, sha256 of every che
 of model.safetensors).
 """
 
-import io
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ import dagster as dg
 
 from assets.checks import check_results
 from assets.curation import CODE_VERSION
-from assets.metadata import plot_metadata
+from assets.metadata import figure_png, plot_metadata
 from assets.resources import CurationResource
 from provenance.hashing import sha256_file
 from provenance.layout import REPO_ROOT
@@ -75,16 +74,6 @@ def _run_training(context, command: list[str], threads: int) -> None:
         )
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def loss_plot_png(steps: list[dict], plan: dict) -> bytes:
     """Training loss per step, the stage boundaries as vertical lines."""
     import matplotlib
@@ -99,7 +88,7 @@ def loss_plot_png(steps: list[dict], plan: dict) -> bytes:
         ax.text(stage["first_step"], ax.get_ylim()[1], f" {stage['stage']}", va="top", fontsize=7)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (nats/token)")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def perplexity_plot_png(evaluations: list[dict]) -> bytes:
@@ -121,7 +110,7 @@ def perplexity_plot_png(evaluations: list[dict]) -> bytes:
     ax.set_yscale("log")
     ax.set_ylabel("held-out perplexity")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _perplexity_table(evaluations: list[dict]) -> str:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.checks import check_results, check_specs, version_outcomes
+from assets.checks import check_specs, version_outcomes, version_output
 from assets.curation import CODE_VERSION, snapshots
 from assets.metadata import curriculum_plot_png, plot_metadata, step_metadata, version_metadata
 from assets.resources import CurationResource
-from pipelines import steps
 from pipelines.curriculum import load_curriculum
 from pipelines.curriculum.stages import CURRICULUM_STAGES, build_curriculum_stages, stage_stats_table
 from pipelines.quality_model import (
@@ -26,7 +25,6 @@ from pipelines.quality_model import (
 from pipelines.token_shards import TOKEN_SHARDS, TokenShardConfig, build_token_shards
 from pipelines.tokenizer import TOKENIZER, TokenizerConfig, train_tokenizer
 from provenance.layout import REPO_ROOT
-from provenance.manifest import load_manifest, version_folder
 
 DEFAULT_CURRICULUM = REPO_ROOT / "configs" / "curriculum" / "sample.yaml"
 
@@ -37,20 +35,9 @@ class CurriculumConfig(dg.Config):
     curriculum_path: str = str(DEFAULT_CURRICULUM.relative_to(REPO_ROOT))
 
 
-def _manifest(curation: CurationResource, ref: str):
-    return load_manifest(version_folder(curation.layout().datasets, ref))
-
-
 def _refs(upstream) -> list[str]:
     # Dagster hands a multi-partition input over as {partition: value}, and a single one as the value.
     return [upstream] if isinstance(upstream, str) else [ref for _, ref in sorted(upstream.items())]
-
-
-def _output(result: steps.StepResult, metadata: dict, outcomes: dict):
-    yield dg.Output(
-        result.manifest.ref, data_version=dg.DataVersion(result.manifest.version_id), metadata=metadata
-    )
-    yield from check_results(result.manifest.asset, outcomes)
 
 
 @dg.asset(
@@ -73,8 +60,8 @@ def quality_classifier(
     layout = curation.layout()
     result = train_quality_classifier(
         layout,
-        _manifest(curation, raw_documents),
-        (_manifest(curation, language_identified), _manifest(curation, quality_filtered)),
+        curation.manifest(raw_documents),
+        (curation.manifest(language_identified), curation.manifest(quality_filtered)),
     )
     metrics = json.loads((result.folder / "metrics.json").read_text())
     context.log.info(f"quality classifier {result.manifest.short_id}: held-out AUC {metrics['auc']:.3f}")
@@ -88,7 +75,7 @@ def quality_classifier(
         "metrics": dg.MetadataValue.json(metrics),
         "reference_set": dg.MetadataValue.path(str(result.folder / "reference_set.json")),
     }
-    yield from _output(result, metadata, version_outcomes(result, layout))
+    yield from version_output(result, metadata, version_outcomes(result, layout))
 
 
 @dg.asset(
@@ -106,8 +93,8 @@ def quality_scored(
     layout = curation.layout()
     result = score_quality(
         layout,
-        _manifest(curation, deduplicated),
-        _manifest(curation, quality_classifier),
+        curation.manifest(deduplicated),
+        curation.manifest(quality_classifier),
         curation.executor(),
     )
     metadata = step_metadata(result, Path(context.instance.storage_directory()) / "plots")
@@ -120,7 +107,7 @@ def quality_scored(
         "AND (quality_score IS NULL OR quality_percentile IS NULL)",
     )
     outcomes["every_document_scored"] = (unscored == 0, {"documents_without_score": unscored})
-    yield from _output(result, metadata, outcomes)
+    yield from version_output(result, metadata, outcomes)
 
 
 @dg.asset(
@@ -142,7 +129,7 @@ def curriculum_stages(
     layout = curation.layout()
     path = Path(config.curriculum_path)
     path = path if path.is_absolute() else REPO_ROOT / path
-    sources = [_manifest(curation, ref) for ref in _refs(quality_scored)]
+    sources = [curation.manifest(ref) for ref in _refs(quality_scored)]
     result = build_curriculum_stages(layout, sources, load_curriculum(path), where=str(path))
     stats = json.loads((result.folder / "stage_stats.json").read_text())
     context.log.info(
@@ -160,7 +147,7 @@ def curriculum_stages(
     outcomes = version_outcomes(result, layout)
     empty = [stage["name"] for stage in stats["stages"] if not stage["documents"]]
     outcomes["no_stage_empty"] = (not empty, {"empty_stages": empty})
-    yield from _output(result, metadata, outcomes)
+    yield from version_output(result, metadata, outcomes)
 
 
 def _fertility_table(languages: dict) -> str:
@@ -184,7 +171,7 @@ def tokenizer(context: dg.AssetExecutionContext, curation: CurationResource, ded
     """A byte-level BPE tokenizer trained on a language-balanced sample of every snapshot's
     deduplicated documents; its fertility (tokens per character and per word) per language."""
     layout = curation.layout()
-    sources = [_manifest(curation, ref) for ref in _refs(deduplicated)]
+    sources = [curation.manifest(ref) for ref in _refs(deduplicated)]
     result = train_tokenizer(layout, sources, config=TokenizerConfig())
     languages = json.loads((result.folder / "fertility.json").read_text())["languages"]
     context.log.info(f"tokenizer {result.manifest.short_id}: {len(languages)} languages")
@@ -192,7 +179,7 @@ def tokenizer(context: dg.AssetExecutionContext, curation: CurationResource, ded
     outcomes = version_outcomes(result, layout)
     differs = sorted(lang for lang, entry in languages.items() if not entry["round_trip_exact"])
     outcomes["round_trips_every_language"] = (not differs, {"languages_not_round_tripping": differs})
-    yield from _output(result, metadata, outcomes)
+    yield from version_output(result, metadata, outcomes)
 
 
 def _shards_table(index: dict) -> str:
@@ -215,8 +202,8 @@ def token_shards(
     layout = curation.layout()
     result = build_token_shards(
         layout,
-        _manifest(curation, curriculum_stages),
-        _manifest(curation, tokenizer),
+        curation.manifest(curriculum_stages),
+        curation.manifest(tokenizer),
         config=TokenShardConfig(),
     )
     index = json.loads((result.folder / "index.json").read_text())
@@ -231,7 +218,7 @@ def token_shards(
     outcomes = version_outcomes(result, layout)
     empty = [s["stage"] for s in index["stages"] if not s["num_sequences"]]
     outcomes["no_stage_empty"] = (not empty, {"empty_stages": empty})
-    yield from _output(result, metadata, outcomes)
+    yield from version_output(result, metadata, outcomes)
 
 
 TRAINING_DATA_ASSETS = [quality_classifier, quality_scored, curriculum_stages, tokenizer, token_shards]
