@@ -1,57 +1,62 @@
-"""Lookup files: each version's documents indexed by URL and by content hash, for fast membership.
+"""Lookup files: each version's documents indexed by content hash and by URL, for fast membership.
 
 A membership question (``apertus audit contains --url/--sha256``) must answer in well under a
 second over millions of documents, process start included, so it cannot scan every row of every
 version, nor even pay for loading a query engine. For each dataset version this module writes,
-beside the data (not inside the sealed version folder, whose files the manifest fixes):
+beside the data (not inside the sealed version folder, whose files the manifest fixes), one file
 
-    <data>/lookup/<asset>/<version id>/lookup.sqlite     (SQLite 3, one table)
+    <data>/lookup/<asset>/<version id>/lookup.bin      (format "apertus.lookup/2", docs/audit.md)
 
-    documents(url_key INTEGER, sha_key INTEGER, sha256 TEXT, doc_id TEXT, url TEXT, snapshot TEXT,
-              kept INTEGER, step TEXT, reason TEXT, details TEXT,
-              minhash_cluster_id TEXT, minhash_cluster_size INTEGER)
-    indexes on url_key and on sha_key
-    source(version TEXT, path TEXT, sha256 TEXT): the index and exclusions files it was built from
+holding one row per document of the version's ``index.parquet`` (kept) and ``exclusions.parquet``
+(dropped, with the step, reason and details), in four sections:
 
-One row per document of the version's ``index.parquet`` (kept = 1) and ``exclusions.parquet``
-(kept = 0, with the step, reason and details). ``url_key`` is the first 8 bytes of
-sha256(url as UTF-8) and ``sha_key`` the first 8 bytes of the document's sha256, each read as a
-signed big-endian 64-bit integer: small keys keep the indexes small; a query always compares the
-full ``url``/``sha256`` too. Python's standard library reads it, so ``contains`` starts without
-DuckDB or pyarrow. The files are derived: ``build_lookup`` rebuilds them from the version's own
-tables, ``verify`` compares their rows with those tables, and a version without a lookup file is
+    sha256         the rows' 32-byte sha256 digests, ascending: row r is the r-th (binary search)
+    url_keys       12 bytes per row with a URL: first 8 bytes of sha256(url), then the row number
+                   as a big-endian uint32; ascending (binary search)
+    block_offsets  where each block of BLOCK_ROWS rows starts in ``blocks`` (big-endian uint64)
+    blocks         the other answer columns of each block, column by column, zlib-compressed
+
+A probe is a binary search over a memory-mapped fixed-width section and the inflation of one
+block, so a query reads a few pages per version; Python's standard library reads it all
+(``provenance.audit.lookup_file``: the format's constants, header and reader), so ``contains``
+starts without DuckDB or pyarrow. The file is about the size of the version's own
+Parquet tables (the 32-byte digests are half of it; the SQLite lookups of format 1 were 4x). The files
+are derived: ``build_lookup`` rebuilds them from the version's tables (pyarrow and numpy),
+``lookup_problems`` compares them with those tables, and a version without a lookup file is
 answered by a DuckDB scan of its tables.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sqlite3
-import uuid
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+from provenance.audit.lookup_file import (
+    BLOCK_ROWS,
+    NULL_INT,
+    NULL_LENGTH,
+    SECTIONS,
+    SHA_WIDTH,
+    STRINGS,
+    URL_WIDTH,
+    LookupFile,
+    header,
+)
 from provenance.layout import DataLayout
 from provenance.manifest import Manifest
 
-LOOKUP = "lookup.sqlite"
+LOOKUP = "lookup.bin"
+LEGACY_LOOKUP = "lookup.sqlite"  # format 1; build_lookup removes it, nothing reads it
 TABLES = ("index.parquet", "exclusions.parquet")
 ANSWER_COLUMNS = (
     "sha256", "doc_id", "url", "snapshot", "kept", "step", "reason", "details",
     "minhash_cluster_id", "minhash_cluster_size",
 )  # fmt: skip
-_SCHEMA = """
-CREATE TABLE documents (url_key INTEGER, sha_key INTEGER, sha256 TEXT, doc_id TEXT, url TEXT, snapshot TEXT,
-                        kept INTEGER, step TEXT, reason TEXT, details TEXT,
-                        minhash_cluster_id TEXT, minhash_cluster_size INTEGER);
-CREATE TABLE source (version TEXT, path TEXT, sha256 TEXT);
-"""
-_INDEXES = """
-CREATE INDEX documents_url_key ON documents (url_key);
-CREATE INDEX documents_sha_key ON documents (sha_key);
-"""
-BATCH_ROWS = 65_536
+ZLIB_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -71,14 +76,9 @@ class Row:
     minhash_cluster_size: int | None
 
 
-def url_key(url: str) -> int:
-    """The lookup key of a URL: the first 8 bytes of sha256(url) as a signed big-endian int64."""
-    return int.from_bytes(hashlib.sha256(url.encode()).digest()[:8], "big", signed=True)
-
-
-def sha_key(sha256: str) -> int:
-    """The lookup key of a document hash: its first 8 bytes as a signed big-endian int64."""
-    return int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
+def url_key(url: str) -> bytes:
+    """The lookup key of a URL: the first 8 bytes of sha256(url as UTF-8)."""
+    return hashlib.sha256(url.encode()).digest()[:8]
 
 
 def lookup_path(layout: DataLayout, ref: str) -> Path:
@@ -104,48 +104,212 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def source_rows(folder: Path):
-    """Yield batches of ANSWER_COLUMNS tuples from a version's index and exclusions (DuckDB)."""
-    import duckdb
+# Building ------------------------------------------------------------------------------------
 
-    con = duckdb.connect()
-    try:
-        result = con.execute(source_select(folder))
-        while batch := result.fetchmany(BATCH_ROWS):
-            yield batch
-    finally:
-        con.close()
+
+class _Content(NamedTuple):  # not a dataclass: creating one costs `contains` start-up time
+    """Everything a lookup file holds, uncompressed, in file order."""
+
+    rows: int
+    sha256: bytes
+    url_keys: bytes
+    blocks: list[bytes]  # uncompressed
 
 
 def build_lookup(layout: DataLayout, manifest: Manifest, folder: Path) -> Path:
     """Write the lookup file of the version in ``folder`` (replacing any); return its path."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+
     target = lookup_path(layout, manifest.ref)
     target.parent.mkdir(parents=True, exist_ok=True)
+    content = _content(folder)
+    with ThreadPoolExecutor() as pool:  # zlib releases the GIL
+        compressed = list(pool.map(partial(zlib.compress, level=ZLIB_LEVEL), content.blocks))
+    offsets, position = [], 0
+    for blob in compressed:
+        offsets.append(position)
+        position += len(blob)
+    offsets.append(position)
+    bodies = {"sha256": content.sha256, "url_keys": content.url_keys,
+              "block_offsets": struct.pack(f">{len(offsets)}Q", *offsets)}  # fmt: skip
+    lengths = {**{k: len(v) for k, v in bodies.items()}, "blocks": position}
+    fields = {
+        "sources": _sources(manifest),
+        "rows": content.rows,
+        "url_rows": len(content.url_keys) // URL_WIDTH,
+    }
+    head = header(fields, lengths)
     staging = target.with_name(f".{LOOKUP}-{uuid.uuid4().hex[:8]}")
-    con = sqlite3.connect(staging)
-    try:
-        con.execute("PRAGMA journal_mode = OFF")
-        con.execute("PRAGMA synchronous = OFF")
-        con.executescript(_SCHEMA)
-        recorded = {f.path: f.sha256 for f in manifest.files}
-        con.executemany(
-            "INSERT INTO source VALUES (?, ?, ?)", [(manifest.ref, t, recorded.get(t)) for t in TABLES]
-        )
-        for batch in source_rows(folder):
-            con.executemany(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(url_key(r[2]) if r[2] is not None else None, sha_key(r[0]), *r) for r in batch],
-            )
-        con.executescript(_INDEXES)
-        con.commit()
-    finally:
-        con.close()
+    with open(staging, "wb") as f:
+        f.write(head)
+        for name in SECTIONS[:3]:
+            f.write(bodies[name])
+        for blob in compressed:
+            f.write(blob)
     staging.replace(target)
+    (target.parent / LEGACY_LOOKUP).unlink(missing_ok=True)
     return target
 
 
+def _sources(manifest: Manifest) -> list[list]:
+    recorded = {f.path: f.sha256 for f in manifest.files}
+    return [[manifest.ref, t, recorded.get(t)] for t in TABLES]
+
+
+def _content(folder: Path) -> _Content:
+    """The rows of a version's index and exclusions, sorted by sha256, encoded as in the file."""
+    import numpy as np
+
+    table = _read_tables(folder)
+    digests = _digests(table.column("sha256"), folder)
+    order = _sort_order(digests)
+    table = table.take(order)
+    strings = {column: _strings(table.column(column)) for column in STRINGS}
+    lengths = {}
+    for column, (_, offsets, valid) in strings.items():
+        lengths[column] = np.diff(offsets).astype("<u4")
+        lengths[column][~valid] = NULL_LENGTH
+    kept = table.column("kept").to_numpy().astype(np.uint8)
+    sizes = table.column("minhash_cluster_size").fill_null(NULL_INT).to_numpy().astype("<i8")
+    # A block of n rows, before compression: for each of STRINGS, n lengths (little-endian uint32,
+    # NULL_LENGTH for NULL); n bytes of kept (0/1); n minhash_cluster_size (little-endian int64,
+    # NULL_INT for NULL); then each of STRINGS's UTF-8 bytes back to back. Like strings sit
+    # together, so zlib finds their common parts.
+    blocks = []
+    for start in range(0, table.num_rows, BLOCK_ROWS):
+        end = min(table.num_rows, start + BLOCK_ROWS)
+        parts = [lengths[column][start:end].tobytes() for column in STRINGS]
+        parts += [kept[start:end].tobytes(), sizes[start:end].tobytes()]
+        parts += [data[offsets[start] : offsets[end]].tobytes() for data, offsets, _ in strings.values()]
+        blocks.append(b"".join(parts))
+    return _Content(table.num_rows, digests[order].tobytes(), _url_keys(strings["url"]), blocks)
+
+
+def _read_tables(folder: Path):
+    """index (kept) and exclusions (dropped) of a version as one table of the answer columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = []
+    for name, kept in zip(TABLES, (True, False), strict=True):
+        path = folder / name
+        wanted = {*STRINGS, "sha256", "minhash_cluster_size"}
+        table = pq.read_table(path, columns=[c for c in pq.read_schema(path).names if c in wanted])
+        missing = {"sha256", "doc_id", "url", "snapshot"} - set(table.column_names)
+        if missing:
+            raise ValueError(f"{path}: no column(s) {sorted(missing)}; not a dataset version table")
+        n = table.num_rows
+        columns = {}
+        for column in STRINGS:
+            values = table.column(column) if column in table.column_names else pa.nulls(n, pa.string())
+            columns[column] = values.cast(pa.large_string())  # 64-bit offsets: a column may pass 2 GiB
+        columns["sha256"] = table.column("sha256").cast(pa.large_string())
+        columns["kept"] = pa.array([kept] * n, pa.bool_())
+        size = table.column("minhash_cluster_size") if "minhash_cluster_size" in table.column_names else None
+        columns["minhash_cluster_size"] = (size if size is not None else pa.nulls(n)).cast(pa.int64())
+        if kept:
+            for column in ("step", "reason", "details"):
+                columns[column] = pa.nulls(n, pa.large_string())
+        parts.append(pa.table(columns))
+    return pa.concat_tables(parts).combine_chunks()
+
+
+_NIBBLES = bytes(
+    [int(chr(c), 16) if chr(c) in "0123456789abcdef" else 255 for c in range(256)]
+)  # hex digit -> value
+
+
+def _digests(column, folder: Path):
+    """(n, 32) uint8 array of the sha256 column; ValueError naming the first bad row."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    data, offsets = _buffers(array)
+    text = data[offsets[0] : offsets[-1]].tobytes()
+    try:
+        raw = bytes.fromhex(text.decode("ascii")) if text == text.lower() else b""
+    except (UnicodeDecodeError, ValueError):
+        raw = b""
+    lengths = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False)
+    if len(raw) != SHA_WIDTH * len(array) or (lengths != 64).any():  # find the row to name
+        nibbles = np.frombuffer(_NIBBLES, np.uint8)
+        bad = next(
+            i for i in range(len(array))
+            if lengths[i] != 64 or (nibbles[data[offsets[i] : offsets[i + 1]]] == 255).any()
+        )  # fmt: skip
+        raise ValueError(
+            f"{folder}: index/exclusions row {bad} has sha256 {array[bad].as_py()!r}; "
+            "expected 64 lowercase hex digits"
+        )
+    return np.frombuffer(raw, np.uint8).reshape(-1, SHA_WIDTH)
+
+
+def _sort_order(digests):
+    """Row order by digest (as bytes), ties in their original order."""
+    import numpy as np
+
+    first = digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+    order = np.argsort(first, kind="stable")
+    ties = np.flatnonzero(first[order][1:] == first[order][:-1])  # rare beyond exact duplicates
+    start = 0
+    for i in ties:
+        if i < start:
+            continue
+        end = i + 1
+        while end < len(order) and first[order[end]] == first[order[i]]:
+            end += 1
+        order[i:end] = sorted(order[i:end], key=lambda r: (digests[r].tobytes(), r))
+        start = end
+    return order
+
+
+def _buffers(array):
+    """(data bytes as uint8 array, offsets as int64 array) of a string array, nulls as empty."""
+    import numpy as np
+    import pyarrow as pa
+
+    array = array.fill_null("") if array.null_count else array
+    if not isinstance(array, pa.Array):
+        array = array.combine_chunks()
+    _, offsets, data = array.buffers()
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(offsets, width)[array.offset : array.offset + len(array) + 1].astype(np.int64)
+    return (np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
+
+
+def _strings(column):
+    """(data, offsets, valid) of a string column: what blocks and URL keys are made from."""
+    import numpy as np
+
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    valid = (
+        np.ones(len(array), bool) if not array.null_count else array.is_valid().to_numpy(zero_copy_only=False)
+    )
+    data, offsets = _buffers(array)
+    return data, offsets, valid
+
+
+def _url_keys(urls) -> bytes:
+    """The url_keys section: (url key, row) for every row with a URL, ascending."""
+    import numpy as np
+
+    data, offsets, valid = urls
+    rows = np.flatnonzero(valid)
+    view = memoryview(data.tobytes())
+    starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
+    keys = b"".join(hashlib.sha256(view[s:e]).digest()[:8] for s, e in zip(starts, ends, strict=True))
+    entries = np.empty(len(rows), dtype=[("key", ">u8"), ("row", ">u4")])
+    entries["key"] = np.frombuffer(keys, ">u8")
+    entries["row"] = rows
+    order = np.lexsort((rows, np.frombuffer(keys, ">u8").astype(np.uint64)))
+    return entries[order].tobytes()
+
+
 def build_missing_lookups(layout: DataLayout, versions: dict[str, Manifest]) -> list[str]:
-    """Build the lookup file of every version that has none; return the refs built."""
+    """Build the lookup file of every version that has none (or only a format 1 one); return the refs built."""
     built = []
     for ref, manifest in sorted(versions.items()):
         if not has_lookup(layout, ref):
@@ -154,47 +318,28 @@ def build_missing_lookups(layout: DataLayout, versions: dict[str, Manifest]) -> 
     return built
 
 
-def _answer(values) -> tuple:
-    """ANSWER_COLUMNS values with ``kept`` as a bool (SQLite stores it as 0/1)."""
-    values = tuple(values)
-    return values[:4] + (bool(values[4]),) + values[5:]
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
 def find_rows(
     layout: DataLayout, refs: list[str], *, url: str | None = None, sha256s: list[str] | None = None
 ) -> list[Row]:
     """Every row of the versions ``refs`` whose url equals ``url`` or whose sha256 is in ``sha256s``.
 
-    Versions with a lookup file are answered from it (two index probes); the others by a DuckDB
-    scan of their index and exclusions.
+    Versions with a lookup file are answered from it (binary searches and one block per hit);
+    the others by a DuckDB scan of their index and exclusions.
     """
     hashes = sorted(set(sha256s or []))
     rows: list[Row] = []
     slow = []
-    columns = ", ".join(ANSWER_COLUMNS)
     for ref in refs:
         path = lookup_path(layout, ref)
         if not path.exists():
             slow.append(ref)
             continue
-        con = _open(path)
-        try:
+        with LookupFile(path) as lookup:
             if url is not None:
-                found = con.execute(
-                    f"SELECT {columns} FROM documents WHERE url_key = ? AND url = ?", (url_key(url), url)
-                )
-                rows += [Row(ref, *_answer(r)) for r in found]
+                found = (lookup.row(r) for r in lookup.rows_with_url_key(url_key(url)))
+                rows += [Row(ref, *values) for values in found if values[2] == url]
             for h in hashes:
-                found = con.execute(
-                    f"SELECT {columns} FROM documents WHERE sha_key = ? AND sha256 = ?", (sha_key(h), h)
-                )
-                rows += [Row(ref, *_answer(r)) for r in found]
-        finally:
-            con.close()
+                rows += [Row(ref, *lookup.row(r)) for r in lookup.rows_with_sha256(bytes.fromhex(h))]
     if slow:
         rows += _scan(layout, slow, url, hashes)
     return rows
@@ -214,45 +359,33 @@ def _scan(layout: DataLayout, refs: list[str], url: str | None, hashes: list[str
         rows = []
         for ref in refs:
             select = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM ({source_select(layout.datasets / ref)}) WHERE {where}"
-            rows += [Row(ref, *_answer(r)) for r in con.execute(select, params).fetchall()]
+            rows += [Row(ref, *r) for r in con.execute(select, params).fetchall()]
         return rows
     finally:
         con.close()
 
 
+# Checking ------------------------------------------------------------------------------------
+
+
 def lookup_problems(layout: DataLayout, manifest: Manifest, folder: Path) -> list[str]:
-    """What is wrong with a version's lookup file: built from other tables, or rows that differ."""
+    """What is wrong with a version's lookup file: unreadable, built from other tables, or rows that differ."""
     path = lookup_path(layout, manifest.ref)
-    recorded = {f.path: f.sha256 for f in manifest.files}
     try:
-        con = _open(path)
-        try:
-            sources = con.execute("SELECT version, path, sha256 FROM source").fetchall()
-            query = f"SELECT {', '.join(ANSWER_COLUMNS)}, url_key, sha_key FROM documents"
-            stored = _digest((_answer(r[:-2]), r[-2:]) for r in con.execute(query))
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        return [f"{path}: unreadable ({e})"]
-    if sorted(sources) != sorted((manifest.ref, t, recorded.get(t)) for t in TABLES):
-        return [
-            f"{path}: built from other tables than {manifest.ref}'s; rebuild it (apertus audit index --rebuild)"
-        ]
-    expected = _digest(
-        (_answer(r), (url_key(r[2]) if r[2] is not None else None, sha_key(r[0])))
-        for batch in source_rows(folder)
-        for r in batch
-    )
-    if stored != expected:
+        with LookupFile(path) as lookup:
+            if lookup.header.get("sources") != _sources(manifest):
+                return [
+                    f"{path}: built from other tables than {manifest.ref}'s; rebuild it (apertus audit index --rebuild)"
+                ]
+            expected = _content(folder)
+            same = (
+                lookup.rows == expected.rows
+                and lookup.sha256s() == expected.sha256
+                and lookup.url_keys() == expected.url_keys
+                and all(lookup.block(b) == block for b, block in enumerate(expected.blocks))
+            )
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
+        return [f"{path}: unreadable ({e}); rebuild it (apertus audit index --rebuild)"]
+    if not same:
         return [f"{path}: its rows differ from {manifest.ref}'s index and exclusions; rebuild it"]
     return []
-
-
-def _digest(rows) -> tuple[int, int]:
-    """(row count, sum of row hashes mod 2**128): equal for equal multisets of rows, in any order."""
-    count, total = 0, 0
-    for values, keys in rows:
-        encoded = json.dumps([list(values), list(keys)], ensure_ascii=False, default=str).encode()
-        total = (total + int.from_bytes(hashlib.sha256(encoded).digest()[:16], "big")) % (1 << 128)
-        count += 1
-    return count, total

@@ -1,7 +1,7 @@
 """Reading the ends of the ledger's append-only files without reading them whole.
 
-An append writes its entry line, then its leaf hash, then its tree head. These helpers let the
-next append find the last committed line by reading only the last line, not the whole log.
+An append writes its entry line(s), then their leaf hashes, then a tree head. These helpers let
+the next append find the last committed line by reading only the lines after it, not the whole log.
 """
 
 from __future__ import annotations
@@ -50,31 +50,36 @@ def last_line(path: Path) -> bytes:
 def entries_end(f: BinaryIO, end: int, num_committed: int, path: Path) -> int:
     """Return the offset just past the line of entry num_committed - 1 in entries file `f` of length `end`.
 
-    Bytes after the last newline are a torn line, and one complete line whose index is
-    num_committed lost its leaf hash: both come from a single interrupted append and lie past the
-    returned offset. Anything else means the files disagree beyond repair: ValueError naming them.
+    Bytes after the last newline are a torn line, and complete lines with indices num_committed,
+    num_committed + 1, ... lost their leaf hashes: all come from a single interrupted append (one
+    entry, or a batch from append_many) and lie past the returned offset. Only those lines are
+    read. Anything else means the files disagree beyond repair: ValueError naming them.
     """
-    start, newline = last_line_bounds(f, end)
-    if newline < 0:
-        if num_committed:
+    expected = None  # the index the next line back must have, once an uncommitted line is seen
+    while True:
+        start, newline = last_line_bounds(f, end)
+        if newline < 0:
+            if num_committed or expected not in (None, -1):
+                raise ValueError(
+                    f"{path} has no complete line but {num_committed} leaf hashes exist; run verify()"
+                )
+            return 0
+        f.seek(start)
+        try:
+            index = json.loads(f.read(newline - start))["index"]
+        except (ValueError, KeyError, TypeError):
             raise ValueError(
-                f"{path} has no complete line but {num_committed} leaf hashes exist; run verify()"
-            )
-        return 0
-    f.seek(start)
-    try:
-        index = json.loads(f.read(newline - start))["index"]
-    except (ValueError, KeyError, TypeError):
+                f"{path}: the line at offset {start} is not a ledger entry; run verify()"
+            ) from None
+        if index == num_committed - 1 and expected in (None, index):
+            return newline + 1
+        if index >= num_committed and expected in (None, index):
+            expected, end = index - 1, start  # uncommitted: look at the line before it
+            continue
         raise ValueError(
-            f"{path}: the last line (offset {start}) is not a ledger entry; run verify()"
-        ) from None
-    if index == num_committed - 1:
-        return newline + 1
-    if index == num_committed:
-        return start
-    raise ValueError(
-        f"{path}: the last entry has index {index} but {num_committed} leaf hashes are committed; run verify()"
-    )
+            f"{path}: the entry at offset {start} has index {index} but {num_committed} leaf hashes "
+            "are committed; run verify()"
+        )
 
 
 def read_leaf_hashes(path: Path, start: int, stop: int) -> list[bytes]:

@@ -3,14 +3,15 @@
 Files in the ledger folder (`<data>/ledger/`; formats in docs/ledger.md):
     entries.jsonl          one canonical JSON entry per line; the line's bytes are the Merkle leaf
     leaf_hashes.bin        32-byte RFC 6962 leaf hash per entry, a cache that verify() re-derives
-    tree_heads.jsonl       one signed tree head per append, append-only
+    tree_heads.jsonl       one signed tree head per append (or batch, append_many), append-only
     latest_tree_head.json  a copy of the last tree head, for publishing
     public_key.pem         the Ed25519 key that verifies every tree head
     keys/ledger_ed25519.pem  the private key (0600), unless APERTUS_LEDGER_KEY names another path
 
-An entry is committed once its leaf hash is in leaf_hashes.bin. Appends hold an exclusive flock
-on `.lock` from reading the tail to writing the tree head, so concurrent writers in any number of
-processes serialize, and each append first cuts off what an interrupted append left behind.
+An entry is committed once its leaf hash is in leaf_hashes.bin. Appends (one entry, or a batch)
+hold an exclusive flock on `.lock` from reading the tail to writing the tree head, so concurrent
+writers in any number of processes serialize, and each append first cuts off what an interrupted
+append left behind.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,20 @@ def _replace_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _entry(event_type: str, index: int, payload: dict[str, Any], now: str) -> LedgerEntry:
+    """The entry as it will be stored (e.g. tuples in the payload become lists); ValueError if not JSON."""
+    try:
+        line = canonical_json(
+            {"event_type": event_type, "index": index, "payload": payload, "timestamp": now}
+        )
+    except TypeError as e:
+        raise ValueError(
+            f"ledger payload for {event_type} is not plain JSON ({e}); convert paths and other "
+            "objects to strings, keys to str"
+        ) from None
+    return LedgerEntry.from_line(line)
 
 
 class Ledger:
@@ -138,34 +153,46 @@ class Ledger:
         Raises ValueError for an unknown event type or a payload that is not a JSON object.
         Safe to call from several processes at once: each entry gets a unique, contiguous index.
         """
-        if event_type not in EVENT_TYPES:
-            raise ValueError(f"unknown ledger event type {event_type!r}; known: {sorted(EVENT_TYPES)}")
-        if not isinstance(payload, dict):
-            raise ValueError(f"ledger payload must be a dict, got {type(payload).__name__}")
+        return self.append_many([(event_type, payload)])[0]
+
+    def append_many(self, events: Iterable[tuple[str, dict[str, Any]]]) -> list[LedgerEntry]:
+        """Durably append a batch of ``(event_type, payload)`` events and one signed tree head covering them.
+
+        The batch takes contiguous indices in the given order under one lock: no other writer's
+        entry falls between them. All its entries share one timestamp, their tree head's. The
+        files are fsynced once per batch (three fsyncs, as for a single append), so a batch costs
+        about what one append does. Returns the committed entries once the head is written. A
+        crash during the call commits a prefix of the batch (possibly none; entries with their
+        leaf hash written), never a gap; the next append cuts off the rest and signs what was
+        committed. Raises ValueError, writing nothing, if any event is invalid (as ``append``).
+        """
+        events = list(events)
+        for event_type, payload in events:
+            if event_type not in EVENT_TYPES:
+                raise ValueError(f"unknown ledger event type {event_type!r}; known: {sorted(EVENT_TYPES)}")
+            if not isinstance(payload, dict):
+                raise ValueError(f"ledger payload must be a dict, got {type(payload).__name__}")
+        if not events:
+            return []
         with self._locked():
             key = self._signing_key()
             num = self._recover()
             self._sync_frontier(num)
             now = utc_now()
-            try:
-                line = canonical_json(
-                    {"event_type": event_type, "index": num, "payload": payload, "timestamp": now}
-                )
-            except TypeError as e:
-                raise ValueError(
-                    f"ledger payload for {event_type} is not plain JSON ({e}); convert paths and other "
-                    "objects to strings, keys to str"
-                ) from None
-            entry = LedgerEntry.from_line(line)  # the payload as stored, e.g. tuples become lists
-            _append_durably(self._path(ENTRIES), line + b"\n")
-            _append_durably(self._path(LEAF_HASHES), bytes.fromhex(entry.leaf_hash))
-            frontier_append(self._frontier, num, bytes.fromhex(entry.leaf_hash))
-            self._num_cached = num + 1
-            head = SignedTreeHead.sign(key, num + 1, frontier_root(self._frontier).hex(), now)
+            entries = [
+                _entry(event_type, num + k, payload, now) for k, (event_type, payload) in enumerate(events)
+            ]
+            hashes = [bytes.fromhex(e.leaf_hash) for e in entries]
+            _append_durably(self._path(ENTRIES), b"".join(e.canonical_json.encode() + b"\n" for e in entries))
+            _append_durably(self._path(LEAF_HASHES), b"".join(hashes))
+            for k, h in enumerate(hashes):
+                frontier_append(self._frontier, num + k, h)
+            self._num_cached = num + len(entries)
+            head = SignedTreeHead.sign(key, self._num_cached, frontier_root(self._frontier).hex(), now)
             _append_durably(self._path(TREE_HEADS), head.to_json().encode() + b"\n")
             # A convenience copy: tree_heads.jsonl is authoritative, so no fsync for this one.
             _replace_atomically(self._path(LATEST_TREE_HEAD), head.to_json() + "\n")
-        return entry
+        return entries
 
     def size(self) -> int:
         """Return the number of committed entries."""

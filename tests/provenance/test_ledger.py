@@ -374,3 +374,88 @@ def test_two_concurrent_writer_processes(tmp_path: Path):
         assert [e.payload["n"] for e in entries if e.payload["writer"] == w] == list(range(1000))
     assert led.tree_head().tree_size == 2000
     assert led.verify() == []
+
+
+def test_append_many_commits_a_batch_under_one_signed_head(ledger: Ledger):
+    heads_before = (ledger.root / "tree_heads.jsonl").read_bytes().count(b"\n")
+    batch = [(MODEL_TRAINED, {"n": n, "path": ("a", n)}) for n in range(50)]
+    entries = ledger.append_many(batch)
+    assert [e.index for e in entries] == list(range(6, 56))
+    assert [e.payload for e in entries] == [{"n": n, "path": ["a", n]} for n in range(50)]  # as stored
+    assert len({e.timestamp for e in entries}) == 1
+    lines = (ledger.root / "entries.jsonl").read_bytes().splitlines()
+    assert [e.canonical_json.encode() for e in entries] == lines[6:]
+    assert (ledger.root / "tree_heads.jsonl").read_bytes().count(b"\n") == heads_before + 1  # one head
+    head = ledger.tree_head()
+    assert head.tree_size == 56 and head.timestamp == entries[0].timestamp
+    assert head.root_hash == merkle_root(lines).hex()  # over the raw lines
+    for e in (entries[0], entries[17], entries[-1]):  # every entry of the batch proves against it
+        proof = ledger.inclusion_proof(e.index)
+        assert verify_entry_offline(e.canonical_json, e.index, proof, head.to_json(), ledger.public_key_pem())
+    assert ledger.append_many([]) == [] and ledger.size() == 56
+    assert ledger.verify() == []
+
+
+def test_append_many_writes_nothing_when_one_event_is_invalid(ledger: Ledger):
+    before = {p.name: p.read_bytes() for p in ledger.root.iterdir() if p.is_file()}
+    for bad in ([(MODEL_TRAINED, {})] * 3 + [("model_exploded", {})],
+                [(MODEL_TRAINED, {"ok": 1}), (MODEL_TRAINED, {"path": Path("/x")})]):  # fmt: skip
+        with pytest.raises(ValueError, match="model_exploded|not plain JSON"):
+            ledger.append_many(bad)
+    assert {p.name: p.read_bytes() for p in ledger.root.iterdir() if p.is_file()} == before
+
+
+def test_an_interrupted_batch_commits_a_prefix_and_the_next_append_cuts_the_rest(ledger: Ledger):
+    entries_path, hashes_path = ledger.root / "entries.jsonl", ledger.root / "leaf_hashes.bin"
+    # A batch of 4 (indices 6..9) died after writing its lines and two and a half leaf hashes.
+    lines = [
+        json.dumps({"event_type": ROLLBACK, "index": i, "payload": {"lost": i}, "timestamp": "2026-01-01T00:00:00.000000Z"},
+                   sort_keys=True, separators=(",", ":")).encode()
+        for i in range(6, 10)
+    ]  # fmt: skip
+    with open(entries_path, "ab") as f:
+        f.write(b"".join(line + b"\n" for line in lines))
+    with open(hashes_path, "ab") as f:
+        f.write(b"".join(hashlib.sha256(b"\x00" + line).digest() for line in lines[:2]) + b"\x07" * 16)
+    assert ledger.size() == 8  # entries 6 and 7 are committed, not yet signed
+    assert any("not covered by any signed tree head" in p for p in ledger.verify())
+    after = ledger.append_many([(ALIAS_MOVED, {"after": "crash", "k": k}) for k in range(3)])
+    assert [e.index for e in after] == [8, 9, 10]
+    assert [e.payload for e in ledger.entries()][6:8] == [{"lost": 6}, {"lost": 7}]
+    assert ledger.verify() == []  # the new head signs the committed prefix too
+    # Uncommitted lines that do not continue the committed ones are not cut: verify() must look.
+    with open(entries_path, "ab") as f:
+        f.write(lines[0] + b"\n")  # index 6 again, after entry 10
+    with pytest.raises(ValueError, match="has index 6 but 11 leaf hashes"):
+        ledger.append(MODEL_TRAINED, {})
+
+
+def _batch_writer(root: str, batches: int, size: int) -> None:
+    led = Ledger(root)
+    for b in range(batches):
+        led.append_many([(MODEL_TRAINED, {"writer": "batch", "n": b * size + k}) for k in range(size)])
+
+
+def test_a_batch_writer_and_a_single_writer_in_two_processes(tmp_path: Path):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_batch_writer, args=(str(tmp_path), 20, 100)),
+        ctx.Process(target=_writer, args=(str(tmp_path), "single", 300)),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    led = Ledger(tmp_path)
+    entries = list(led.entries())
+    assert [e.index for e in entries] == list(range(2300))
+    for writer, count in (("batch", 2000), ("single", 300)):
+        assert [e.payload["n"] for e in entries if e.payload["writer"] == writer] == list(range(count))
+    batch_positions = [e.index for e in entries if e.payload["writer"] == "batch"]
+    for b in range(20):  # no single append lands inside a batch
+        run = batch_positions[b * 100 : (b + 1) * 100]
+        assert run == list(range(run[0], run[0] + 100))
+    assert (tmp_path / "tree_heads.jsonl").read_bytes().count(b"\n") == 20 + 300
+    assert led.tree_head().tree_size == 2300
+    assert led.verify() == []
