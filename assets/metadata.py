@@ -99,8 +99,15 @@ def version_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
         "parents": dg.MetadataValue.json(list(manifest.parents)),
         "code_version": dg.MetadataValue.text(manifest.code_version),
     }
-    if result.ledger_index is not None:
-        metadata["ledger_index"] = dg.MetadataValue.int(result.ledger_index)
+    index = result.ledger_index
+    if index is None:  # a reused version: the entry that pinned it when it was first made
+        from provenance.audit.versions import ledger_records
+        from provenance.layout import DataLayout
+
+        record = ledger_records(DataLayout(result.folder.parents[2])).get(manifest.ref)
+        index = None if record is None else record.index
+    if index is not None:
+        metadata["ledger_index"] = dg.MetadataValue.int(index)
     return metadata
 
 

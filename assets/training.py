@@ -19,17 +19,21 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.checks import check_results
+from assets.checks import VERSION_CHECKS, check_results, version_outcomes
 from assets.curation import CODE_VERSION
 from assets.metadata import figure_png, plot_metadata
+from assets.operations import TRAIN_POOL, TRAINING_RETRY
 from assets.resources import CurationResource
+from pipelines.steps import StepResult
+from provenance.audit.versions import ledger_records
 from provenance.hashing import sha256_file
 from provenance.layout import REPO_ROOT
 from provenance.manifest import version_folder
+from provenance.models import RECORD, build_record, seal_model
 
 TRAINED_MODEL = "trained_model"
-MODELS_DIR = "models"
-CHECKS = ("loss_decreased", "export_reloads")
+RUNS_DIR = "runs"  # under work/: a run folder until it is sealed into datasets/trained_model/<id>
+CHECKS = (*VERSION_CHECKS, "loss_decreased", "export_reloads")
 # loss_decreased: the mean loss of the last steps must be this fraction below the first step's.
 LOSS_DROP = 0.05
 DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -47,9 +51,11 @@ class TrainingConfig(dg.Config):
     threads: int = 2
 
 
-def _run_training(context, command: list[str], threads: int) -> None:
+def run_logged(context, command: list[str], threads: int, env: dict | None = None) -> list[str]:
+    """Run a training command in a subprocess, its lines into the run's log as they come; return its
+    last 40 lines. A non-zero exit is a dg.Failure with those lines."""
     # A fresh single-process run: no rendezvous inherited from this process (a test's or a launcher's).
-    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env = {**{k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}, **(env or {})}
     env.update(OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(
@@ -72,6 +78,7 @@ def _run_training(context, command: list[str], threads: int) -> None:
                 "last_lines": dg.MetadataValue.md("```\n" + "\n".join(tail) + "\n```"),
             },
         )
+    return list(tail)
 
 
 def loss_plot_png(steps: list[dict], plan: dict) -> bytes:
@@ -160,6 +167,8 @@ def training_outcomes(out: Path, steps: list[dict], run_info: dict) -> dict:
     code_version=CODE_VERSION,
     check_specs=[dg.AssetCheckSpec(name, asset=TRAINED_MODEL) for name in CHECKS],
     kinds={"pytorch", "deepspeed"},
+    retry_policy=TRAINING_RETRY,
+    pool=TRAIN_POOL,
 )
 def trained_model(
     context: dg.AssetExecutionContext, config: TrainingConfig, curation: CurationResource, token_shards: str
@@ -169,27 +178,51 @@ def trained_model(
     export with their sha256 and the exact upstream versions in run.json."""
     layout = curation.layout()
     shards = version_folder(layout.datasets, token_shards)
-    out = layout.root / MODELS_DIR / f"{config.recipe}-{context.run_id}"
+    out = layout.work / RUNS_DIR / f"{config.recipe}-{context.run_id}"
     command = [
         sys.executable, "-m", "model.stages", "--token-shards", str(shards), "--recipe", config.recipe,
         "--out", str(out), "--max-steps", str(config.max_steps), "--checkpoint-every", str(config.checkpoint_every),
         "--held-out-fraction", str(config.held_out_fraction),
     ]  # fmt: skip
     context.log.info(f"training: OMP_NUM_THREADS={config.threads} {' '.join(command)}")
-    _run_training(context, command, config.threads)
+    run_logged(context, command, config.threads)
 
     run_info = json.loads((out / "run.json").read_text())
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r.get("event") is None]
     evaluations = json.loads((out / "evaluation.json").read_text())["after_stage"]
+    # The pinned versions must be the ones this run consumed: what the trainer read (run.json's
+    # upstream) and what Dagster passed (the input's data version) are compared before sealing.
+    consumed = _input_data_version(context, "token_shards")
+    if consumed is not None and consumed != token_shards.partition("/")[2]:
+        raise dg.Failure(
+            f"token_shards input version {consumed} differs from the folder trained on {token_shards}"
+        )
+    record = build_record(
+        layout,
+        out,
+        recipe=config.recipe,
+        orchestration={
+            "orchestrator": "dagster",
+            "dagster_run_id": context.run_id,
+            "input_versions": {"token_shards": consumed},
+            "training_config": config.model_dump(),
+        },
+    )
+    manifest, ledger_index = seal_model(layout, out, record)
+    folder = layout.datasets / manifest.ref
     late = steps[-max(1, len(steps) // 10) :]
     load_cv = [sum(r["load_cv"][layer] for r in late) / len(late) for layer in range(len(late[0]["load_cv"]))]
     speeds = sorted(r["tokens_per_s"] for r in steps[1:] or steps)
     plots = Path(context.instance.storage_directory()) / "plots"
     model_sha = run_info["files"].get("model.safetensors", "")
     metadata = {
-        "run_folder": dg.MetadataValue.path(str(out)),
-        "run_json": dg.MetadataValue.path(str(out / "run.json")),
+        "model_version": dg.MetadataValue.text(manifest.version_id),
+        "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
+        "provenance_record": dg.MetadataValue.path(str(folder / RECORD)),
+        "new_version": dg.MetadataValue.bool(ledger_index is not None),
+        "parents": dg.MetadataValue.json(list(manifest.parents)),
+        "code": dg.MetadataValue.json(record["code"]),
         "upstream_versions": dg.MetadataValue.json(
             {k: run_info["upstream"][k] for k in ("token_shards", "tokenizer", "curriculum_stages")}
         ),
@@ -209,8 +242,22 @@ def trained_model(
             "perplexity_by_language", perplexity_plot_png(evaluations), plots / f"perplexity-{out.name}.png"
         ),
     }
-    yield dg.Output(str(out), data_version=dg.DataVersion(model_sha or out.name), metadata=metadata)
-    yield from check_results(TRAINED_MODEL, training_outcomes(out, steps, run_info))
+    pinned = ledger_records(layout).get(manifest.ref)  # this run's entry, or the first run's
+    if pinned is not None:
+        metadata["ledger_index"] = dg.MetadataValue.int(pinned.index)
+    yield dg.Output(manifest.ref, data_version=dg.DataVersion(manifest.version_id), metadata=metadata)
+    result = StepResult(manifest, ledger_index is not None, {}, {}, folder, ledger_index)
+    outcomes = {**version_outcomes(result, layout), **training_outcomes(folder, steps, run_info)}
+    yield from check_results(TRAINED_MODEL, outcomes)
+
+
+def _input_data_version(context: dg.AssetExecutionContext, name: str) -> str | None:
+    """The data version Dagster records as this run's input ``name`` (its latest materialization's)."""
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    record = context.instance.get_latest_data_version_record(dg.AssetKey(name))
+    version = None if record is None else extract_data_version_from_entry(record.event_log_entry)
+    return None if version is None else version.value
 
 
 TRAINING_ASSETS = [trained_model]

@@ -41,11 +41,14 @@ from model.train import (
     _set_rng_state,
     _truncate_metrics,
     add_run_arguments,
+    deepspeed_config,
     resume,
     run_config_from_args,
     setup_engine,
     train_step,
 )
+from model.transformer import count_parameters
+from model.usage import SEQUENCE_USE_FILE, write_sequence_use
 
 __all__ = ["StagePlan", "TrainingSummary", "plan_stages", "train_on_stages", "main"]
 
@@ -137,6 +140,35 @@ def _upstream(folder: Path, index: dict) -> dict:
     }
 
 
+def run_environment() -> dict:
+    """Where the run ran: the hardware and the versions of the numeric stack (for the provenance record).
+    The host's name is recorded as a hash: records get published, machine names are internal."""
+    import hashlib
+    import platform
+
+    import deepspeed
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "hostname_sha256": hashlib.sha256(platform.node().encode()).hexdigest(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "accelerators": gpus or ["cpu"],
+        "torch": torch.__version__,
+        "deepspeed": deepspeed.__version__,
+    }
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -208,6 +240,9 @@ def train_on_stages(
         "stage_plan": plan.to_dict(),
         "held_out": {"fraction": held_out_fraction, "stages": {s.name: s.summary() for s in splits}},
         "world_size": world,
+        "deepspeed_config": deepspeed_config(t, m, world_size=world),
+        "parameters": dict(zip(("total", "active"), count_parameters(m), strict=True)),
+        "environment": run_environment(),
     }
     if rank == 0:
         _truncate_metrics(metrics_path, start_step)
@@ -262,6 +297,13 @@ def train_on_stages(
     if rank == 0:
         if export and finished:
             exported = export_safetensors(ckpt_dir, out_dir / EXPORT_FILE, m)
+        if finished:
+            run_info["sequence_use"] = write_sequence_use(
+                out_dir / SEQUENCE_USE_FILE,
+                [(s.name, s.train, s.held_out, n) for s, (_, _, n) in zip(splits, plan.stages, strict=True)],
+                global_batch,
+                t.seed,
+            )
         _write_json(out_dir / EVALUATION_FILE, _evaluation_report(evaluations, run_info))
         _write_json(
             out_dir / RUN_FILE,

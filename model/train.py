@@ -130,7 +130,10 @@ def _truncate_metrics(path: Path, before_step: int) -> None:
     """Drop the lines of steps >= before_step: a resumed run rewrites them."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] < before_step]
+    text = path.read_text()
+    # A line without its newline was cut short (a full disk, a power loss): it is not a record.
+    lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+    kept = [line for line in lines if json.loads(line)["step"] < before_step]
     path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -299,7 +302,15 @@ def _save(
     torch.save(_rng_state(), ckpt_dir / tag / f"rng_rank{rank}.pt")
     client = {"step": step, "samples_seen": step * global_batch, "run_config": dataclasses.asdict(run)}
     client.update(extra or {})
-    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+    # DeepSpeed rewrites 'latest' in place: a kill in between would leave it empty and the run
+    # unresumable. It is written here instead, once every rank's files exist, by an atomic rename.
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client, save_latest=False)
+    if tdist.is_initialized() and tdist.get_world_size() > 1:
+        tdist.barrier()
+    if rank == 0:
+        partial = ckpt_dir / "latest.tmp"
+        partial.write_text(tag)
+        os.replace(partial, ckpt_dir / "latest")
 
 
 def _parse_args(argv=None) -> argparse.Namespace:

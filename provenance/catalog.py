@@ -87,6 +87,7 @@ def _statements(layout: DataLayout) -> list[str]:
             "CREATE OR REPLACE VIEW dataset_versions AS SELECT * FROM (SELECT NULL::VARCHAR AS dataset_version, "
             "NULL::VARCHAR AS asset, NULL::VARCHAR AS snapshot) WHERE false"
         )
+    statements += _training_views(datasets)
     entries = layout.ledger / "entries.jsonl"
     if entries.exists() and entries.stat().st_size:
         statements.append(
@@ -99,6 +100,54 @@ def _statements(layout: DataLayout) -> list[str]:
         statements.append(
             'CREATE OR REPLACE VIEW ledger_entries AS SELECT * FROM (SELECT NULL::BIGINT AS "index", '
             "NULL::VARCHAR AS timestamp, NULL::VARCHAR AS event_type, NULL::JSON AS payload) WHERE false"
+        )
+    return statements
+
+
+_SEQUENCE_COLUMNS = """stage VARCHAR, sequence BIGINT, doc_id VARCHAR, sha256 VARCHAR, source_version VARCHAR,
+    position BIGINT, copy INTEGER, token_start INTEGER, token_end INTEGER, doc_token_start BIGINT, doc_num_tokens BIGINT"""
+_USE_COLUMNS = "stage VARCHAR, sequence BIGINT, times_trained INTEGER, held_out BOOLEAN"
+_STAGE_FROM_PATH = r"'/stages/([^/]+)/sequences[.]parquet$'"
+
+
+def _training_views(datasets: Path) -> list[str]:
+    """``sequences``: every token sequence of every token_shards version and the documents in it;
+    ``training_use``: how many times each model trained on each sequence (model/usage.py)."""
+    sequences = datasets / "token_shards/*/stages/*/sequences.parquet"
+    uses = datasets / "*/*/sequence_use.parquet"
+    statements = []
+    if list(datasets.glob("token_shards/*/stages/*/sequences.parquet")):
+        statements.append(
+            f"""CREATE OR REPLACE VIEW sequences AS
+                SELECT regexp_extract(filename, {VERSION_FROM_PATH}, 2) AS token_shards_version,
+                       regexp_extract(filename, {_STAGE_FROM_PATH}, 1) AS stage, * EXCLUDE (filename)
+                FROM read_parquet('{sequences}', filename = true, union_by_name = true)"""
+        )
+    else:
+        statements.append(
+            "CREATE OR REPLACE VIEW sequences AS SELECT * FROM (SELECT NULL::VARCHAR AS token_shards_version, "
+            f"{_typed_nulls(_SEQUENCE_COLUMNS)}) WHERE false"
+        )
+    if list(datasets.glob("*/*/sequence_use.parquet")):
+        statements.append(
+            # The token_shards version a model trained on is its manifest's token_shards parent.
+            f"""CREATE OR REPLACE VIEW training_use AS
+                WITH models AS (
+                    SELECT dataset_version AS model_version,
+                           regexp_extract(list_filter(parents, lambda p: p LIKE 'token_shards/%')[1], '/(.*)$', 1)
+                               AS token_shards_version
+                    FROM dataset_versions)
+                SELECT regexp_extract(u.filename, {VERSION_FROM_PATH}, 1) AS model_asset,
+                       regexp_extract(u.filename, {VERSION_FROM_PATH}, 2) AS model_version,
+                       m.token_shards_version, u.* EXCLUDE (filename)
+                FROM read_parquet('{uses}', filename = true, union_by_name = true) u
+                LEFT JOIN models m ON m.model_version = regexp_extract(u.filename, {VERSION_FROM_PATH}, 2)"""
+        )
+    else:
+        statements.append(
+            "CREATE OR REPLACE VIEW training_use AS SELECT * FROM (SELECT NULL::VARCHAR AS model_asset, "
+            "NULL::VARCHAR AS model_version, NULL::VARCHAR AS token_shards_version, "
+            f"{_typed_nulls(_USE_COLUMNS)}) WHERE false"
         )
     return statements
 

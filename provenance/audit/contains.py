@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provenance.audit.lookup import Row, find_rows
-from provenance.audit.versions import ancestors, depth, leaves, load_versions, resolve
+from provenance.audit.versions import MODEL_ASSETS, ancestors, depth, leaves, load_versions, resolve
 from provenance.layout import DataLayout
 
 IN, DROPPED, NOT_SEEN = "in", "dropped", "not_seen"
@@ -70,6 +70,9 @@ def scope_of(layout: DataLayout, targets: list[str] | None) -> tuple[dict, list[
     """(manifests, resolved targets, every version in scope: the targets and their ancestors)."""
     versions = load_versions(layout)
     resolved = [resolve(versions, t) for t in targets] if targets else leaves(versions)
+    models = [r for r in resolved if versions[r].asset in MODEL_ASSETS]
+    if models:
+        raise ValueError(f"{models[0]} is a model, not a dataset version: ask with --model")
     scope: list[str] = []
     for target in resolved:
         scope += [r for r in ancestors(versions, target) if r in versions and r not in scope]

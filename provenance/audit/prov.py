@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from provenance.audit.lineage import Node
+from provenance.audit.versions import MODEL_ASSETS
 
 NAMESPACE = "urn:apertus:"
 
@@ -48,8 +49,12 @@ def to_prov(root: Node) -> dict:
             doc["entity"][_version(node.ref)] = entity
             continue
         m = node.manifest
-        entity.update({"apertus:asset": m.asset, "apertus:version_id": m.version_id, "apertus:snapshot": m.snapshot,
-                       "apertus:manifest_sha256": node.manifest_sha256, "apertus:ledger_index": node.ledger_index})  # fmt: skip
+        attributes = {"apertus:asset": m.asset, "apertus:version_id": m.version_id, "apertus:snapshot": m.snapshot,
+                      "apertus:manifest_sha256": node.manifest_sha256, "apertus:ledger_index": node.ledger_index}  # fmt: skip
+        # PROV-JSON has no null: an attribute a version does not have is left out.
+        entity.update({k: v for k, v in attributes.items() if v is not None})
+        if m.asset in MODEL_ASSETS:
+            entity["prov:type"] = "apertus:ModelVersion"
         doc["entity"][_version(node.ref)] = entity
         doc["activity"][_step(node.ref)] = {
             "prov:type": "apertus:CurationStep",

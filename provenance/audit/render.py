@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from provenance.audit.contains import DROPPED, IN, Membership, Step
 from provenance.audit.lineage import Node, config_summary
+from provenance.audit.model_use import NOT_STAGED, STAGED_NOT_TRAINED, ModelMembership
 
 SHORT = 12  # hex digits of an id or hash shown on the terminal; --json carries the full values
 
@@ -96,3 +97,30 @@ def _step_text(step: Step) -> str:
         return "kept"
     numbers = ", ".join(f"{k}={v}" for k, v in sorted(step.details.items()))
     return f"{DROPPED}: {step.reason}" + (f"  ({numbers})" if numbers else "")
+
+
+def model_membership_text(result: ModelMembership) -> str:
+    """The answer for one model (IN: trained on; NOT IN: staged but never trained on, dropped, or never
+    seen), the stages that used the document, then its trail through the data versions."""
+    ((kind, value),) = result.membership.query.items()
+    model = _short_ref(result.model)
+    if result.status == IN:
+        head = f"IN {model}: {kind} {value!r} was trained on"
+    elif result.status == STAGED_NOT_TRAINED:
+        head = f"NOT IN {model} (staged, never trained on): {kind} {value!r} is in its token shards only in held-out sequences or ones the run did not reach"
+    elif result.status == NOT_STAGED:
+        head = f"NOT IN {model} (not staged): {kind} {value!r} was kept by curation but selected for no stage of its curriculum"
+    elif result.status == DROPPED:
+        head = f"NOT IN {model} (dropped): {kind} {value!r} was removed before its training data"
+    else:
+        head = f"NOT IN {model} (never seen): no document with {kind} {value!r} in its training data or their inputs"
+    lines = [head]
+    for use in result.uses:
+        lines.append(f"  document {use.doc_id}  sha256 {use.sha256[:SHORT]}…")
+        for s in use.stages:
+            lines.append(
+                f"    stage {s.stage:<12} {s.copies} cop{'y' if s.copies == 1 else 'ies'} in {s.sequences} sequence(s): {s.sequences_trained} trained on, "
+                f"{s.times_trained} draw(s); {s.held_out_sequences} held out"
+            )
+    lines.append(membership_text(result.membership))
+    return "\n".join(lines)

@@ -3,7 +3,8 @@
 For each dataset version in scope (all of them, or the named one and its ancestors):
 1. re-hash every file against its manifest and recompute the version id
    (``provenance.manifest.verify_version``); check that each parent version exists;
-2. find the version's ``dataset_version_created`` ledger entry; check that its ``manifest_sha256``
+2. find the ledger entry that pinned the version (``dataset_version_created``, or ``model_trained``
+   for a model); check that its ``manifest_sha256``
    is the sha256 of the manifest as it is now (a rewritten manifest is caught even when the files
    agree with it), and that the entry's inclusion proof verifies offline against the latest
    signed tree head (``provenance.ledger.verify_entry_offline``);
@@ -75,7 +76,7 @@ def verify(layout: DataLayout, ref: str | None = None) -> Report:
         record = records.get(version)
         if record is None:
             report.problems.append(
-                f"{folder / MANIFEST}: no {version} dataset_version_created entry in {ledger.root / 'entries.jsonl'}"
+                f"{folder / MANIFEST}: no entry pinning {version} in {ledger.root / 'entries.jsonl'}"
             )
         else:
             report.problems += _check_record(layout, ledger, record, folder, head if proofs_usable else None)

@@ -13,12 +13,16 @@ from pathlib import Path
 from provenance.layout import DataLayout
 from provenance.manifest import MANIFEST, Manifest, load_manifest
 
-DATASET_VERSION_CREATED = "dataset_version_created"  # provenance.ledger.format, without its imports
+# provenance.ledger.format's event types, without its imports; the payload key naming the version.
+# Versions that are models (provenance.models), not data: never a target of a document query.
+MODEL_ASSETS = ("trained_model", "finetuned_model")
+CREATION_EVENTS = {"dataset_version_created": "dataset_version", "model_trained": "model_version"}
 
 
 @dataclass(frozen=True)
 class LedgerRecord:
-    """A ``dataset_version_created`` entry as stored: its index, exact line and payload."""
+    """The entry that pinned a version (``dataset_version_created`` or ``model_trained``) as stored:
+    its index, exact line and payload."""
 
     index: int
     line: str
@@ -86,13 +90,15 @@ def depth(versions: dict[str, Manifest], ref: str) -> int:
 
 
 def leaves(versions: dict[str, Manifest]) -> list[str]:
-    """Versions no other version derives from: the ends of the curation chains."""
-    used = {p for m in versions.values() for p in m.parents}
-    return sorted(r for r in versions if r not in used)
+    """Dataset versions no other dataset version derives from: the ends of the curation chains
+    (models are not data, so a version a model was trained from is still an end)."""
+    data = {r: m for r, m in versions.items() if m.asset not in MODEL_ASSETS}
+    used = {p for m in data.values() for p in m.parents}
+    return sorted(r for r in data if r not in used)
 
 
 def ledger_records(layout: DataLayout) -> dict[str, LedgerRecord]:
-    """``asset/version_id`` -> its ``dataset_version_created`` entry; unparseable lines are skipped."""
+    """``asset/version_id`` -> the entry that pinned it; unparseable lines are skipped."""
     path = layout.ledger / "entries.jsonl"
     records: dict[str, LedgerRecord] = {}
     if not path.exists():
@@ -102,11 +108,10 @@ def ledger_records(layout: DataLayout) -> dict[str, LedgerRecord]:
             line = raw.rstrip(b"\n")
             try:
                 entry = json.loads(line)
-                if entry["event_type"] != DATASET_VERSION_CREATED:
+                key = CREATION_EVENTS.get(entry["event_type"])
+                if key is None:
                     continue
-                records[entry["payload"]["dataset_version"]] = LedgerRecord(
-                    entry["index"], line.decode(), entry["payload"]
-                )
+                records[entry["payload"][key]] = LedgerRecord(entry["index"], line.decode(), entry["payload"])
             except (ValueError, KeyError, TypeError):
                 continue
     return records

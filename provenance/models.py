@@ -1,0 +1,227 @@
+"""Model versions: a finished training run sealed like a dataset version, with its provenance record.
+
+A run folder (model.stages' output: model.safetensors, checkpoints/, metrics.jsonl, evaluation.json,
+run.json, sequence_use.parquet) gets a ``provenance.json`` (below), then is sealed by
+provenance.manifest.seal into ``<data>/datasets/trained_model/<version id>/``: its id is the Merkle
+root of every file, the record included, and its parents are the token_shards, tokenizer and
+curriculum_stages versions it was trained from, so lineage, diff and verify treat a model like any
+other version. A ``model_trained`` ledger entry pins it (manifest, record and weights by sha256).
+
+The record answers "exactly which data, code and configuration produced this model": every dataset
+version by curriculum stage, the tokenizer, the code commit and a hash of any uncommitted change, the
+full resolved config and the generated DeepSpeed config, a hash of the installed distributions, the
+hardware, the seeds, the metrics, and the orchestrator's own record of the inputs it passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from provenance.audit.versions import MODEL_ASSETS
+from provenance.hashing import sha256_file
+from provenance.layout import REPO_ROOT, DataLayout
+from provenance.ledger import Ledger
+from provenance.ledger.format import MODEL_TRAINED
+from provenance.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
+
+RECORD = "provenance.json"
+RECORD_FORMAT = "apertus.provenance-record/1"
+TRAINED_MODEL, FINETUNED_MODEL = MODEL_ASSETS
+EXPORT_FILE = "model.safetensors"
+
+
+def code_state(repo: Path = REPO_ROOT) -> dict:
+    """The commit of the checkout and whether it had uncommitted changes; the diff's sha256 (tracked
+    changes plus the content of untracked, non-ignored files) identifies them. Outside a git checkout
+    (an installed wheel), a hash of our packages' source files stands in for the commit."""
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").decode().strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None, "diff_sha256": None, "source_sha256": source_sha256(repo)}
+    digest = hashlib.sha256(git("diff", "HEAD", "--binary"))
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")
+    for name in sorted(u for u in untracked if u):
+        path = repo / name.decode()
+        if path.is_file():
+            digest.update(b"\0untracked\0" + name + b"\0" + bytes.fromhex(sha256_file(path)))
+    dirty = bool(git("status", "--porcelain", "--untracked-files=normal").strip())
+    return {"commit": commit, "dirty": dirty, "diff_sha256": digest.hexdigest() if dirty else None}
+
+
+def source_sha256(repo: Path = REPO_ROOT) -> str:
+    """sha256 over the (path, sha256) of every .py file of our packages."""
+    digest = hashlib.sha256()
+    for package in ("pipelines", "model", "kernels", "provenance", "assets", "apertus"):
+        for path in sorted((repo / package).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(repo).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def dependency_state(repo: Path = REPO_ROOT) -> dict:
+    """sha256 of the sorted ``name==version`` lines of every installed distribution, their count, and
+    the sha256 of requirements.lock (what `make` installs), so a drifted environment is visible."""
+    pins = sorted(
+        {f"{d.metadata['Name'].lower()}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
+    )
+    lock = repo / "requirements.lock"
+    return {
+        "sha256": hashlib.sha256("\n".join(pins).encode()).hexdigest(),
+        "count": len(pins),
+        "lock_sha256": sha256_file(lock) if lock.exists() else None,
+    }
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise ValueError(f"{path}: missing; is this a finished training run folder?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def build_record(
+    layout: DataLayout, run_folder: Path, *, recipe: str | None = None, orchestration: dict | None = None
+) -> dict:
+    """The provenance record of a finished run folder (see the module docstring).
+
+    orchestration: what the orchestrator recorded about the run (its run id and the data versions of
+    the inputs it passed); stored as given, and checked against the record's own datasets by callers.
+    """
+    run_folder = Path(run_folder)
+    run = _read_json(run_folder / "run.json")
+    if run.get("status") != "finished":
+        raise ValueError(f"{run_folder}: run.json says {run.get('status')!r}; only finished runs are sealed")
+    evaluation = _read_json(run_folder / "evaluation.json")
+    steps = [
+        r
+        for r in map(json.loads, (run_folder / "metrics.jsonl").read_text().splitlines())
+        if r.get("event") is None
+    ]
+    upstream = run["upstream"]
+    shards_folder = version_folder(layout.datasets, upstream["token_shards"])
+    index = json.loads((shards_folder / "index.json").read_text())
+    stages_manifest = load_manifest(version_folder(layout.datasets, upstream["curriculum_stages"]))
+    stages = []
+    for stage in sorted(index["stages"], key=lambda s: s["stage_index"]):
+        use = run.get("sequence_use", {}).get(Path(stage["path"]).name, {})
+        stages.append(
+            {
+                "stage": stage["stage"],
+                "index": stage["stage_index"],
+                "path": stage["path"],
+                "sequences": stage["num_sequences"],
+                "tokens": stage["num_tokens"],
+                "sequences_trained": use.get("sequences_trained"),
+                "held_out_sequences": use.get("held_out_sequences"),
+                "dataset_versions": list(stages_manifest.parents),
+            }
+        )
+    checkpoint_files = {k: v for k, v in run["files"].items() if k.startswith("checkpoints/")}
+    latest = (run_folder / "checkpoints" / "latest").read_text().strip()
+    run_config = run["run_config"]
+    return {
+        "format": RECORD_FORMAT,
+        "model": {
+            "recipe": recipe,
+            "config": run_config["model"],
+            "parameters": run.get("parameters"),
+        },
+        "export": {"path": EXPORT_FILE, "sha256": run["files"].get(EXPORT_FILE)},
+        "checkpoint": {"latest": latest, "step": run["steps_done"], "files": checkpoint_files},
+        "datasets": {
+            "token_shards": upstream["token_shards"],
+            "tokenizer": upstream["tokenizer"],
+            "curriculum_stages": upstream["curriculum_stages"],
+            "stages": stages,
+        },
+        "code": code_state(),
+        "config": {"run": run_config, "deepspeed": run.get("deepspeed_config")},
+        "dependencies": dependency_state(),
+        "hardware": run.get("environment"),
+        "seeds": {"train": run_config["train"]["seed"], "token_shards": index.get("seed")},
+        "metrics": {
+            "steps": len(steps),
+            "first_loss": steps[0]["lm_loss"] if steps else None,
+            "final_loss": steps[-1]["lm_loss"] if steps else None,
+            "tokens_per_s_median": sorted(r["tokens_per_s"] for r in steps)[len(steps) // 2]
+            if steps
+            else None,
+            "perplexity_after_stage": [
+                {"stage": e["stage"], "overall": e["overall"]["perplexity"], "by_language": e["perplexity"]}
+                for e in evaluation["after_stage"]
+            ],
+        },
+        "orchestration": orchestration or {},
+    }
+
+
+def seal_model(
+    layout: DataLayout, run_folder: Path, record: dict, *, asset: str = TRAINED_MODEL
+) -> tuple[Manifest, int | None]:
+    """Write ``record`` into the run folder as provenance.json, seal the folder (it is moved) into
+    ``datasets/<asset>/<id>``, and pin it in the ledger. Returns (manifest, ledger index); the index
+    is None when the same bytes were already sealed (the run folder is then removed)."""
+    if asset not in MODEL_ASSETS:
+        raise ValueError(f"{asset!r}: a model version's asset is one of {MODEL_ASSETS}")
+    run_folder = Path(run_folder)
+    (run_folder / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    datasets = record["datasets"]
+    parents = tuple(
+        r
+        for r in (datasets.get("token_shards"), datasets.get("tokenizer"), datasets.get("curriculum_stages"))
+        if r
+    ) + tuple(record.get("parents", ()))
+    staging = layout.work / "staging" / f"{asset}-{run_folder.name}"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(run_folder, staging)
+    manifest, created = seal(
+        staging,
+        layout.datasets,
+        asset=asset,
+        snapshot=None,
+        parents=parents,
+        config=record["config"],
+        code_version=(record["code"].get("commit") or record["code"].get("source_sha256") or "")[:16],
+        stats={"metrics": record["metrics"], "parameters": record["model"].get("parameters")},
+    )
+    if not created:
+        return manifest, None
+    from provenance.catalog import refresh_catalog
+
+    folder = layout.datasets / asset / manifest.version_id
+    entry = Ledger(layout.ledger).append(
+        MODEL_TRAINED,
+        {
+            "model_version": manifest.ref,
+            "kind": "finetune" if asset == FINETUNED_MODEL else "pretrain",
+            "parents": list(manifest.parents),
+            "manifest_sha256": sha256_file(folder / MANIFEST),
+            "record_sha256": sha256_file(folder / RECORD),
+            "model_sha256": record["export"].get("sha256"),
+        },
+    )
+    refresh_catalog(layout)
+    return manifest, entry.index
+
+
+def load_record(folder: Path) -> dict:
+    """The provenance record of a model version folder."""
+    path = Path(folder) / RECORD
+    if not path.exists():
+        raise ValueError(f"{path}: missing; {folder} is not a model version")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def model_versions(layout: DataLayout) -> dict[str, Manifest]:
+    """``asset/version_id`` -> manifest of every model version (trained or fine-tuned) in the data folder."""
+    from provenance.audit.versions import load_versions
+
+    return {ref: m for ref, m in load_versions(layout).items() if m.asset in MODEL_ASSETS}
