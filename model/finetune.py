@@ -1,0 +1,373 @@
+"""SovereignTune: fine-tune a released checkpoint on a file of examples, on one process, with every
+example's use recorded as a leaf of the run's Merkle tree and evaluation gates that decide whether the
+run may be certified.
+
+    python -m model.finetune --base <data>/datasets/trained_model/<id> --examples FILE.jsonl --out DIR
+
+The base version's model.safetensors is loaded (model/export.py) and trained with plain torch AdamW
+(DeepSpeed-MoE's layer runs without its engine at ep_size=1). Examples (provenance/finetune.py) are
+tokenized with the base's tokenizer as <|endoftext|> prompt response <|endoftext|>: for a
+{"prompt", "response"} example only the response and the closing separator are targets, for a
+{"text"} example every token. Optimizer step s trains on the examples batch_indices(num_train, s,
+batch_size, seed) names (model/data.py), so the run is a pure function of (base, examples, config).
+
+Gates (FinetuneConfig margins): the loss on the held-out examples must not exceed the base's by more
+than held_out_loss_margin (relative), and per language, perplexity on the base's own held-out data
+(the token_shards version of its record, split as model/evaluate.py splits it; or --reference-texts)
+must not exceed the base's by more than perplexity_margin. DIR receives model.safetensors,
+examples.jsonl, usage.jsonl, metrics.jsonl, evaluation.json and run.json; `apertus finetune` seals it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from model.data import batch_indices
+from model.export import load_safetensors
+from model.finetune_eval import (
+    IGNORE,
+    Encoded,
+    collate,
+    evaluate_gates,
+    nll,
+    pad_multiple,
+    perplexity,
+    pretrained_root,
+    reference_from_texts,
+    reference_from_token_shards,
+)
+from model.schedule import wsd_lr
+from model.transformer import Transformer
+from provenance.finetune import (
+    RUN_FORMAT,
+    Example,
+    hardware_record,
+    read_examples,
+    split_held_out,
+    usage_line,
+    usage_root,
+)
+from provenance.hashing import sha256_file
+from provenance.manifest import load_manifest, version_folder
+
+__all__ = ["FinetuneConfig", "encode_example", "save_safetensors", "finetune", "main"]
+
+END_OF_TEXT, PAD = "<|endoftext|>", "<|pad|>"  # pipelines/tokenizer.py: ids 0 and 1
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """One fine-tuning run. The learning rate warms up linearly over warmup_steps (at most all steps),
+    then decays linearly to final_lr at the last step. max_tokens: an example longer than this is cut
+    (counted as truncated).
+
+    held_out_fraction: share of the examples never trained on, for the held-out-loss gate.
+    held_out_loss_margin: fine-tuned held-out loss <= base loss * (1 + margin).
+    perplexity_margin: per language, perplexity on the base's held-out data <= base's * (1 + margin).
+    eval_sequences: held-out sequences per stage of the base's token_shards evaluated for that gate.
+    """
+
+    steps: int = 30
+    batch_size: int = 8
+    max_tokens: int = 256
+    peak_lr: float = 3e-4
+    final_lr: float = 3e-5
+    warmup_steps: int = 4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 0
+    held_out_fraction: float = 0.1
+    held_out_loss_margin: float = 0.0
+    perplexity_margin: float = 0.25
+    eval_sequences: int = 32
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.max_tokens < 2:
+            raise ValueError(f"FinetuneConfig: need steps >= 1, batch_size >= 1, max_tokens >= 2; got {self}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"FinetuneConfig.warmup_steps={self.warmup_steps}; must be >= 0")
+        if min(self.held_out_loss_margin, self.perplexity_margin) < 0:
+            raise ValueError("FinetuneConfig: margins are allowed relative increases, >= 0")
+
+
+def _load_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise ValueError(f"{path}: the base's tokenizer is missing (provenance.json datasets.tokenizer)")
+    tokenizer = Tokenizer.from_file(str(path))
+    # Text that spells a special token gets ordinary tokens for it (as pipelines/tokenizer.py loads it).
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
+def encode_example(tokenizer, example: Example, eot: int, max_tokens: int) -> Encoded:
+    """<|endoftext|> prompt response <|endoftext|> (or the text between separators), cut to max_tokens."""
+
+    def enc(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False).ids if text else []
+
+    r = example.record
+    if "text" in r:
+        ids, loss_from = [eot, *enc(r["text"]), eot], 1
+    else:
+        prompt = enc(r["prompt"])
+        ids, loss_from = [eot, *prompt, *enc(r["response"]), eot], 1 + len(prompt)
+    truncated = len(ids) > max_tokens
+    return Encoded(ids[:max_tokens], min(loss_from, max_tokens - 1), truncated)
+
+
+def save_safetensors(model: Transformer, path: str | Path) -> Path:
+    """The model's parameters as model/export.py writes them (tied embeddings once, the ModelConfig as
+    JSON metadata), so model.export.load_safetensors reads it back."""
+    state = {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
+    if model.cfg.tie_embeddings:
+        state.pop("head.weight")
+    save_file(state, str(path), metadata={"model_config": json.dumps(dataclasses.asdict(model.cfg))})
+    return Path(path)
+
+
+def _optimizer(model: Transformer, cfg: FinetuneConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.peak_lr, betas=cfg.betas)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def finetune(
+    base_folder: str | Path,
+    examples_path: str | Path,
+    out_dir: str | Path,
+    cfg: FinetuneConfig,
+    *,
+    reference_texts: str | Path | None = None,
+    log=print,
+) -> dict:
+    """Fine-tune the base version in base_folder on examples_path (see the module docstring) into out_dir
+    and return its run record (run.json). ValueError for a base without its tokenizer or held-out data,
+    or examples the tokenizer's vocabulary exceeds the model's for."""
+    base_folder, out_dir = Path(base_folder), Path(out_dir)
+    base_manifest = load_manifest(base_folder)
+    base_record = json.loads((base_folder / "provenance.json").read_text(encoding="utf-8"))
+    datasets_root = base_folder.parent.parent
+    tokenizer_ref = (pretrained_root(base_folder)[1].get("datasets") or {}).get("tokenizer")
+    if not tokenizer_ref:
+        raise ValueError(
+            f"{base_folder / 'provenance.json'}: names no tokenizer version (datasets.tokenizer)"
+        )
+    tokenizer = _load_tokenizer(version_folder(datasets_root, tokenizer_ref) / "tokenizer.json")
+    eot, pad = tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(PAD)
+
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_safetensors(base_folder / "model.safetensors").to(device)
+    if tokenizer.get_vocab_size() > model.cfg.vocab_size:
+        raise ValueError(
+            f"{tokenizer_ref}: vocabulary of {tokenizer.get_vocab_size()}, "
+            f"the model's is {model.cfg.vocab_size}"
+        )
+    max_tokens = min(cfg.max_tokens, model.cfg.max_seq_len + 1)
+
+    examples = read_examples(examples_path)
+    train, held = split_held_out(examples, cfg.held_out_fraction)
+    encoded = {e.sha256: encode_example(tokenizer, e, eot, max_tokens) for e in examples}
+    reference = (
+        reference_from_texts(Path(reference_texts), tokenizer, eot, pad, max_tokens - 1, device)
+        if reference_texts
+        else reference_from_token_shards(base_folder, cfg.eval_sequences, device)
+    )
+    if reference is None:
+        raise ValueError(
+            f"{base_folder}: its token_shards version is not in {datasets_root}, so the perplexity gate has "
+            "no held-out data; pass --reference-texts FILE.jsonl ({'text', 'language'} per line)"
+        )
+    held_items = [encoded[e.sha256] for e in held]
+    base_ho = perplexity(*nll(model, held_items, pad, cfg.batch_size, device))
+    base_ref = reference.evaluate(model)
+    log(
+        f"base: held-out example loss {base_ho['loss']:.4f}; reference perplexity "
+        + ", ".join(f"{k} {v['perplexity']:.1f}" for k, v in base_ref.items())
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.train()
+    optimizer = _optimizer(model, cfg)
+    usage, metrics, started = [], [], time.perf_counter()
+    warmup = min(cfg.warmup_steps, cfg.steps)  # a run shorter than the warmup just warms up
+    for step in range(cfg.steps):
+        lr = wsd_lr(
+            step,
+            peak_lr=cfg.peak_lr,
+            final_lr=cfg.final_lr,
+            warmup_end=warmup,
+            decay_start=warmup,
+            decay_end=cfg.steps,
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(len(train), step, cfg.batch_size, cfg.seed).tolist()
+        batch = [train[i] for i in idx]
+        usage += [usage_line(e.sha256, step, slot) for slot, e in enumerate(batch)]
+        t0 = time.perf_counter()
+        inputs, targets = collate([encoded[e.sha256] for e in batch], pad, pad_multiple(model), device)
+        logits, aux, _ = model(inputs)
+        lm_loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        (lm_loss + aux).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        record = {
+            "step": step,
+            "loss": (lm_loss + aux).item(),
+            "lm_loss": lm_loss.item(),
+            "aux_loss": aux.item(),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "target_tokens": int((targets != IGNORE).sum()),
+            "step_time_s": time.perf_counter() - t0,
+        }
+        metrics.append(record)
+        log(f"step {step + 1}/{cfg.steps} loss {record['lm_loss']:.4f} lr {lr:.2e}")
+    elapsed = time.perf_counter() - started
+
+    tuned_ho = perplexity(*nll(model, held_items, pad, cfg.batch_size, device))
+    tuned_ref = reference.evaluate(model)
+    gates = evaluate_gates(
+        cfg.held_out_loss_margin,
+        cfg.perplexity_margin,
+        (base_ho, tuned_ho),
+        (base_ref, tuned_ref),
+        reference.source,
+    )
+    certifiable = all(g["passed"] for g in gates.values())
+    log(
+        f"held-out example loss {base_ho['loss']:.4f} -> {tuned_ho['loss']:.4f}; gates "
+        + ", ".join(f"{k} {'passed' if g['passed'] else 'FAILED'}" for k, g in gates.items())
+    )
+
+    save_safetensors(model, out_dir / "model.safetensors")
+    held_shas = {e.sha256 for e in held}
+    with open(out_dir / "examples.jsonl", "w", encoding="utf-8") as f:
+        for e in examples:
+            enc = encoded[e.sha256]
+            row = {
+                "line": e.line,
+                "sha256": e.sha256,
+                "split": "held_out" if e.sha256 in held_shas else "train",
+                "kind": e.kind,
+                "language": e.language,
+                "tokens": len(enc.ids),
+                "target_tokens": len(enc.ids) - enc.loss_from,
+                "truncated": enc.truncated,
+            }
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    (out_dir / "usage.jsonl").write_bytes(b"".join(line + b"\n" for line in usage))
+    (out_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    evaluation = {
+        "format": "apertus.finetune-evaluation/1",
+        "gates": gates,
+        "certifiable": certifiable,
+        "held_out_examples": {"base": base_ho, "finetuned": tuned_ho},
+        "reference": {"source": reference.source, "base": base_ref, "finetuned": tuned_ref},
+    }
+    _write_json(out_dir / "evaluation.json", evaluation)
+    tokens = sum(m["target_tokens"] for m in metrics)
+    run = {
+        "format": RUN_FORMAT,
+        "base": {
+            "model_version": base_manifest.ref,
+            "model_sha256": sha256_file(base_folder / "model.safetensors"),
+            "record_sha256": sha256_file(base_folder / "provenance.json"),
+            "tokenizer": tokenizer_ref,
+        },
+        "model": {
+            "recipe": (base_record.get("model") or {}).get("recipe"),
+            "config": dataclasses.asdict(model.cfg),
+            "parameters": (base_record.get("model") or {}).get("parameters"),
+        },
+        "examples": {
+            "file_name": Path(examples_path).name,
+            "file_sha256": sha256_file(examples_path),
+            "count": len(examples),
+            "train": len(train),
+            "held_out": len(held),
+            "truncated": sum(encoded[e.sha256].truncated for e in examples),
+            "leaves": len(usage),
+            "root": usage_root(usage),
+            "tree": "RFC 6962 over the lines of usage.jsonl, in order",
+        },
+        "config": dataclasses.asdict(cfg),
+        "gates": gates,
+        "certifiable": certifiable,
+        "metrics": {
+            "steps": cfg.steps,
+            "first_loss": metrics[0]["lm_loss"],
+            "final_loss": metrics[-1]["lm_loss"],
+            "held_out_loss_base": base_ho["loss"],
+            "held_out_loss": tuned_ho["loss"],
+            "target_tokens_per_s": tokens / elapsed,
+        },
+        "hardware": {**hardware_record(), "device": str(device), "torch": torch.__version__},
+    }
+    _write_json(out_dir / "run.json", run)
+    return run
+
+
+def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
+    """The FinetuneConfig options shared by `python -m model.finetune` and `apertus finetune`."""
+    defaults = FinetuneConfig()
+    for field in dataclasses.fields(FinetuneConfig):
+        if field.name == "betas":
+            continue
+        value = getattr(defaults, field.name)
+        p.add_argument(
+            f"--{field.name.replace('_', '-')}", type=type(value), default=value, help=f"(default {value})"
+        )
+    p.add_argument(
+        "--reference-texts",
+        help="JSONL of {text, language}: the perplexity gate's held-out data "
+        "when the base's token_shards version is not in the data folder",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """FinetuneConfig from the parsed options of add_finetune_arguments."""
+    names = [f.name for f in dataclasses.fields(FinetuneConfig) if f.name != "betas"]
+    return FinetuneConfig(**{n: getattr(args, n) for n in names})
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m model.finetune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="a trained_model (or finetuned_model) version folder")
+    p.add_argument("--examples", required=True, help='JSONL: {"prompt", "response"} or {"text"} per line')
+    p.add_argument("--out", required=True, help="run folder (sealed by `apertus finetune`)")
+    add_finetune_arguments(p)
+    args = p.parse_args(argv)
+    run = finetune(
+        args.base,
+        args.examples,
+        args.out,
+        config_from_args(args),
+        reference_texts=args.reference_texts,
+        log=lambda line: print(line, flush=True),
+    )
+    print(f"examples root {run['examples']['root']}; certifiable: {run['certifiable']}")
+
+
+if __name__ == "__main__":
+    main()
