@@ -15,6 +15,7 @@ import yaml
 from pipelines.dedup import DedupConfig
 from pipelines.langid import LanguageIdConfig
 from pipelines.quality import QualityConfig
+from pipelines.robots import RobotsConfig
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class CurationConfig:
     language: LanguageIdConfig = field(default_factory=LanguageIdConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    robots: RobotsConfig = field(default_factory=RobotsConfig)
     max_document_bytes: int = 10_000_000
 
 

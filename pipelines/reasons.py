@@ -25,3 +25,8 @@ FINEWEB_QUALITY = "fineweb_quality"
 # Deduplication
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
+
+# Rights of others (ingest): an erasure or opt-out request recorded in the ledger (details name it),
+# and a robots.txt that reserves the page from AI crawlers (details name the agent, file and rule)
+SUPPRESSED_ERASURE_REQUEST = "suppressed:erasure_request"
+OPTOUT_ROBOTS_TXT = "optout:robots_txt"

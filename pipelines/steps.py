@@ -94,14 +94,14 @@ def finish_step(
         counts=counts,
     )
     folder = layout.datasets / asset / manifest.version_id
-    ledger_index = _pin(layout, manifest, folder) if created else None
+    ledger_index = pin_version(layout, manifest, folder) if created else None
     refresh_catalog(layout)
     return StepResult(
         manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index
     )
 
 
-def _pin(layout: DataLayout, manifest: Manifest, folder: Path) -> int:
+def pin_version(layout: DataLayout, manifest: Manifest, folder: Path) -> int:
     """Record a new version in the ledger and build its audit lookup; return the ledger index."""
     entry = Ledger(layout.ledger).append(
         DATASET_VERSION_CREATED,
@@ -113,7 +113,8 @@ def _pin(layout: DataLayout, manifest: Manifest, folder: Path) -> int:
             "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
         },
     )
-    build_lookup(layout, manifest, folder)
+    if (folder / "index.parquet").exists():  # a version of documents (not a tokenizer, a report …)
+        build_lookup(layout, manifest, folder)
     return entry.index
 
 
@@ -142,21 +143,29 @@ def excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
 def ingest_snapshot(
     layout: DataLayout, snapshot: str, config: CurationConfig, executor: ExecutorConfig
 ) -> StepResult:
-    """Read every shard of ``inbox/<snapshot>`` into ``raw_documents``; bad records go to quarantine."""
+    """Read every shard of ``inbox/<snapshot>`` into ``raw_documents``; bad records go to quarantine;
+    documents named by a recorded erasure request are dropped (``pipelines.suppression``), and so are
+    pages whose host's robots.txt in ``<data>/robots/`` disallows an AI crawler (``pipelines.robots``)."""
     from pipelines.normalize import Normalizer
     from pipelines.readers import SnapshotReader
+    from pipelines.robots import robots_blocks
+    from pipelines.suppression import suppression_blocks, suppression_config
+    from provenance.erasure import requests as erasure_requests
 
     source = layout.snapshot_dir(snapshot)
     if not source.is_dir():
         raise ValueError(
             f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)"
         )
+    suppress = [r.as_filter() for r in erasure_requests(layout)]  # read once, at step start
     staging = new_staging(layout, RAW_DOCUMENTS)
     blocks = [
         SnapshotReader(
             str(source), snapshot, str(staging / "quarantine"), max_document_bytes=config.max_document_bytes
         ),
         Normalizer(),
+        *suppression_blocks(suppress, staging),
+        *robots_blocks(layout.robots, staging, config.robots),
         DocumentShardWriter(staging / "shards"),
     ]
     run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
@@ -166,7 +175,12 @@ def ingest_snapshot(
         asset=RAW_DOCUMENTS,
         snapshot=snapshot,
         parents=(),
-        config={"max_document_bytes": config.max_document_bytes, "tasks": executor.tasks},
+        config={
+            "max_document_bytes": config.max_document_bytes,
+            "tasks": executor.tasks,
+            "robots": asdict(config.robots),
+            **suppression_config(suppress),
+        },
     )
 
 

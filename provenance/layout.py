@@ -3,6 +3,7 @@
 inbox/<snapshot>/                 raw source snapshots, one folder each (a Dagster partition)
 datasets/<asset>/<version id>/    immutable dataset versions (provenance.manifest)
 ledger/                           the signed, append-only ledger (provenance.ledger)
+robots/<host>/<YYYY-MM-DD>.txt    dated robots.txt files, applied as an AI-crawler opt-out (pipelines.robots)
 catalog.duckdb                    views over all of the above, for SQL and the audit CLI
 work/                             staging and intermediate files; safe to delete between runs
 """
@@ -44,6 +45,10 @@ class DataLayout:
     @property
     def work(self) -> Path:
         return self.root / "work"
+
+    @property
+    def robots(self) -> Path:
+        return self.root / "robots"
 
     @property
     def lookup(self) -> Path:

@@ -1,0 +1,49 @@
+"""Documents generated from the records of a model version: the AI Act public summary of training
+content, the Annex XI technical documentation, a GDPR Art. 30 record and a model card, each as
+Markdown and self-contained HTML (docs/compliance.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from provenance.compliance.annex_xi import annex_xi
+from provenance.compliance.facts import ComplianceConfig, Facts, gather, load_compliance_config
+from provenance.compliance.gdpr_art30 import gdpr_art30
+from provenance.compliance.model_card import model_card
+from provenance.compliance.render import write
+from provenance.compliance.summary import public_summary
+from provenance.layout import DataLayout
+
+DOCUMENTS = ("training-content-summary", "annex-xi", "gdpr-art30", "model-card")
+
+
+def write_documents(
+    layout: DataLayout, model_ref: str, out_dir: Path, config: ComplianceConfig | None = None
+) -> list[Path]:
+    """Write the four documents (``<name>.md`` and ``<name>.html``, names in ``DOCUMENTS``) for model
+    version ``model_ref`` into ``out_dir``, and ``sources.json`` naming the records they were made
+    from. Returns the paths written."""
+    from provenance.audit.versions import ledger_records
+
+    facts = gather(layout, model_ref, config or ComplianceConfig())
+    entry = ledger_records(layout).get(facts.model_ref)
+    documents = {
+        "training-content-summary": public_summary(facts),
+        "annex-xi": annex_xi(facts),
+        "gdpr-art30": gdpr_art30(facts),
+        "model-card": model_card(facts, entry.index if entry else None),
+    }
+    written = [path for name, doc in documents.items() for path in write(doc, out_dir, name)]
+    sources = {
+        "model_version": facts.model_ref,
+        "ledger_index": entry.index if entry else None,
+        "versions": facts.chain,
+        "erasure_requests": [r.request_id for r in facts.requests],
+    }
+    path = Path(out_dir) / "sources.json"
+    path.write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
+    return [*written, path]
+
+
+__all__ = ["DOCUMENTS", "ComplianceConfig", "Facts", "gather", "load_compliance_config", "write_documents"]
