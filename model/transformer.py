@@ -3,8 +3,10 @@
 Shape legend:
     B  batch          T  tokens          D  model dim          V  vocabulary
     L  layers         E  experts         F  expert (or dense) hidden size
+    G  expert-parallel groups (ep_size)  C  capacity: slots per expert in DeepSpeed's dispatch buffer
 
-The routed feed-forward is deepspeed.moe.layer.MoE over SwiGLU experts. Its only parallel concept is
+The routed feed-forward is deepspeed.moe.layer.MoE over SwiGLU experts, run by RoutedExperts (each expert
+on its routed tokens, not on the whole capacity buffer). Its only parallel concept is
 ep_size (experts are split over ep_size ranks and tokens exchanged all-to-all); with ep_size=1 it runs in
 one process without any process group. Everything else (data parallelism, ZeRO) is DeepSpeed's engine,
 set up by model/train.py.
@@ -16,6 +18,7 @@ import zlib
 
 import torch
 import torch.nn.functional as F
+from deepspeed.moe.experts import Experts
 from deepspeed.moe.layer import MoE
 from torch import nn
 
@@ -26,6 +29,7 @@ __all__ = [
     "Transformer",
     "SwiGLU",
     "MoEFeedForward",
+    "RoutedExperts",
     "count_parameters",
     "count_parameters_meta",
     "global_param_name",
@@ -47,6 +51,41 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class RoutedExperts(Experts):
+    """DeepSpeed's Experts (same modules, same parameter names) that runs each expert on its routed rows only.
+
+    DeepSpeed dispatches into a (G, E, C, D) buffer, C the capacity (dropless: the busiest expert's load),
+    and fills expert e's slots from the front; the rest are zero rows. Its Experts runs every expert on all
+    C rows, so one busy expert makes every expert pay for it (a collapsed router cost the tiny recipe 4x
+    its expert FLOPs). Here expert e runs on the rows up to its last nonzero one, and the rest of its
+    output is zero. That is exact whatever the layout, because a bias-free SwiGLU maps 0 to 0, and so is
+    the gradient: nothing flows from or to a zero row.
+    """
+
+    def __init__(self, experts: Experts):
+        nn.Module.__init__(self)
+        self.deepspeed_experts = experts.deepspeed_experts
+        self.num_local_experts = experts.num_local_experts
+
+    def forward(self, x_GECD: torch.Tensor) -> torch.Tensor:
+        G, E, C, D = x_GECD.shape
+        # Rows in use per (group, expert): one past the last nonzero row (a host sync, once per layer).
+        live_GEC = (x_GECD != 0).any(-1)
+        last_GE = C - live_GEC.flip(-1).to(torch.int8).argmax(-1)
+        used = torch.where(live_GEC.any(-1), last_GE, 0).tolist()
+        # One split of the flat buffer into (used, unused) pieces per (group, expert), and one cat back:
+        # slicing per expert instead made each slice's backward allocate a buffer-sized gradient.
+        sizes = [n for g in range(G) for e in range(E) for n in (used[g][e], C - used[g][e])]
+        pieces = list(x_GECD.reshape(G * E * C, D).split(sizes))
+        zeros_CD = x_GECD.new_zeros(C, D)
+        for e, expert in enumerate(self.deepspeed_experts):
+            slots = [2 * (g * E + e) for g in range(G)]
+            y_ND = expert(torch.cat([pieces[i] for i in slots]) if G > 1 else pieces[slots[0]])
+            for g, (i, y) in enumerate(zip(slots, y_ND.split([used[g][e] for g in range(G)]), strict=True)):
+                pieces[i], pieces[i + 1] = y, zeros_CD[: C - used[g][e]]
+        return torch.cat(pieces).view(G, E, C, D)
 
 
 class MoEFeedForward(nn.Module):
@@ -74,6 +113,8 @@ class MoEFeedForward(nn.Module):
             drop_tokens=m.drop_tokens,
             top2_2nd_expert_sampling=m.second_expert_sampling,
         )
+        layer = self.moe.deepspeed_moe
+        layer.experts = RoutedExperts(layer.experts)
 
     def forward(self, x_BTD: torch.Tensor):
         out_BTD, l_aux, counts_E = self.moe(x_BTD)
