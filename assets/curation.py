@@ -12,6 +12,7 @@ import dagster as dg
 
 from assets.checks import check_specs, version_outcomes, version_output
 from assets.metadata import step_metadata
+from assets.operations import CPU_POOL, CURATION_AUTOMATION, CURATION_RETRY
 from assets.resources import CurationResource
 from pipelines import steps
 
@@ -23,7 +24,7 @@ snapshots = dg.DynamicPartitionsDefinition(name="snapshots")
 CODE_VERSION = steps.code_version()
 
 _EXTRA_CHECKS = {
-    steps.RAW_DOCUMENTS: ("not_empty",),
+    steps.RAW_DOCUMENTS: ("not_empty", "erasure_requests_suppressed"),
     steps.LANGUAGE_IDENTIFIED: ("not_empty", "every_document_has_language"),
     steps.QUALITY_FILTERED: ("not_empty",),
     steps.DEDUPLICATED: ("not_empty", "dedup_rate_within_bounds"),
@@ -42,6 +43,13 @@ def _outcomes(asset: str, result: steps.StepResult, layout) -> dict:
     if "every_document_has_language" in _EXTRA_CHECKS[asset]:
         unknown = result.kept["by_language"].get("unknown", {}).get("documents", 0)
         outcomes["every_document_has_language"] = (unknown == 0, {"documents_without_language": unknown})
+    if "erasure_requests_suppressed" in _EXTRA_CHECKS[asset]:
+        from pipelines.suppression import suppression_outcome
+        from provenance.erasure import requests as erasure_requests
+
+        outcomes["erasure_requests_suppressed"] = suppression_outcome(
+            result.folder, result.manifest.config, [r.as_filter() for r in erasure_requests(layout)]
+        )
     if "dedup_rate_within_bounds" in _EXTRA_CHECKS[asset]:
         rate = removed / max(1, kept + removed)
         outcomes["dedup_rate_within_bounds"] = (
@@ -70,6 +78,8 @@ def _outputs(
     code_version=CODE_VERSION,
     check_specs=_check_specs(steps.RAW_DOCUMENTS),
     kinds={"parquet"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
 )
 def raw_documents(context: dg.AssetExecutionContext, curation: CurationResource):
     """Every record of one source snapshot (JSONL, Parquet, WARC), normalized (NFC, FTFY), with a
@@ -87,6 +97,9 @@ def raw_documents(context: dg.AssetExecutionContext, curation: CurationResource)
     code_version=CODE_VERSION,
     check_specs=_check_specs(steps.LANGUAGE_IDENTIFIED),
     kinds={"parquet"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=CURATION_AUTOMATION,
 )
 def language_identified(context: dg.AssetExecutionContext, curation: CurationResource, raw_documents: str):
     """Documents labelled with language, score and script by fastText lid.176; those outside the
@@ -103,6 +116,9 @@ def language_identified(context: dg.AssetExecutionContext, curation: CurationRes
     code_version=CODE_VERSION,
     check_specs=_check_specs(steps.QUALITY_FILTERED),
     kinds={"parquet"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=CURATION_AUTOMATION,
 )
 def quality_filtered(context: dg.AssetExecutionContext, curation: CurationResource, language_identified: str):
     """Documents that pass the Gopher, C4 and FineWeb quality rules with per-language settings,
@@ -122,6 +138,9 @@ def quality_filtered(context: dg.AssetExecutionContext, curation: CurationResour
     code_version=CODE_VERSION,
     check_specs=_check_specs(steps.DEDUPLICATED),
     kinds={"parquet"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=CURATION_AUTOMATION,
 )
 def deduplicated(context: dg.AssetExecutionContext, curation: CurationResource, quality_filtered: str):
     """One document per exact-duplicate group and per MinHash near-duplicate cluster; every kept

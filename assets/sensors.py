@@ -1,9 +1,14 @@
 """Sensors: what starts work without a person at a terminal."""
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
 import dagster as dg
 
 from assets.curation import snapshots
-from assets.jobs import curate_job
+from assets.jobs import curate_job, erasure_job
+from provenance.hashing import sha256_file
 from provenance.layout import DataLayout
 
 
@@ -23,4 +28,98 @@ def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=name, run_key=f"snapshot:{name}") for name in new],
         dynamic_partitions_requests=[snapshots.build_add_request(new)],
+    )
+
+
+ERASURE_REQUESTS = ("requests", "erasure")  # under the data folder, outside the inbox (not a snapshot)
+REQUEST_FIELDS = ("kind", "value", "note", "requested_at")
+
+
+def erasure_request_folder(layout: DataLayout) -> Path:
+    """Where erasure request files are dropped: ``<data>/requests/erasure/``."""
+    return layout.root.joinpath(*ERASURE_REQUESTS)
+
+
+def read_request_file(path: Path) -> dict:
+    """The request a file holds: a JSON object with ``kind`` and ``value`` (as for ``apertus compliance
+    request``), optionally ``note`` and ``requested_at``; ValueError naming the file and field otherwise."""
+    try:
+        body = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON erasure request ({exc})") from exc
+    if not isinstance(body, dict) or not {"kind", "value"} <= body.keys():
+        raise ValueError(f'{path}: an erasure request is a JSON object with "kind" and "value"')
+    unknown = sorted(set(body) - set(REQUEST_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_FIELDS)}"
+        )
+    return body
+
+
+def _record(layout: DataLayout, path: Path, body: dict) -> str:
+    """Record the request in the ledger unless it is there already (a re-read file, a reset cursor);
+    return its request id. Without ``requested_at`` the file's modification time stands in, so the
+    same file always yields the same request."""
+    from provenance.erasure import normalize_value, record_request, request_id_of, requests
+
+    requested_at = body.get("requested_at") or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(
+        timespec="seconds"
+    ).replace("+00:00", "Z")
+    kind, note = body["kind"], body.get("note")
+    try:
+        request_id = request_id_of(kind, normalize_value(kind, body["value"]), requested_at, note)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if request_id not in {r.request_id for r in requests(layout)}:
+        record_request(layout, kind, body["value"], note, requested_at=requested_at)
+    return request_id
+
+
+@dg.sensor(
+    job=erasure_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Records every new erasure request file in <data>/requests/erasure/ in the ledger and "
+        "re-curates every snapshot with it applied, once per file content."
+    ),
+)
+def erasure_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    layout = DataLayout.from_env()
+    folder = erasure_request_folder(layout)
+    processed = set(json.loads(context.cursor)) if context.cursor else set()
+    files = (
+        sorted(p for p in folder.glob("*.json") if p.is_file() and not p.name.startswith("."))
+        if folder.is_dir()
+        else []
+    )
+    new = [(path, sha256_file(path)) for path in files]
+    new = [(path, digest) for path, digest in new if digest not in processed]
+    if not new:
+        return dg.SensorResult(skip_reason=f"no new erasure request files in {folder}")
+    names = context.instance.get_dynamic_partitions(snapshots.name)
+    requests = []
+    for path, digest in new:
+        if digest in processed:  # two files with the same content in one tick: one request
+            continue
+        request_id = _record(layout, path, read_request_file(path))
+        context.log.info(f"erasure request {request_id[:12]} from {path}: re-curating {len(names)} snapshots")
+        requests += [
+            dg.RunRequest(
+                partition_key=name,
+                run_key=f"erasure:{digest}:{name}",
+                tags={
+                    "apertus/erasure_request": digest,
+                    "apertus/erasure_request_id": request_id,
+                    "apertus/erasure_request_file": str(path),
+                },
+            )
+            for name in names
+        ]
+        processed.add(digest)
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(sorted(processed)),
+        skip_reason=None if requests else f"recorded {len(new)} request(s); no snapshots to re-curate",
     )

@@ -13,6 +13,7 @@ import dagster as dg
 from assets.checks import check_specs, version_outcomes, version_output
 from assets.curation import CODE_VERSION, snapshots
 from assets.metadata import curriculum_plot_png, plot_metadata, step_metadata, version_metadata
+from assets.operations import CPU_POOL, CURATION_AUTOMATION, CURATION_RETRY, STAGING_AUTOMATION
 from assets.resources import CurationResource
 from pipelines.curriculum import load_curriculum
 from pipelines.curriculum.stages import CURRICULUM_STAGES, build_curriculum_stages, stage_stats_table
@@ -46,6 +47,9 @@ def _refs(upstream) -> list[str]:
     code_version=CODE_VERSION,
     check_specs=check_specs(QUALITY_CLASSIFIER),
     kinds={"fasttext"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=CURATION_AUTOMATION,
 )
 def quality_classifier(
     context: dg.AssetExecutionContext,
@@ -84,6 +88,9 @@ def quality_classifier(
     code_version=CODE_VERSION,
     check_specs=check_specs(QUALITY_SCORED, "every_document_scored"),
     kinds={"parquet"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=CURATION_AUTOMATION,
 )
 def quality_scored(
     context: dg.AssetExecutionContext, curation: CurationResource, deduplicated: str, quality_classifier: str
@@ -116,6 +123,9 @@ def quality_scored(
     check_specs=check_specs(CURRICULUM_STAGES, "no_stage_empty"),
     ins={"quality_scored": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     kinds={"parquet"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=STAGING_AUTOMATION,
 )
 def curriculum_stages(
     context: dg.AssetExecutionContext,
@@ -166,6 +176,9 @@ def _fertility_table(languages: dict) -> str:
     check_specs=check_specs(TOKENIZER, "round_trips_every_language"),
     ins={"deduplicated": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     kinds={"huggingface"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=STAGING_AUTOMATION,
 )
 def tokenizer(context: dg.AssetExecutionContext, curation: CurationResource, deduplicated):
     """A byte-level BPE tokenizer trained on a language-balanced sample of every snapshot's
@@ -193,6 +206,9 @@ def _shards_table(index: dict) -> str:
     code_version=CODE_VERSION,
     check_specs=check_specs(TOKEN_SHARDS, "no_stage_empty"),
     kinds={"numpy"},
+    retry_policy=CURATION_RETRY,
+    pool=CPU_POOL,
+    automation_condition=STAGING_AUTOMATION,
 )
 def token_shards(
     context: dg.AssetExecutionContext, curation: CurationResource, curriculum_stages: str, tokenizer: str

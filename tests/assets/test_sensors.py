@@ -1,11 +1,16 @@
-"""The inbox sensor: a new snapshot folder becomes a partition and a curation run, once."""
+"""The sensors: a new snapshot folder becomes a partition and a curation run, once; an erasure request
+file is recorded in the ledger and re-curates every snapshot, once."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import dagster as dg
+import pytest
 
 from assets.definitions import defs
-from assets.sensors import new_snapshots
+from assets.sensors import erasure_requests, new_snapshots
 
 
 def test_new_folder_is_registered_and_requested_once(tmp_path, monkeypatch):
@@ -22,3 +27,80 @@ def test_new_folder_is_registered_and_requested_once(tmp_path, monkeypatch):
 
         again = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
         assert not again.run_requests and again.skip_reason
+
+
+def _erasure_request(data, name: str, body: dict):
+    folder = data / "requests" / "erasure"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(body))
+    return path
+
+
+def test_erasure_request_file_is_recorded_and_recurates_every_snapshot_once(tmp_path, monkeypatch):
+    from provenance.erasure import requests
+    from provenance.layout import DataLayout
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("APERTUS_DATA", str(data))
+    body = {"kind": "url", "value": "https://example.org/a", "note": "ticket 17"}
+    path = _erasure_request(data, "ticket-17.json", body)
+    _erasure_request(data, "unsorted-resent.json", body)  # the same request twice: processed once
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("snapshots", ["crawl-a", "crawl-b"])
+        result = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert erasure_requests.job_name == "erasure"
+        assert sorted(r.partition_key for r in result.run_requests) == ["crawl-a", "crawl-b"]
+        (recorded,) = requests(DataLayout(data))
+        assert (recorded.kind, recorded.value, recorded.note) == ("url", "https://example.org/a", "ticket 17")
+        for request in result.run_requests:
+            assert request.tags["apertus/erasure_request"] == digest
+            assert request.tags["apertus/erasure_request_id"] == recorded.request_id
+            assert request.tags["apertus/erasure_request_file"] == str(path)
+            assert request.run_key == f"erasure:{digest}:{request.partition_key}"
+
+        # The next tick sees the same file: nothing to do, nothing recorded twice; a copy under
+        # another name is the same request.
+        _erasure_request(data, "ticket-17-copy.json", body)
+        context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor)
+        again = erasure_requests(context)
+        assert not again.run_requests and again.skip_reason
+        assert len(requests(DataLayout(data))) == 1
+
+
+def test_erasure_request_replayed_without_cursor_is_not_recorded_twice(tmp_path, monkeypatch):
+    from provenance.erasure import requests
+    from provenance.layout import DataLayout
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("APERTUS_DATA", str(data))
+    _erasure_request(data, "r.json", {"kind": "domain", "value": "example.org"})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("snapshots", ["crawl-a"])
+        first = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        # A lost cursor (sensor reset) replays the file: same request id, same run keys (which
+        # Dagster launches once), and the ledger keeps one entry.
+        replay = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.run_key for r in replay.run_requests] == [r.run_key for r in first.run_requests]
+        assert (
+            replay.run_requests[0].tags["apertus/erasure_request_id"]
+            == (first.run_requests[0].tags["apertus/erasure_request_id"])
+        )
+        assert len(requests(DataLayout(data))) == 1
+
+
+def test_erasure_request_folder_is_not_a_snapshot_and_bad_files_are_named(tmp_path, monkeypatch):
+    from provenance.layout import DataLayout
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("APERTUS_DATA", str(data))
+    path = _erasure_request(data, "bad.json", {"kind": "url"})
+    (data / "inbox" / "crawl-a").mkdir(parents=True)
+    assert DataLayout(data).snapshots() == ["crawl-a"]
+    with dg.instance_for_test() as instance:
+        with pytest.raises(ValueError, match=f"{path}.*kind.*value"):
+            erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        path.write_text(json.dumps({"kind": "url", "value": "https://example.org/", "reason": "x"}))
+        with pytest.raises(ValueError, match=f"{path}: unknown field.*reason"):
+            erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))

@@ -72,13 +72,21 @@ def test_production_config_classes_build_from_their_config(validated):
         built[key] = data.rehydrate(as_type=object)
     queue = built["run_coordinator"]
     assert isinstance(queue, QueuedRunCoordinator)
-    limits = {limit["key"]: limit for limit in queue.get_run_queue_config().tag_concurrency_limits}
+    # The run limits live under `concurrency: runs` (1.13 rejects them in the coordinator's config
+    # once `concurrency: pools` is set); merged as the instance merges them.
+    from dagster._core.instance.config import ConcurrencyConfig
+
+    effective = ConcurrencyConfig.from_concurrency_settings(
+        validated["concurrency"], queue.get_run_queue_config()
+    )
+    limits = {limit["key"]: limit for limit in effective.run_queue_config.tag_concurrency_limits}
     assert limits["dagster/partition"] == {
         "key": "dagster/partition",
         "value": {"applyLimitPerUniqueValue": True},
         "limit": 1,
     }
-    assert queue.get_run_queue_config().max_concurrent_runs == 4
+    assert effective.run_queue_config.max_concurrent_runs == 4
+    assert effective.pool_config.default_pool_limit == 1
     assert isinstance(built["compute_logs"], LocalComputeLogManager)
     assert built["local_artifact_storage"].base_dir == "/var/lib/apertus/dagster"
 
