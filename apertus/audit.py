@@ -6,6 +6,7 @@ import csv
 import json
 import sys
 
+from provenance.audit.versions import MODEL_ASSETS
 from provenance.layout import DataLayout
 
 
@@ -75,6 +76,30 @@ def print_contains(
     return 0 if result.status == IN else 1
 
 
+def print_model_contains(
+    *, url: str | None, sha256: str | None, text: str | None, models: list[str] | None, as_json: bool
+) -> int:
+    """Answer for models (the named ones, or all when None): 0 when some model trained on the
+    document, 1 when none did, 2 on error."""
+    from provenance.audit.contains import IN
+    from provenance.audit.model_use import contains_in_model, model_refs
+    from provenance.audit.render import model_membership_text
+
+    layout = DataLayout.from_env()
+    try:
+        refs = model_refs(layout, models)
+        if not refs:
+            raise ValueError(f"no model versions in {layout.datasets} (train one: `apertus train`)")
+        results = [contains_in_model(layout, ref, url=url, sha256=sha256, text=text) for ref in refs]
+    except _errors() as error:
+        return _fail("contains", error)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False))
+    else:
+        print("\n\n".join(model_membership_text(r) for r in results))
+    return 0 if any(r.status == IN for r in results) else 1
+
+
 def print_lineage(ref: str, *, prov: str | None, as_json: bool) -> int:
     """Print the lineage tree of a version (or its PROV-JSON); 0 on success, 2 on error."""
     from provenance.audit.lineage import lineage
@@ -96,7 +121,22 @@ def print_lineage(ref: str, *, prov: str | None, as_json: bool) -> int:
         print(json.dumps(to_prov(root), ensure_ascii=False))
     else:
         print(lineage_tree(root))
+        if root.manifest is not None and root.manifest.asset in MODEL_ASSETS:
+            _print_history(root.ref)
     return 0
+
+
+def _print_history(ref: str) -> None:
+    """A model's family from the ledger: its base, fine-tuning runs, certifications and alias moves."""
+    from provenance.certify import model_history
+
+    history = model_history(DataLayout.from_env(), ref)
+    print(f"\nledger history of {ref[:26]}… and its family ({len(history)} events):")
+    for item in history:
+        indent = "  " * item["depth"]
+        print(
+            f"{item['index']:>5}  {item['timestamp'][:19]}  {indent}{item['model_version'][:40]}  {item['detail']}"
+        )
 
 
 def print_diff(a: str, b: str, *, limit: int, as_json: bool) -> int:

@@ -1,5 +1,7 @@
-"""``apertus``: the command line. Each subcommand imports only what it needs, so ``apertus audit``
-starts fast and never loads Dagster or torch."""
+"""Apertus Pipeline from the command line: curate, stage, train, fine-tune, certify and audit.
+
+Each subcommand imports only what it needs, so ``apertus audit`` starts fast and never loads
+Dagster or torch."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from apertus.demo import run_demo
 
-    return run_demo(tasks=args.tasks)
+    return run_demo(tasks=args.tasks, documents=args.documents, max_steps=args.max_steps)
 
 
 def _audit_sql(args: argparse.Namespace) -> int:
@@ -48,8 +50,21 @@ def _audit_sql(args: argparse.Namespace) -> int:
 
 
 def _audit_contains(args: argparse.Namespace) -> int:
+    if args.example:
+        if not args.run:
+            print("apertus audit contains: --example needs --run finetuned_model/<id>", file=sys.stderr)
+            return 2
+        from apertus.tune_cli import print_example_contains
+
+        return print_example_contains(args.example, args.run, as_json=args.json)
     from apertus.audit import print_contains
 
+    if args.model or args.all_models:
+        from apertus.audit import print_model_contains
+
+        return print_model_contains(
+            url=args.url, sha256=args.sha256, text=args.text, models=args.model, as_json=args.json
+        )
     return print_contains(
         url=args.url, sha256=args.sha256, text=args.text, versions=args.version, as_json=args.json
     )
@@ -73,6 +88,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return print_verify(args.version, as_json=args.json)
 
 
+def _audit_history(args: argparse.Namespace) -> int:
+    from apertus.tune_cli import print_model_history
+
+    return print_model_history(args.version)
+
+
 def _audit_index(args: argparse.Namespace) -> int:
     from apertus.audit import build_lookups
 
@@ -88,10 +109,25 @@ def _add_audit_commands(audit_commands) -> None:
     what.add_argument("--url", help="the document's URL, exactly as recorded")
     what.add_argument("--sha256", help="sha256 of the document's normalized text (its content identity)")
     what.add_argument("--text", help="a text snippet (NFC-normalized), searched in every document's text")
+    what.add_argument(
+        "--example", help="a fine-tuning example: a file holding one JSON example, or its sha256 (with --run)"
+    )
     scope = contains.add_mutually_exclusive_group()
     scope.add_argument("--version", action="append", help=f"target version (repeatable); {version_help}")
     scope.add_argument(
         "--all-versions", action="store_true", help="every chain end in the catalog (the default)"
+    )
+    scope.add_argument(
+        "--model",
+        action="append",
+        help="was it trained on by this model (trained_model/<id prefix>; repeatable)",
+    )
+    scope.add_argument(
+        "--all-models", action="store_true", help="was it trained on by any model in the catalog"
+    )
+    contains.add_argument(
+        "--run",
+        help="with --example: the finetuned_model/<id> whose training is asked about (inclusion proof)",
     )
     contains.add_argument("--json", action="store_true", help="the answer as JSON, for machines")
     contains.set_defaults(func=_audit_contains)
@@ -124,11 +160,23 @@ def _add_audit_commands(audit_commands) -> None:
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_audit_verify)
 
+    history = audit_commands.add_parser(
+        "history", help="a model's family from the ledger: base, fine-tuning runs, certifications, aliases"
+    )
+    history.add_argument(
+        "version", help="trained_model/<id> or finetuned_model/<id> (a unique prefix will do)"
+    )
+    history.set_defaults(func=_audit_history)
+
     index = audit_commands.add_parser("index", help="write the lookup files that make `contains` fast")
     index.add_argument(
         "--rebuild", action="store_true", help="rewrite them for every version, not only missing ones"
     )
     index.set_defaults(func=_audit_index)
+
+    from apertus.export_cli import add_export_command
+
+    add_export_command(audit_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,9 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, help="optimizer steps across all stages (default 240)")
     train.set_defaults(func=_train)
 
-    demo = commands.add_parser("demo", help="curate the bundled sample corpus and print a summary")
+    demo = commands.add_parser(
+        "demo",
+        help="the whole product on the bundled sample: curate, stage, train, fine-tune, certify, roll back, audit",
+    )
     demo.add_argument("--tasks", type=int, default=4)
+    demo.add_argument("--documents", type=int, help="crawl records in the generated sample (default: all)")
+    demo.add_argument("--max-steps", type=int, help="training steps (default 240)")
     demo.set_defaults(func=_demo)
+
+    from apertus.tune_cli import add_commands as add_tune_commands
+
+    add_tune_commands(commands)  # finetune, certify, alias set|show, rollback
 
     audit = commands.add_parser("audit", help="answer questions from the records")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -173,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(func=_audit_sql)
     _add_audit_commands(audit_commands)
+
+    from apertus.compliance_cli import add_commands as add_compliance_commands
+
+    add_compliance_commands(commands)
     return parser
 
 

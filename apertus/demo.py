@@ -9,23 +9,40 @@ from provenance.layout import DataLayout
 SAMPLE_SNAPSHOT = "sample"
 
 
-def ensure_sample_snapshot(layout: DataLayout) -> None:
-    """Generate the bundled sample's crawl shards into the inbox, once (deterministic, seed 0)."""
+def ensure_sample_snapshot(layout: DataLayout, num_documents: int | None = None) -> None:
+    """Generate the bundled sample's crawl shards into the inbox, once (deterministic, seed 0);
+    num_documents: a smaller crawl than the full sample (the air-gapped test uses one)."""
     from pipelines.sample_crawl import generate_snapshot
 
     target = layout.snapshot_dir(SAMPLE_SNAPSHOT)
     if target.is_dir():
         print(f"sample snapshot: {target} (already there)")
+        ensure_sample_robots(layout, target.parent / f"{SAMPLE_SNAPSHOT}.truth.parquet")
         return
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
-    truth = generate_snapshot(target, seed=0)
+    truth = generate_snapshot(target, seed=0, num_documents=num_documents)
     files = sorted(p for p in target.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
     print(
         f"sample snapshot: generated {len(files)} shards ({size / 1e6:.1f} MB) into {target} "
         f"in {time.monotonic() - started:.1f}s; ground truth: {truth}"
     )
+    ensure_sample_robots(layout, truth)
+
+
+def ensure_sample_robots(layout: DataLayout, truth) -> None:
+    """Dated robots.txt files for the sample's hosts (some reserve pages from AI crawlers), once."""
+    import pyarrow.parquet as pq
+
+    from pipelines.robots import write_sample_robots
+    from provenance.erasure import url_host
+
+    if layout.robots.is_dir():
+        return
+    hosts = {url_host(u) for u in pq.read_table(truth, columns=["url"])["url"].to_pylist() if u}
+    written = write_sample_robots(layout.robots, hosts - {None}, seed=0)
+    print(f"sample robots.txt: {len(written)} dated files for {len(hosts)} hosts in {layout.robots}")
 
 
 def _print_step(result) -> None:
@@ -85,9 +102,8 @@ def _print_training_data(layout: DataLayout, curate_result, stage_result) -> Non
 def _print_trained_model(trained) -> None:
     """The trained model's loss, speed and held-out perplexity per language after each stage."""
     import json
-    from pathlib import Path
 
-    out = Path(trained.output_for_node("trained_model"))
+    out = DataLayout.from_env().datasets / trained.output_for_node("trained_model")
     (event,) = trained.asset_materializations_for_node("trained_model")
     meta = event.metadata
     print(
@@ -98,16 +114,20 @@ def _print_trained_model(trained) -> None:
         ppl = "  ".join(f"{lang} {p:,.0f}" for lang, p in entry["perplexity"].items())
         print(f"   after {entry['stage']:12} held-out perplexity: {ppl}")
     print(f"   {out}  model.safetensors sha256 {meta['model_sha256'].value[:16]}")
+    print(f"   provenance record: {out / 'provenance.json'}  ledger entry {meta['ledger_index'].value}")
 
 
-def run_demo(tasks: int = 4) -> int:
-    """Generate the sample snapshot if needed, curate it through Dagster, print a summary."""
+def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None = None) -> int:
+    """The whole product on the bundled sample, printing each step: generate the crawl snapshot (once),
+    curate, stage and train through Dagster, audit the model (lineage, membership), fine-tune it,
+    certify and roll back, record an erasure request and write the compliance documents, then verify
+    every record. Returns 0 when verify passes and the fine-tuning act behaved."""
     from apertus.snapshots import curate, register, stage, train
     from assets.curation import CURATION_ASSETS
 
     layout = DataLayout.from_env()
     print(f"data folder: {layout.root}")
-    ensure_sample_snapshot(layout)
+    ensure_sample_snapshot(layout, documents)
     register(SAMPLE_SNAPSHOT)
     started = time.monotonic()
     result = curate(SAMPLE_SNAPSHOT, tasks=tasks)
@@ -118,20 +138,56 @@ def run_demo(tasks: int = 4) -> int:
     _print_languages(step_results[1], step_results[-1])
     staged = stage(tasks=tasks)
     _print_training_data(layout, result, staged)
-    _print_trained_model(train())
+    trained = train(max_steps=max_steps)
+    _print_trained_model(trained)
 
-    from apertus.audit import print_lineage, print_verify
+    from apertus.audit import print_lineage, print_model_contains, print_verify
 
-    final = staged.output_for_node("token_shards")
-    print(f"\n$ apertus audit lineage {final[:25]}")
-    print_lineage(final, prov=None, as_json=False)
+    model = trained.output_for_node("trained_model")
+    print(f"\n$ apertus audit lineage {model[:26]}")
+    print_lineage(model, prov=None, as_json=False)
+    url = _a_trained_url(layout, model)
+    print(f"\n$ apertus audit contains --url {url} --model {model[:26]}")
+    print_model_contains(url=url, sha256=None, text=None, models=[model], as_json=False)
+
+    from apertus.tune_cli import run_tune_demo
+
+    tuned = run_tune_demo(layout, model)
+
+    from apertus.compliance_cli import run_compliance_demo
+
+    run_compliance_demo(layout, model)
     print("\n$ apertus audit verify")
     verified = print_verify(None, as_json=False)
     print(
         f'\ncatalog: {layout.catalog}   (try: apertus audit sql "SELECT step, reason, count(*) FROM documents GROUP BY ALL")'
     )
     print("UI: make ui, then open http://127.0.0.1:3000")
-    return verified
+    return verified or tuned
+
+
+def _a_trained_url(layout: DataLayout, model: str) -> str:
+    """The URL of a document in the first sequence the model trained on (for the membership example)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from provenance.audit.model_use import training_data
+
+    folder = layout.datasets / model
+    use = pq.read_table(folder / "sequence_use.parquet")
+    use = use.filter(pc.greater(use["times_trained"], 0))
+    stage, sequence = use["stage"][0].as_py(), use["sequence"][0].as_py()
+    _, shards, _, _ = training_data(layout, model)
+    rows = pq.read_table(
+        layout.datasets / shards / "stages" / stage / "sequences.parquet", columns=["sequence", "doc_id"]
+    )
+    doc_id = rows.filter(pc.equal(rows["sequence"], sequence))["doc_id"][0].as_py()
+    for source in layout.datasets.glob("quality_scored/*/index.parquet"):
+        index = pq.read_table(source, columns=["doc_id", "url"])
+        match = index.filter(pc.equal(index["doc_id"], doc_id))
+        if match.num_rows:
+            return match["url"][0].as_py()
+    raise ValueError(f"{doc_id}: in {model}'s sequences but in no quality_scored index")
 
 
 def _step_result(layout: DataLayout, dagster_result, asset: str):

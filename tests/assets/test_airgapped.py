@@ -56,3 +56,26 @@ def test_curation_graph_runs_without_network(small_snapshot, tmp_path):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     versions = list((tmp_path / "data" / "datasets" / "deduplicated").iterdir())
     assert len(versions) == 1 and (versions[0] / "manifest.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_the_whole_demo_runs_without_network(tmp_path):
+    """`apertus demo` (curation, staging, training, audit, fine-tuning, certification, rollback, erasure
+    impact, compliance documents, verify) on a 600-record crawl, inside a namespace without network."""
+    reason = _unshare_available()
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "dagster_home").mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "APERTUS_DATA": str(tmp_path / "data"),
+    }
+    command = ["unshare", "-n", sys.executable, "-m", "apertus.cli", "demo", "--documents", "600",
+               "--max-steps", "24", "--tasks", "2"]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-5000:]
+    for expected in ("== trained_model", "$ apertus audit contains", "== compliance", "rollback", "OK:"):
+        assert expected in output, expected

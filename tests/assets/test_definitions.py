@@ -17,8 +17,12 @@ EXPECTED_GRAPH = {
     "tokenizer": {"deduplicated"},
     "token_shards": {"curriculum_stages", "tokenizer"},
     "trained_model": {"token_shards"},
+    "model_release": {"trained_model"},
+    "finetuned_model": {"model_release"},
 }
-UNPARTITIONED = {"curriculum_stages", "tokenizer", "token_shards", "trained_model"}
+UNPARTITIONED = {
+    "curriculum_stages", "tokenizer", "token_shards", "trained_model", "model_release", "finetuned_model",
+}  # fmt: skip
 
 
 def test_asset_keys_and_dependencies():
@@ -41,10 +45,14 @@ def test_every_asset_has_a_description_and_checks():
         node = graph.get(dg.AssetKey(key))
         assert node.description and len(node.description) > 40
         checks = {c.name for c in graph.get_check_keys_for_assets([dg.AssetKey(key)])}
-        expected = (
+        expected = {"version_verifies", "ledger_verifies"} | (
             {"loss_decreased", "export_reloads"}
             if key == "trained_model"
-            else {"version_verifies", "ledger_verifies"}
+            else {"alias_points_here"}
+            if key == "model_release"
+            else {"gates_pass"}
+            if key == "finetuned_model"
+            else set()
         )
         assert expected <= checks
 
@@ -53,3 +61,5 @@ def test_jobs_are_defined():
     assert defs.resolve_job_def("curate").partitions_def.name == "snapshots"
     assert defs.resolve_job_def("stage").partitions_def is None
     assert defs.resolve_job_def("train").partitions_def is None
+    assert defs.resolve_job_def("release").partitions_def is None
+    assert defs.resolve_job_def("finetune").partitions_def is None
