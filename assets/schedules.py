@@ -5,7 +5,8 @@ default UTC) the schedule reads the Dagster instance and the data folder and ask
 
 - a curation run (job ``retrain``, partition = snapshot) for every registered snapshot whose
   curation is missing (an asset of the ``curate`` selection never materialized for it) or stale (its
-  latest materialization ran under other curation code than the one loaded now);
+  latest materialization ran under other curation code than the one loaded now, or its raw_documents
+  version predates an erasure request recorded in the ledger, e.g. by ``apertus compliance request``);
 - one staging + training run (job ``retrain``, no partition) when the curated data differs from what
   the last trained model was trained on: the latest ``quality_scored`` version of each snapshot (its
   Dagster data version is the dataset version id) against the ``quality_scored`` parents of the
@@ -70,9 +71,12 @@ def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None = No
     return records[0].asset_materialization if records else None
 
 
-def curation_needed(instance: dg.DagsterInstance, snapshot: str) -> str | None:
-    """Why ``snapshot`` needs curating (an asset never materialized for it, or materialized under other
-    curation code than ``CODE_VERSION``), or None when every curation asset is current."""
+def curation_needed(
+    instance: dg.DagsterInstance, snapshot: str, layout: DataLayout | None = None
+) -> str | None:
+    """Why ``snapshot`` needs curating (an asset never materialized for it, materialized under other
+    curation code than ``CODE_VERSION``, or, given the data folder, its raw_documents version made
+    before an erasure request recorded since), or None when every curation asset is current."""
     for asset in CURATE_ASSETS:
         name = asset.key.to_user_string()
         event = _latest(instance, name, snapshot)
@@ -81,7 +85,24 @@ def curation_needed(instance: dg.DagsterInstance, snapshot: str) -> str | None:
         code = event.tags.get(CODE_VERSION_TAG)
         if code != CODE_VERSION:
             return f"{name} made by code {code}, now {CODE_VERSION}"
+    if layout is not None:
+        return _unapplied_requests(layout, _latest(instance, "raw_documents", snapshot))
     return None
+
+
+def _unapplied_requests(layout: DataLayout, raw_event) -> str | None:
+    """Erasure requests in the ledger that the snapshot's raw_documents version did not apply (the
+    ids it applied are its config's ``suppression``), as a reason; None when it applied them all."""
+    from provenance.erasure import requests
+
+    recorded = {r.request_id for r in requests(layout)}
+    if not recorded or DATA_VERSION_TAG not in raw_event.tags:
+        return None
+    folder = layout.datasets / "raw_documents" / raw_event.tags[DATA_VERSION_TAG]
+    if not (folder / "manifest.json").exists():
+        return None
+    missing = recorded - set(load_manifest(folder).config.get("suppression", []))
+    return f"{len(missing)} erasure request(s) recorded since its curation" if missing else None
 
 
 def trained_on(instance: dg.DagsterInstance, layout: DataLayout) -> tuple[str | None, set[str] | None]:
@@ -133,7 +154,7 @@ def plan_retraining(instance: dg.DagsterInstance, layout: DataLayout) -> Retrain
     for name in names:
         if name in curating:
             continue
-        reason = curation_needed(instance, name)
+        reason = curation_needed(instance, name, layout)
         if reason:
             plan.curate[name] = reason
     if curating or plan.curate:

@@ -28,8 +28,8 @@ from pipelines.tables import TableStats, build_tables
 from provenance.audit.lookup import build_lookup
 from provenance.catalog import refresh_catalog
 from provenance.layout import DataLayout
-from provenance.ledger import DATASET_VERSION_CREATED, Ledger
 from provenance.manifest import Manifest, seal
+from provenance.pins import pin_dataset_version
 
 RAW_DOCUMENTS = "raw_documents"
 LANGUAGE_IDENTIFIED = "language_identified"
@@ -103,19 +103,10 @@ def finish_step(
 
 def pin_version(layout: DataLayout, manifest: Manifest, folder: Path) -> int:
     """Record a new version in the ledger and build its audit lookup; return the ledger index."""
-    entry = Ledger(layout.ledger).append(
-        DATASET_VERSION_CREATED,
-        {
-            "dataset_version": manifest.ref,
-            "snapshot": manifest.snapshot,
-            "parents": list(manifest.parents),
-            "code_version": manifest.code_version,
-            "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
-        },
-    )
+    index = pin_dataset_version(layout, manifest)
     if (folder / "index.parquet").exists():  # a version of documents (not a tokenizer, a report …)
         build_lookup(layout, manifest, folder)
-    return entry.index
+    return index
 
 
 def _quarantine_stats(staging: Path) -> dict | None:

@@ -30,6 +30,7 @@ from provenance.layout import DataLayout
 from provenance.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
 from provenance.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes, verify_inclusion
 from provenance.models import code_state, dependency_state, load_record
+from provenance.pins import pin_dataset_version
 from provenance.signing import canonical_json
 
 __all__ = [
@@ -156,24 +157,6 @@ def _staging(layout: DataLayout, asset: str) -> Path:
     return path
 
 
-def _pin_dataset_version(layout: DataLayout, manifest: Manifest) -> int:
-    """The ``dataset_version_created`` entry every dataset version gets (as pipelines/steps.py writes it)."""
-    from provenance.ledger import DATASET_VERSION_CREATED, Ledger
-
-    folder = layout.datasets / manifest.asset / manifest.version_id
-    entry = Ledger(layout.ledger).append(
-        DATASET_VERSION_CREATED,
-        {
-            "dataset_version": manifest.ref,
-            "snapshot": manifest.snapshot,
-            "parents": list(manifest.parents),
-            "code_version": manifest.code_version,
-            "manifest_sha256": sha256_file(folder / MANIFEST),
-        },
-    )
-    return entry.index
-
-
 def seal_examples(layout: DataLayout, path: str | Path) -> tuple[Manifest, bool]:
     """Seal an examples file (validated first) as a ``finetune_examples`` version holding it byte for
     byte as examples.jsonl; a new version gets its ``dataset_version_created`` ledger entry. Returns
@@ -201,7 +184,7 @@ def seal_examples(layout: DataLayout, path: str | Path) -> tuple[Manifest, bool]
         counts={EXAMPLES_FILE: (len(examples), None)},
     )
     if created:
-        _pin_dataset_version(layout, manifest)
+        pin_dataset_version(layout, manifest)
     return manifest, created
 
 

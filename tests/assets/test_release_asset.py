@@ -9,7 +9,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from assets.finetuning import FINETUNED_MODEL
+from assets.finetuning import FINETUNED_MODEL, finetuned_model
 from assets.release import MODEL_RELEASE, model_release
 from assets.resources import CurationResource
 from provenance.audit.verify import verify

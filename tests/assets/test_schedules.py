@@ -23,6 +23,7 @@ from assets.schedules import (
     DEFAULT_CRON,
     TIMEZONE_ENV,
     build_retrain_schedule,
+    plan_retraining,
     retraining,
 )
 from provenance.layout import DataLayout
@@ -145,6 +146,21 @@ def test_nothing_changed_since_the_last_model_skips(world):
     result = _tick(instance)
     assert not result.run_requests
     assert model.ref in result.skip_message and "current curated versions" in result.skip_message
+
+
+def test_an_erasure_request_recorded_since_curation_re_curates(world):
+    from provenance.erasure import record_request
+
+    instance, layout = world
+    scored = _curate(instance, layout, "small", "v1")
+    _train(instance, layout, [scored])
+    request = record_request(layout, "domain", "example.org", note="test")
+    assert plan_retraining(instance, layout).curate == {
+        "small": "1 erasure request(s) recorded since its curation"
+    }
+    (run,) = _tick(instance).run_requests
+    assert run.partition_key == "small" and "erasure request" in run.tags["apertus/reason"]
+    assert request.request_id
 
 
 def test_changed_curated_data_retrains_and_names_the_versions(world):

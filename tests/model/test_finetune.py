@@ -24,11 +24,12 @@ from model.config import ModelConfig, MoEConfig
 from model.finetune import FinetuneConfig, encode_example, finetune, save_safetensors
 from model.finetune_eval import collate
 from model.transformer import Transformer, count_parameters
-from provenance.finetune import _pin_dataset_version, example_sha256, read_examples, split_held_out
+from provenance.finetune import example_sha256, read_examples, split_held_out
 from provenance.hashing import sha256_file
 from provenance.layout import REPO_ROOT, DataLayout
 from provenance.ledger import MODEL_TRAINED, Ledger
 from provenance.manifest import seal
+from provenance.pins import pin_dataset_version
 
 SAMPLE = REPO_ROOT / "sample" / "finetune" / "examples.jsonl"
 LANGUAGES = ("en", "de", "fr")
@@ -72,7 +73,7 @@ def build_base(
     staging.mkdir()
     tokenizer.save(str(staging / "tokenizer.json"))
     tok_manifest, _ = seal(staging, layout.datasets, asset="tokenizer", snapshot=None)
-    _pin_dataset_version(layout, tok_manifest)
+    pin_dataset_version(layout, tok_manifest)
 
     cfg = ModelConfig(
         vocab_size=512,
