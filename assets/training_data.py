@@ -59,8 +59,8 @@ def quality_classifier(
     quality_filtered: str,
 ):
     """A fastText classifier of reference-quality prose (the bundled, human-written sources,
-    decontaminated against the crawl) against crawl pages the heuristic steps rejected; held-out
-    precision, recall and AUC in the metadata (DCLM's recipe, on local data only)."""
+    decontaminated against the crawl by paragraph) against raw crawl pages; held-out precision,
+    recall and AUC (overall and per language) in the metadata (DCLM's recipe, on local data only)."""
     layout = curation.layout()
     result = train_quality_classifier(
         layout,

@@ -6,29 +6,31 @@
 Positives are pages of a curated reference set (by default the bundled, human-written Debian
 documentation in ``sample/sources``). Two precautions keep the held-out metrics honest:
 
-- decontamination: a reference document that shares any paragraph with the raw crawl is left out,
-  so no text is labelled both ways and no crawl page is a copy of a positive;
+- decontamination: a reference paragraph found in the raw crawl (whole, or as the start or the end
+  of a crawl line) is left out, and no reference page spans it, so no text is labelled both ways
+  and no crawl page is a copy of a positive;
 - held out by whole document: every page of a reference document (and every crawl document) lands
   on the same side of the train/test split, so no test text was seen in training.
 
-Negatives are raw crawl documents. DCLM takes a random sample of them (``negatives="raw"``), which
-suits a real crawl, where most pages are worse than the reference. The bundled sample's crawl is cut
-from the reference prose itself, so there most raw pages *are* reference text; the default
-(``negatives="rejected"``) takes the raw crawl documents that the heuristic steps rejected (their
-``excluded/`` shards: spam, repetition, broken text). Positives are drawn per language in proportion
-to the negatives, so the classifier cannot score a language instead of its quality.
+Negatives are raw crawl documents. The default, DCLM's, is a seeded random sample of them
+(``negatives="raw"``): a crawl page is a web page, navigation, bylines, share buttons, tag lists,
+footers and cookie banners around (at best) an article, and most of it is worse than the reference.
+``negatives="rejected"`` takes only the raw documents the heuristic steps rejected (their
+``excluded/`` shards: spam, repetition, broken text). Either way the negatives' languages are those
+the ``language_identified`` version among ``rejected`` gave them, and positives are drawn per
+language in proportion to the negatives, so the classifier cannot score a language instead of its
+quality; ``metrics.json`` also gives the AUC within each language.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import heapq
 import json
 import random
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,7 +42,8 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines import fields
 from pipelines.executor import ExecutorConfig, run_pipeline
-from pipelines.fasttext_model import FastTextModel, file_sha256, train_supervised
+from pipelines.fasttext_model import FastTextModel, train_supervised
+from pipelines.reference_set import contaminated_paragraphs, read_reference, reference_pages
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.steps import StepResult, finish_step, new_staging, task_logs
 from provenance.layout import DataLayout
@@ -50,7 +53,6 @@ QUALITY_CLASSIFIER = "quality_classifier"
 QUALITY_SCORED = "quality_scored"
 POSITIVE, NEGATIVE = "reference", "crawl"
 SAMPLE_REFERENCE = Path(__file__).resolve().parent.parent / "sample" / "sources"
-CJK = {"ja", "zh"}
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,11 @@ class QualityModelConfig:
         "Debian documentation and translated man pages (sample/sources): human-written, edited, "
         "translated prose in 21 languages; see sample/README.md and sample/SOURCES.json"
     )
-    # "rejected": raw documents the heuristic steps excluded; "raw": a random raw sample (DCLM)
-    negatives: str = "rejected"
+    # "raw": a random raw sample (DCLM); "rejected": raw documents the heuristic steps excluded
+    negatives: str = "raw"
     max_negatives: int = 20_000
     positives_per_negative: float = 4.0  # per language
-    page_words: int = 250  # reference pages: runs of paragraphs of about this many words (CJK: chars / 2)
+    page_words: int = 100  # reference pages: runs of paragraphs of about this many words (CJK: chars / 2)
     test_fraction: float = 0.2
     threshold: float = 0.5  # for precision and recall
     epoch: int = 25
@@ -74,18 +76,6 @@ class QualityModelConfig:
     dim: int = 32
     word_ngrams: int = 2
     bucket: int = 50_000  # hashed n-gram rows: the model file is about bucket * dim * 4 bytes
-
-
-def _units(text: str, language: str) -> int:
-    return len(text) // 2 if language in CJK else len(text.split())
-
-
-def _paragraph_key(paragraph: str) -> bytes:
-    return hashlib.blake2b(" ".join(paragraph.split()).encode(), digest_size=8).digest()
-
-
-def _paragraphs(text: str) -> list[str]:
-    return [p for p in (line.strip() for line in text.split("\n")) if p]
 
 
 def _shard_texts(folder: Path, columns: Sequence[str] = ("id", "text", fields.LANGUAGE)) -> Iterator[dict]:
@@ -102,56 +92,6 @@ def _split(key: str, seed: int, test_fraction: float) -> str:
     return "test" if _unit_hash(key, seed) < test_fraction else "train"
 
 
-def read_reference(reference_dir: Path) -> tuple[list[dict], list[dict]]:
-    """The reference documents (id, language, paragraphs) and the files read (name, sha256)."""
-    documents, files = [], []
-    for path in sorted(Path(reference_dir).glob("*.jsonl.gz")):
-        files.append({"path": path.name, "sha256": file_sha256(path)})
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                documents.append(
-                    {
-                        "id": record["id"],
-                        "language": record["language"],
-                        "paragraphs": _paragraphs(record["text"]),
-                    }
-                )
-    if not files:
-        raise ValueError(f"{reference_dir}: no <lang>.jsonl.gz files (QualityModelConfig.reference_dir)")
-    return documents, files
-
-
-def contaminated_documents(documents: list[dict], crawl_texts: Iterable[str]) -> set[str]:
-    """Ids of the reference documents that share a paragraph with any of ``crawl_texts``. Memory is
-    bounded by the reference set: the crawl is streamed past a table of its paragraphs."""
-    owners: dict[bytes, list[str]] = defaultdict(list)
-    for document in documents:
-        for paragraph in document["paragraphs"]:
-            owners[_paragraph_key(paragraph)].append(document["id"])
-    found: set[str] = set()
-    for text in crawl_texts:
-        for paragraph in _paragraphs(text):
-            found.update(owners.get(_paragraph_key(paragraph), ()))
-    return found
-
-
-def reference_pages(documents: list[dict], leave_out: set[str], page_words: int) -> list[dict]:
-    """Runs of consecutive paragraphs of about ``page_words`` words (CJK: characters / 2) from every
-    document not in ``leave_out``, each with its document id as ``source``."""
-    pages = []
-    for document in documents:
-        if document["id"] in leave_out:
-            continue
-        language, run = document["language"], []
-        for paragraph in document["paragraphs"]:
-            run.append(paragraph)
-            if sum(_units(p, language) for p in run) >= page_words:
-                pages.append({"source": document["id"], "language": language, "text": "\n".join(run)})
-                run = []
-    return pages
-
-
 def _descends_from(layout: DataLayout, manifest: Manifest, ancestor: str) -> bool:
     refs = list(manifest.parents)
     while refs:
@@ -165,14 +105,14 @@ def _descends_from(layout: DataLayout, manifest: Manifest, ancestor: str) -> boo
 def _negatives(
     layout: DataLayout, raw: Manifest, rejected: Sequence[Manifest], config: QualityModelConfig, seed: int
 ):
+    for version in rejected:
+        if not _descends_from(layout, version, raw.ref):
+            raise ValueError(
+                f"{version.ref} does not descend from {raw.ref}: pass the steps run on that raw version"
+            )
     if config.negatives == "raw":
         folders = [version_folder(layout.datasets, raw.ref) / "shards"]
     elif config.negatives == "rejected":
-        for version in rejected:
-            if not _descends_from(layout, version, raw.ref):
-                raise ValueError(
-                    f"{version.ref} does not descend from {raw.ref}: pass the steps run on that raw version"
-                )
         folders = [version_folder(layout.datasets, v.ref) / "excluded" for v in rejected]
     else:
         raise ValueError(f"QualityModelConfig.negatives: {config.negatives!r}; use 'rejected' or 'raw'")
@@ -182,17 +122,37 @@ def _negatives(
             "language": r[fields.LANGUAGE],
             "text": r["text"],
             "reason": r[fields.FILTER_REASON],
+            "sha256": r[fields.SHA256],
         }
         for folder in folders
-        for r in _shard_texts(folder, ("id", "text", fields.LANGUAGE, fields.FILTER_REASON))
+        for r in _shard_texts(folder, ("id", "text", fields.LANGUAGE, fields.FILTER_REASON, fields.SHA256))
     )
-    # A seeded random subset, holding no more than max_negatives texts at a time.
-    chosen = heapq.nsmallest(config.max_negatives, rows, key=lambda r: _unit_hash(r["source"], seed))
+    # A seeded random subset, holding no more than max_negatives texts at a time. Drawn by text, so
+    # a crawl's exact duplicates are drawn together, and one of them kept: the same text must not
+    # land on both sides of the split.
+    chosen = heapq.nsmallest(
+        config.max_negatives, rows, key=lambda r: (_unit_hash(r["sha256"], seed), r["source"])
+    )
+    chosen = [r for k, r in enumerate(chosen) if k == 0 or r["sha256"] != chosen[k - 1]["sha256"]]
     if not chosen:
         raise ValueError(
             f"no negatives for {raw.ref} ({config.negatives!r}): pass the versions whose excluded/ hold rejected crawl"
         )
+    _identified_languages(layout, chosen, rejected)
     return chosen
+
+
+def _identified_languages(layout: DataLayout, rows: list[dict], versions: Sequence[Manifest]) -> None:
+    """Fill in the language of ``rows`` that have none (raw documents) from ``versions`` that
+    identified it (kept or excluded). Memory: the rows, never the versions."""
+    missing = {row["source"]: row for row in rows if not row["language"]}
+    for version in versions:
+        folder = version_folder(layout.datasets, version.ref)
+        for sub in ("shards", "excluded"):
+            for r in _shard_texts(folder / sub, ("id", fields.LANGUAGE)):
+                row = missing.get(r["id"])
+                if row is not None and r[fields.LANGUAGE]:
+                    row["language"] = r[fields.LANGUAGE]
 
 
 def _match_languages(pages: list[dict], negatives: list[dict], ratio: float, seed: int) -> list[dict]:
@@ -247,12 +207,18 @@ def _metrics(model: FastTextModel, test: list[dict], threshold: float) -> dict:
     true_pos = sum(s >= threshold for s in pos)
     predicted_pos = true_pos + sum(s >= threshold for s in neg)
     by_reason: dict[str, list[float]] = defaultdict(list)
+    by_language: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for example, score in zip(test, scores, strict=True):
         if example["label"] == NEGATIVE and example.get("reason"):
             by_reason[example["reason"]].append(score)
+        by_language[example["language"] or "unknown"][example["label"] == NEGATIVE].append(score)
     return {
         "auc": round(roc_auc(pos, neg), 6),
         "auc_by_reason": {r: round(roc_auc(pos, s), 6) for r, s in sorted(by_reason.items())},
+        # Within one language only: a classifier that scored languages would not reach these.
+        "auc_by_language": {
+            language: round(roc_auc(p, n), 6) for language, (p, n) in sorted(by_language.items()) if p and n
+        },
         "precision": round(true_pos / predicted_pos, 6) if predicted_pos else 0.0,
         "recall": round(true_pos / len(pos), 6),
         "threshold": threshold,
@@ -269,17 +235,24 @@ def train_quality_classifier(
     config: QualityModelConfig = QualityModelConfig(),
     seed: int = 0,
 ) -> StepResult:
-    """Train the classifier on ``raw_version``'s crawl (negatives: the excluded documents of the
-    ``rejected`` versions, which must descend from it; or raw documents) against the decontaminated
-    reference set, and seal a ``quality_classifier`` version: ``model.bin``, ``train.txt``/``test.txt``,
-    ``examples.parquet`` (split, label, document, language, text sha256), ``metrics.json`` (AUC,
-    precision, recall on the held-out split) and ``reference_set.json``. Same inputs and seed, same bytes."""
+    """Train the classifier on ``raw_version``'s crawl (negatives: a sample of its raw documents, or
+    the excluded documents of the ``rejected`` versions; those must descend from it and give the
+    negatives' languages) against the decontaminated reference set, and seal a
+    ``quality_classifier`` version: ``model.bin``, ``train.txt``/``test.txt``, ``examples.parquet``
+    (split, label, document, language, text sha256), ``metrics.json`` (AUC, precision, recall on the
+    held-out split, overall and per language) and ``reference_set.json``. Same inputs and seed,
+    same bytes."""
     negatives = _negatives(layout, raw_version, rejected, config, seed)
     documents, files = read_reference(Path(config.reference_dir))
     crawl = _shard_texts(version_folder(layout.datasets, raw_version.ref) / "shards", ("text",))
-    contaminated = contaminated_documents(documents, (row["text"] for row in crawl))
+    contaminated = contaminated_paragraphs(documents, (row["text"] for row in crawl))
     pages = reference_pages(documents, contaminated, config.page_words)
-    reference = {"files": files, "num_documents": len(documents), "num_contaminated": len(contaminated)}
+    reference = {
+        "files": files,
+        "num_documents": len(documents),
+        "num_paragraphs": sum(len(d["paragraphs"]) for d in documents),
+        "num_contaminated": sum(map(len, contaminated.values())),
+    }
     positives = _match_languages(pages, negatives, config.positives_per_negative, seed)
     examples = [{**e, "label": POSITIVE, "reason": None} for e in positives]
     examples += [{**e, "label": NEGATIVE} for e in negatives]
@@ -313,11 +286,12 @@ def train_quality_classifier(
     reference.update(
         description=config.reference_description,
         selection=(
-            "every document of reference_dir that shares no paragraph (whitespace-normalized line) with "
-            f"{raw_version.ref}, cut into pages of about {config.page_words} words; positives drawn per "
-            "language in proportion to the negatives; train/test split by whole document"
+            "runs of consecutive paragraphs (whitespace-normalized lines) of the documents of "
+            f"reference_dir, about {config.page_words} words each, holding no paragraph found in "
+            f"{raw_version.ref} (whole, or as the start or the end of a line: left_out); positives "
+            "drawn per language in proportion to the negatives; train/test split by whole document"
         ),
-        left_out=sorted(contaminated),
+        left_out={document: sorted(indices) for document, indices in sorted(contaminated.items())},
         num_pages=len(pages),
         num_positives=len(positives),
         negatives={"kind": config.negatives, "versions": [v.ref for v in rejected], "count": len(negatives)},

@@ -12,24 +12,34 @@ and, beside it (never inside, so readers of the snapshot do not ingest it), the 
 Pages are runs of consecutive paragraphs of one source document (about 100 to 2000 words; CJK
 counts characters / 2), cut without overlap, so two clean pages never share a paragraph.
 Paragraphs holding an email address, an IPv4 address or a phone-like number are left out, so the
-only PII in the snapshot is what the truth lists. A WARC page holds the text in ``<article>``: one
-``<p>`` per paragraph, ``<br>`` between its lines. Each page has exactly one ``kind``:
+only PII in the snapshot is what the truth lists.
 
-- ``clean``: the page as cut.
-- ``exact_duplicate``: the text of a clean page under another id and URL, in any format.
+Every page is on a site (its URL host; five per language) and carries that site's boilerplate, as
+crawled text does (``pipelines.sample_boilerplate``): in JSONL and Parquet, the whole page's text
+as a crawler's text dump has it (menu, byline, share line, tags, pager, newsletter box, footer,
+cookie banner, as the site's template shows them); in WARC, the page's HTML has the menu, sidebar,
+footer and cookie banner as ``<nav>``, ``<aside>``, ``<footer>`` around ``<main><article>``, and the
+text, the part of the boilerplate that sits inside the article (byline, share line, tags) around
+the content, is in ``<article>``: one ``<p>`` per paragraph, ``<br>`` between its lines. HTML
+extraction gives back exactly that text. Each page has exactly one ``kind``:
+
+- ``clean``: the page as cut, on its site.
+- ``exact_duplicate``: the text of a clean page (its boilerplate included) under another id and
+  URL of the same site, in any format.
 - ``near_duplicate``: a clean page with ``near_dup_method`` ``word_drop`` (2-10 % of the words,
   characters in CJK, removed in 1-3 runs), ``boilerplate`` (cookie banner / navigation lines added,
-  5-10 % of the characters) or ``truncation`` (the first 80-95 % kept). Its original has at least
-  150 words.
+  5-10 % of the characters) or ``truncation`` (the first 80-95 % kept), on its original's site.
+  Its original has at least 150 words (of content).
 - ``repetition_spam``: a clean page with one line repeated 15-40 times, or a short phrase repeated
   60-150 times in one paragraph.
 - ``symbol_spam``: a clean page interleaved with lines of "#", "…", "|" and emoji.
-- ``mojibake``: a clean page's UTF-8 bytes decoded as Windows-1252 (Latin-1 for its five
-  undefined bytes), as ftfy's "sloppy-windows-1252"; reversible, so a fixer can restore it exactly.
+- ``mojibake``: a clean page's UTF-8 bytes (boilerplate included) decoded as Windows-1252
+  (Latin-1 for its five undefined bytes), as ftfy's "sloppy-windows-1252"; reversible, so a fixer
+  can restore it exactly.
   Only in JSONL and Parquet: HTML text extraction drops the C1 controls and soft hyphens it holds.
 - ``wrong_language``: a clean page whose declared ``language`` (and WARC ``<html lang>``) is another.
 - ``pii``: a clean page with 1-4 emails, IPv4 addresses and phone numbers (international and
-  national formats) inserted at paragraph ends.
+  national formats) inserted at paragraph ends, each followed by a full stop.
 
 Duplicates point at a ``clean`` original, and each original has at most one duplicate, so each
 duplicate cluster has exactly two members (a deduplicator must keep exactly one of them).
@@ -52,6 +62,8 @@ Truth table columns (one row per record of the snapshot):
 - ``original_text_sha256``: sha256 of the clean text before mojibake; else equal to text_sha256
 - ``original_text``: the clean text before mojibake, else null
 - ``source_document``: id of the ``sample/sources`` document the page was cut from
+- ``boilerplate``: the site's lines placed around the content, before mojibake (a near duplicate:
+  its original's, which its change may have cut or edited)
 """
 
 from __future__ import annotations
@@ -73,9 +85,18 @@ import pyarrow.parquet as pq
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from pipelines.sample_boilerplate import (
+    SiteTemplate,
+    page_boilerplate,
+    page_chrome_html,
+    site_templates,
+    with_boilerplate,
+)
+
 SOURCES_DIR = Path(__file__).resolve().parent.parent / "sample" / "sources"
 DEFAULT_NUM_DOCUMENTS = 6000
 DOCS_PER_SHARD = 500
+SITES_PER_LANGUAGE = 5
 FORMAT_SHARES = (("jsonl", 0.4), ("parquet", 0.4), ("warc", 0.2))
 EXTENSIONS = {"jsonl": "jsonl.gz", "parquet": "parquet", "warc": "warc.gz"}
 KINDS = (
@@ -144,6 +165,10 @@ class Page:
     spam_method: str | None = None
     pii: list[str] = field(default_factory=list)
     original_text: str | None = None
+    site: SiteTemplate | None = None  # the site (URL host) it is on, and its page layout
+    format: str = ""  # jsonl / parquet / warc
+    title: str = ""
+    boilerplate: list[str] = field(default_factory=list)
 
 
 def units(text: str, language: str) -> int:
@@ -216,9 +241,9 @@ def near_duplicate(text: str, language: str, method: str, rng: random.Random) ->
         return text[:cut].rstrip()
     if method == "boilerplate":
         # 5-10 % of the characters, and at least the shortest line.
-        budget, lines = len(text) * rng.uniform(0.05, 0.10), []
+        budget, lines, present = len(text) * rng.uniform(0.05, 0.10), [], set(text.split("\n"))
         for line in rng.sample(BOILERPLATE, len(BOILERPLATE)):
-            if sum(map(len, lines)) + len(line) <= budget:
+            if line not in present and sum(map(len, lines)) + len(line) <= budget:
                 lines.append(line)
         lines = lines or [min(BOILERPLATE, key=len)]
         head = lines[: len(lines) // 2]
@@ -285,12 +310,38 @@ def insert_pii(text: str, items: list[str], rng: random.Random) -> str:
     paragraphs = text.split("\n\n")
     for item in items:
         i = rng.randrange(len(paragraphs))
-        paragraphs[i] = f"{paragraphs[i]} {item}"
+        paragraphs[i] = f"{paragraphs[i]} {item}."  # as a sentence ends: the line still ends in one
     return "\n\n".join(paragraphs)
 
 
-def plan_pages(pool: list[Page], num_documents: int, rng: random.Random) -> list[Page]:
-    """Pick base pages from the pool and turn the planned share of them into each defect kind."""
+def choose_format(rng: random.Random) -> str:
+    """jsonl, parquet or warc, in the shares of FORMAT_SHARES."""
+    point, total = rng.random(), 0.0
+    for fmt, share in FORMAT_SHARES:
+        total += share
+        if point < total:
+            return fmt
+    return FORMAT_SHARES[-1][0]
+
+
+def place_on_site(page: Page, sites: list[SiteTemplate], rng: random.Random) -> None:
+    """Put the page on one of its language's sites, in a format, with the site's boilerplate around
+    its text: the whole page's in a text dump (JSONL, Parquet), the article's part in a WARC page."""
+    page.site = rng.choice(sites)
+    page.format = choose_format(rng)
+    if page.kind == "mojibake" and page.format == "warc":
+        page.format = rng.choice(("jsonl", "parquet"))  # HTML extraction drops the C1 controls it holds
+    page.title = page.text.split("\n", 1)[0][:70]
+    head, tail = page_boilerplate(page.site, page.text, rng, extracted=page.format == "warc")
+    page.text, page.boilerplate = with_boilerplate(page.text, head, tail), head + tail
+
+
+def plan_pages(
+    pool: list[Page], num_documents: int, rng: random.Random, sites: dict[str, list[SiteTemplate]]
+) -> list[Page]:
+    """Pick base pages from the pool, turn the planned share of them into each defect kind and put
+    each on a site of its language (``sites``), with that site's boilerplate. A duplicate is on its
+    original's site and carries the same boilerplate."""
     counts = {kind: round(num_documents * share) for kind, share in KIND_SHARES.items()}
     num_duplicates = counts["exact_duplicate"] + counts["near_duplicate"]
     num_base = num_documents - num_duplicates
@@ -320,22 +371,24 @@ def plan_pages(pool: list[Page], num_documents: int, rng: random.Random) -> list
             page.text, page.spam_method = repetition_spam(page.text, language, rng)
         elif page.kind == "symbol_spam":
             page.text = symbol_spam(page.text, language, rng)
-        elif page.kind == "mojibake":
-            page.original_text, page.text = page.text, sloppy_cp1252(page.text)
         elif page.kind == "wrong_language":
             page.declared_language = rng.choice([x for x in languages if x != language])
         elif page.kind == "pii":
             page.pii = pii_strings(language, rng)
             page.text = insert_pii(page.text, page.pii, rng)
+    for page in base:
+        place_on_site(page, sites[page.true_language], rng)
+        if page.kind == "mojibake":
+            page.original_text, page.text = page.text, sloppy_cp1252(page.text)
     for i in exact_originals:
-        pages.append(replace(base[i], kind="exact_duplicate", duplicate_of=i))
+        pages.append(replace(base[i], kind="exact_duplicate", duplicate_of=i, format=choose_format(rng)))
     for n, i in enumerate(near_originals):
         method = NEAR_DUP_METHODS[n % len(NEAR_DUP_METHODS)]
         text = near_duplicate(base[i].text, base[i].true_language, method, rng)
         similarity = jaccard(text, base[i].text, base[i].true_language)
         pages.append(
             replace(base[i], text=text, kind="near_duplicate", duplicate_of=i, near_dup_method=method,
-                    near_dup_jaccard=similarity)
+                    near_dup_jaccard=similarity, format=choose_format(rng))
         )  # fmt: skip
     return pages
 
@@ -348,26 +401,24 @@ def generate_snapshot(
     the same seed and sources give byte-identical files."""
     rng = random.Random(seed)
     pool = cut_pages(load_sources(Path(sources_dir)), rng)
-    pages = plan_pages(pool, DEFAULT_NUM_DOCUMENTS if num_documents is None else num_documents, rng)
+    hosts: dict[str, list[str]] = {}
+    for lang, tlds in sorted(TLDS.items()):
+        hosts[lang] = []
+        while len(hosts[lang]) < SITES_PER_LANGUAGE:  # distinct: a host is one site, with one template
+            host = f"www.{rng.choice(SITE_WORDS)}{rng.choice(SITE_SUFFIXES)}.{rng.choice(tlds)}"
+            hosts[lang] += [host] if host not in hosts[lang] else []
+    sites = site_templates(hosts, rng)
+    pages = plan_pages(pool, DEFAULT_NUM_DOCUMENTS if num_documents is None else num_documents, rng, sites)
     order = list(range(len(pages)))
     rng.shuffle(order)
-    domains = {
-        lang: [
-            f"www.{rng.choice(SITE_WORDS)}{rng.choice(SITE_SUFFIXES)}.{rng.choice(tlds)}" for _ in range(5)
-        ]
-        for lang, tlds in sorted(TLDS.items())
-    }
     records = []  # in writing order: (page index, format, record)
-    formats = [fmt for fmt, share in FORMAT_SHARES for _ in range(round(share * 1000))]
     for number, i in enumerate(order):
         page = pages[i]
-        fmt = rng.choice(formats)
-        if page.kind == "mojibake" and fmt == "warc":
-            fmt = rng.choice(("jsonl", "parquet"))  # HTML extraction drops the C1 controls it holds
+        fmt = page.format
         record_uuid = uuid.UUID(int=rng.getrandbits(128), version=4)
         record = {
             "id": f"<urn:uuid:{record_uuid}>" if fmt == "warc" else str(record_uuid),
-            "url": f"https://{rng.choice(domains[page.true_language])}/{rng.choice(SECTIONS)}/"
+            "url": f"https://{page.site.host}/{rng.choice(SECTIONS)}/"
             f"{rng.randint(2019, 2025)}/{number:06d}-{rng.getrandbits(24):06x}.html",
             "text": page.text,
             "language": page.declared_language,
@@ -384,7 +435,10 @@ def generate_snapshot(
         for shard in range(num_shards):
             chunk = mine[shard * len(mine) // num_shards : (shard + 1) * len(mine) // num_shards]
             name = f"{fmt}/part-{shard:05d}.{EXTENSIONS[fmt]}"
-            offsets = WRITERS[fmt](out_dir / name, [r for _, r in chunk])
+            if fmt == "warc":
+                offsets = write_warc(out_dir / name, [r for _, r in chunk], [pages[i] for i, _ in chunk])
+            else:
+                offsets = WRITERS[fmt](out_dir / name, [r for _, r in chunk])
             for (i, _), offset in zip(chunk, offsets, strict=True):
                 located[i] = (name, offset)
     return write_truth(out_dir, pages, records, located)
@@ -410,6 +464,7 @@ def write_truth(out_dir: Path, pages: list[Page], records: list, located: dict) 
             "spam_method": page.spam_method, "pii": page.pii,
             "text_sha256": sha256(page.text), "original_text_sha256": sha256(original),
             "original_text": page.original_text, "source_document": page.source_document,
+            "boilerplate": page.boilerplate,
         })  # fmt: skip
     rows.sort(key=lambda r: (r["file"], r["offset"]))
     return write_table(truth_path(out_dir), rows, TRUTH_SCHEMA)
@@ -421,7 +476,7 @@ TRUTH_SCHEMA = pa.schema([
     ("declared_language", pa.string()), ("duplicate_of", pa.string()), ("near_dup_method", pa.string()),
     ("near_dup_jaccard", pa.float64()), ("spam_method", pa.string()), ("pii", pa.list_(pa.string())),
     ("text_sha256", pa.string()), ("original_text_sha256", pa.string()), ("original_text", pa.string()),
-    ("source_document", pa.string()),
+    ("source_document", pa.string()), ("boilerplate", pa.list_(pa.string())),
 ])  # fmt: skip
 
 
@@ -461,10 +516,10 @@ def write_parquet(path: Path, records: list[dict]) -> list[int]:
     return list(range(len(records)))
 
 
-def page_html(record: dict) -> bytes:
-    """A web page around the text: header, navigation, the text in <p>s, footer."""
-    site = record["url"].split("/")[2]
-    title = record["text"].split("\n", 1)[0][:70]
+def page_html(record: dict, page: Page) -> bytes:
+    """A web page around the text: the site's header, menu, sidebar, footer and cookie banner
+    (``page_chrome_html``), the text in <p>s inside ``<article>``."""
+    before, after = page_chrome_html(page.site)
     # One <p> per paragraph, <br> between its lines: the text can be read back exactly.
     body = "\n".join(
         "<p>" + "<br>".join(html.escape(line) for line in paragraph.split("\n")) + "</p>"
@@ -472,19 +527,26 @@ def page_html(record: dict) -> bytes:
     )
     return (
         f'<!DOCTYPE html>\n<html lang="{record["language"]}">\n<head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>\n<body>\n"
-        f'<header><a href="/">{site}</a></header>\n'
-        '<nav><a href="/">Home</a> | <a href="/news/">News</a> | <a href="/about/">About</a> | '
-        '<a href="/contact/">Contact</a></nav>\n'
-        f"<main><article>\n{body}\n</article></main>\n"
-        f'<footer><p>© 2025 {site} · <a href="/privacy/">Privacy</a> · <a href="/imprint/">Imprint</a></p></footer>\n'
+        f"<title>{html.escape(page.title)}</title></head>\n<body>\n{before}"
+        f'<main id="main"><article>\n{body}\n</article></main>\n{after}'
         "</body>\n</html>\n"
     ).encode()
 
 
-def write_warc(path: Path, records: list[dict]) -> list[int]:
-    """Write a warcinfo record, then one HTTP response record per page; returns each page record's
-    byte offset (the start of its gzip member)."""
+def plain_page(record: dict) -> Page:
+    """A page for a record that was not planned on a site: a plain site of the record's host."""
+    host, language = record["url"].split("/")[2], record["language"]
+    site = SiteTemplate(
+        host, host, language, (), ("home", "news", "about", "contact"), " | ", ("admin",), False
+    )
+    return Page(record["text"], "clean", language, "", site=site, title=record["text"].split("\n", 1)[0][:70])
+
+
+def write_warc(path: Path, records: list[dict], pages: list[Page] | None = None) -> list[int]:
+    """Write a warcinfo record, then one HTTP response record per page (the record's text on its
+    page's site, ``page_html``; a plain site when ``pages`` is None); returns each page record's byte
+    offset (the start of its gzip member)."""
+    pages = pages if pages is not None else [plain_page(record) for record in records]
     offsets = []
     with path.open("wb") as f:
         writer = WARCWriter(f, gzip=True, warc_version="WARC/1.1")
@@ -496,8 +558,8 @@ def write_warc(path: Path, records: list[dict]) -> list[int]:
             warc_headers_dict={"WARC-Record-ID": f"<urn:uuid:{info_id}>", "WARC-Date": records[0]["date"],
                                "WARC-Filename": path.name},
         ))  # fmt: skip
-        for record in records:
-            payload = page_html(record)
+        for record, page in zip(records, pages, strict=True):
+            payload = page_html(record, page)
             http_headers = StatusAndHeaders(
                 "200 OK",
                 [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(payload)))],
@@ -512,4 +574,4 @@ def write_warc(path: Path, records: list[dict]) -> list[int]:
     return offsets
 
 
-WRITERS = {"jsonl": write_jsonl_gz, "parquet": write_parquet, "warc": write_warc}
+WRITERS = {"jsonl": write_jsonl_gz, "parquet": write_parquet}

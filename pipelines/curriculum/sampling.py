@@ -51,8 +51,8 @@ def integer_multiplicities(
     Every document gets ``floor(r * w)`` copies, with ``r = target / sum(w * t)``; the tokens still
     missing are filled with one more copy of documents taken in weighted random order (key
     ``u ** (1 / frac)``, Efraimidis-Spirakis, with ``u = priority(key, salt)``), each taken only if
-    it brings the total closer to the target, then single swaps (one copy out, another in) while
-    they help. Each count is the floor or the ceiling of its expectation; the error is at most half
+    it brings the total closer to the target, then single moves (one copy out, one in, or one for
+    another) while they help. Each count is the floor or the ceiling of its expectation; the error is at most half
     the smallest document left out.
     """
     t = np.asarray(tokens, dtype=np.float64)
@@ -77,17 +77,22 @@ def integer_multiplicities(
 
 
 def _refine(t: np.ndarray, taken: np.ndarray, candidates: list[int], error: float, rounds: int = 8) -> None:
-    """Swap one taken candidate for one left out while that brings the total closer to the target
-    (``error`` = tokens still missing, negative when over). In place; O(n log n) per round."""
+    """While it brings the total closer to the target (``error`` = tokens still missing, negative when
+    over), drop one taken candidate, add one left out, or swap one for the other. In place; O(n log n)
+    per round."""
     for _ in range(rounds):
         out = [n for n in candidates if not taken[n]]
         inside = [n for n in candidates if taken[n]]
-        if not out or not inside:
-            return
+        best = (abs(error), None, None)
+        for a in inside:  # a drop alone: when every candidate is taken there is nothing to swap in
+            if abs(error + t[a]) < best[0] - 1e-9:
+                best = (abs(error + t[a]), a, None)
+        for b in out:
+            if abs(error - t[b]) < best[0] - 1e-9:
+                best = (abs(error - t[b]), None, b)
         out_tokens = t[out]
         order = np.argsort(out_tokens, kind="stable")
         sorted_tokens = out_tokens[order]
-        best = (abs(error), None, None)
         for a in inside:
             want = error + t[a]  # the left-out document that would cancel the error after dropping a
             k = int(np.searchsorted(sorted_tokens, want))
@@ -96,11 +101,18 @@ def _refine(t: np.ndarray, taken: np.ndarray, candidates: list[int], error: floa
                     gap = abs(want - sorted_tokens[j])
                     if gap < best[0] - 1e-9:
                         best = (gap, a, out[order[j]])
-        if best[1] is None:
-            return
         _, a, b = best
-        taken[a], taken[b] = False, True
-        error += t[a] - t[b]
+        if a is None and b is None:
+            return
+        _apply(taken, a, b)
+        error += (t[a] if a is not None else 0) - (t[b] if b is not None else 0)
+
+
+def _apply(taken: np.ndarray, drop: int | None, add: int | None) -> None:
+    if drop is not None:
+        taken[drop] = False
+    if add is not None:
+        taken[add] = True
 
 
 def stage_order(num_items: int, seed: int, stage_index: int) -> np.ndarray:

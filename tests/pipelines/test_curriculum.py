@@ -215,7 +215,11 @@ def test_proportions_and_language_temperatures_match_the_config(built):
         assert set(drawn) == set(unique)
         for language, weight in raw.items():
             expected = weight / sum(raw.values())
-            assert drawn[language] / total == pytest.approx(expected, rel=0.02), (stage.name, language)
+            # Within 2%, or, for a language whose share is a few documents, within half its smallest
+            # document: whole documents are the unit, and closer than that no draw can come.
+            smallest = pool.filter(pl.col("language") == language)["num_tokens_est"].min()
+            error = abs(drawn[language] - expected * total)
+            assert error <= max(0.02 * expected * total, smallest / 2), (stage.name, language, error)
             assert drawn[language] / unique[language] <= stage.max_epochs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -15,15 +16,12 @@ from pipelines.fasttext_model import FastTextModel, file_sha256
 from pipelines.quality_model import (
     QUALITY_SCORED,
     QualityModelConfig,
-    _paragraph_key,
-    _paragraphs,
     positive_probability,
-    read_reference,
-    reference_pages,
     roc_auc,
     score_quality,
     train_quality_classifier,
 )
+from pipelines.reference_set import _paragraphs, read_reference, reference_pages
 from pipelines.sample_crawl import SOURCES_DIR
 from provenance.layout import DataLayout
 from provenance.ledger import Ledger
@@ -70,9 +68,27 @@ def test_held_out_metrics_are_recomputable_from_the_model_and_test_split(scored)
     assert metrics["recall"] == pytest.approx(true_pos / len(pos), abs=1e-6)
     assert metrics["precision"] == pytest.approx(true_pos / (true_pos + sum(s >= 0.5 for s in neg)), abs=1e-6)
     assert (metrics["test_positives"], metrics["test_negatives"]) == (len(pos), len(neg))
-    # Better than chance on unseen documents; no more can be claimed here. The sample crawl is cut
-    # from the reference prose itself, so only its defects separate it (docs/curriculum.md, section 1).
-    assert metrics["auc"] > 0.5, metrics
+    # Reference pages rank above raw crawl pages on documents never seen in training, overall and
+    # within each language (docs/curriculum.md, section 1). A test split this size holds >= 100 of each.
+    assert min(len(pos), len(neg)) >= 100 and metrics["auc"] >= 0.9, metrics
+    assert len(metrics["auc_by_language"]) >= 15
+    assert sum(auc >= 0.8 for auc in metrics["auc_by_language"].values()) >= 0.8 * len(
+        metrics["auc_by_language"]
+    )
+
+
+def test_negatives_are_raw_crawl_and_positives_match_their_languages(scored):
+    _, results, classifier, _, _ = scored
+    examples = pl.read_parquet(classifier.folder / "examples.parquet")
+    negatives = examples.filter(pl.col("label") == "crawl")
+    raw = pl.read_parquet(results[0].folder / "shards", columns=["id", "sha256"])
+    # Every raw text (600 pages < max_negatives), each once: of exact duplicates, one is drawn.
+    assert set(negatives["document"]) <= set(raw["id"]) and negatives.height == raw["sha256"].n_unique() < 600
+    assert negatives["language"].null_count() == 0  # as language_identified gave them
+    wanted = dict(negatives["language"].value_counts().iter_rows())
+    got = dict(examples.filter(pl.col("label") == "reference")["language"].value_counts().iter_rows())
+    ratio = QualityModelConfig().positives_per_negative
+    assert set(got) <= set(wanted) and all(got[lang] <= round(ratio * wanted[lang]) for lang in got)
 
 
 def test_splits_share_no_document_and_no_text(scored):
@@ -85,24 +101,44 @@ def test_splits_share_no_document_and_no_text(scored):
 
 
 def test_reference_set_is_recorded_and_decontaminated_against_the_crawl(scored):
-    layout, results, classifier, _, _ = scored
+    layout, results, classifier, _, truth = scored
     reference = json.loads((classifier.folder / "reference_set.json").read_text())
     assert reference["files"] == [
         {"path": p.name, "sha256": file_sha256(p)} for p in sorted(SOURCES_DIR.glob("*.jsonl.gz"))
     ]
-    raw_texts = pl.read_parquet(results[0].folder / "shards", columns=["text"])["text"]
-    crawl = {_paragraph_key(p) for text in raw_texts for p in _paragraphs(text)}
+    left_out = {document: set(indices) for document, indices in reference["left_out"].items()}
+    assert reference["num_contaminated"] == sum(map(len, left_out.values())) > 0  # the crawl is cut from it
     documents, _ = read_reference(SOURCES_DIR)
-    left_out = {d["id"] for d in documents if any(_paragraph_key(p) in crawl for p in d["paragraphs"])}
-    assert reference["num_contaminated"] == len(left_out) > 0  # the crawl is cut from these documents
     pages = reference_pages(documents, left_out, QualityModelConfig().page_words)
-    positives = {t for label, t in _split_lines(classifier.folder / "train.txt") if label == "reference"}
-    assert positives <= {" ".join(p["text"].split()) for p in pages}
-    for page in pages:
-        assert not any(_paragraph_key(p) in crawl for p in _paragraphs(page["text"]))
+    examples = pl.read_parquet(classifier.folder / "examples.parquet").filter(pl.col("label") == "reference")
+    by_sha = {hashlib.sha256(p["text"].encode()).hexdigest(): p for p in pages}
+    assert set(examples["sha256"]) <= set(by_sha)
+    positive_paragraphs = {
+        " ".join(q.split()) for sha in examples["sha256"] for q in by_sha[sha]["text"].split("\n")
+    }
+    # No positive paragraph is a crawl line, or the start or the end of one (the crawl adds words).
+    raw_texts = pl.read_parquet(results[0].folder / "shards", columns=["text"])["text"]
+    lines = {" ".join(line.split()) for text in raw_texts for line in _paragraphs(text)}
+    starts, ends = {line[:48] for line in lines}, {line[-48:] for line in lines}
+    for paragraph in positive_paragraphs:
+        assert paragraph not in lines and paragraph[:48] not in starts and paragraph[-48:] not in ends
+    # The case that needs more than equal lines: a PII page's paragraphs, PII appended, are left out.
+    pii_pages = truth.filter(pl.col("kind") == "pii")
+    raw = pl.read_parquet(results[0].folder / "shards", columns=["source_id", "text"]).join(
+        pii_pages, on="source_id"
+    )
+    stripped = set()
+    for text, items in zip(raw["text"], raw["pii"], strict=True):
+        for line in text.split("\n"):
+            found = [item for item in items if f" {item}." in line]
+            for item in found:
+                line = line.replace(f" {item}.", "")
+            if found:
+                stripped.add(" ".join(line.split()))
+    assert stripped and not stripped & positive_paragraphs
 
 
-def test_symbol_spam_held_out_scores_below_every_held_out_reference_page(scored):
+def test_symbol_spam_held_out_scores_below_nearly_every_held_out_reference_page(scored):
     layout, results, classifier, _, truth = scored
     examples = pl.read_parquet(classifier.folder / "examples.parquet").filter(pl.col("split") == "test")
     raw = pl.read_parquet(results[0].folder / "shards", columns=["id", "source_id", "text"])
@@ -115,7 +151,8 @@ def test_symbol_spam_held_out_scores_below_every_held_out_reference_page(scored)
         for label, t in _split_lines(classifier.folder / "test.txt")
         if label == "reference"
     ]
-    assert max(positive_probability(model, t) for t in held_out_spam["text"]) < min(reference)
+    # A few reference pages read like a page's chrome (lists of short lines); spam ranks below the rest.
+    assert max(positive_probability(model, t) for t in held_out_spam["text"]) < np.percentile(reference, 2)
 
 
 def test_training_again_gives_the_same_version(scored):
@@ -128,10 +165,36 @@ def test_training_again_gives_the_same_version(scored):
     assert Ledger(layout.ledger).size() == size
 
 
+def test_rejected_negatives_are_the_documents_the_heuristic_steps_dropped(scored):
+    layout, results, _, _, _ = scored
+    config = QualityModelConfig(negatives="rejected")
+    classifier = train_quality_classifier(
+        layout, results[0].manifest, (results[1].manifest, results[2].manifest), config=config, seed=0
+    )
+    negatives = pl.read_parquet(classifier.folder / "examples.parquet").filter(pl.col("label") == "crawl")
+    excluded = pl.concat(
+        [
+            pl.read_parquet(p, columns=["id", "sha256"])
+            for r in results[1:3]
+            for p in (r.folder / "excluded").glob("*.parquet")
+        ]
+    )
+    # Every excluded document, one per text (an excluded page's exact duplicate is excluded too).
+    assert (
+        set(negatives["document"]) <= set(excluded["id"])
+        and negatives.height == excluded["sha256"].n_unique() > 0
+    )
+    assert negatives["reason"].null_count() == 0
+
+
 def test_negatives_must_come_from_the_raw_version(scored):
     layout, results, _, _, _ = scored
-    with pytest.raises(ValueError, match="does not descend from"):
-        train_quality_classifier(layout, results[1].manifest, (results[0].manifest,), seed=0)
+    for negatives in ("raw", "rejected"):
+        with pytest.raises(ValueError, match="does not descend from"):
+            train_quality_classifier(
+                layout, results[1].manifest, (results[0].manifest,), seed=0,
+                config=QualityModelConfig(negatives=negatives),
+            )  # fmt: skip
 
 
 def test_every_kept_document_gets_a_score_and_its_percentile_within_its_language(scored):

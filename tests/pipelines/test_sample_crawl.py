@@ -212,9 +212,9 @@ def test_pii_and_spam_are_in_the_text(snapshot):
             assert item in text
         if row["spam_method"] == "line":
             assert collections.Counter(text.split("\n")).most_common(1)[0][1] >= 15
-        elif row["spam_method"] == "ngram":
-            last = text.split("\n\n")[-1].split()
-            assert len(last) >= 60 and len(set(last)) <= 12
+        elif row["spam_method"] == "ngram":  # the content's last paragraph, before the site's footer
+            paragraphs = [p.split() for p in text.split("\n\n")]
+            assert any(len(p) >= 60 and len(set(p)) <= 12 for p in paragraphs)
         if row["kind"] == "symbol_spam":
             symbol_lines = [line for line in text.split("\n") if line and set(line) <= set("#|…★☆🔥. ")]
             assert len(symbol_lines) >= 6
@@ -223,6 +223,48 @@ def test_pii_and_spam_are_in_the_text(snapshot):
     phones = [p for r in truth for p in r["pii"] if re.fullmatch(r"[+()\d][\d ()-]+", p)]
     assert any(p.startswith("+") for p in phones) and any(not p.startswith("+") for p in phones)
     assert any("@" in p for r in truth for p in r["pii"])
+
+
+def test_pages_carry_their_sites_boilerplate(snapshot):
+    _, _, truth, records = snapshot
+    lines_by_host = collections.defaultdict(list)
+    for row in truth:
+        text = row["original_text"] or full_text(records, row)
+        if row["kind"] != "near_duplicate":  # its change may cut or edit its original's lines
+            assert set(row["boilerplate"]) <= set(text.split("\n")), row["source_id"]
+        if row["duplicate_of"] is None and row["format"] != "warc":
+            assert len(row["boilerplate"]) >= 2  # a text dump holds at least the menu and the footer
+            lines_by_host[row["url"].split("/")[2]].append(set(row["boilerplate"]))
+    assert sum(bool(row["boilerplate"]) for row in truth) >= 0.9 * len(truth)
+    # The pages of one site share its template's lines (its menu). A duplicate (whatever its own
+    # format) is on its original's site, with its original's lines.
+    for host, pages in lines_by_host.items():
+        assert set.intersection(*pages), host
+    by_id = {row["source_id"]: row for row in truth}
+    for row in truth:
+        if row["duplicate_of"]:
+            assert row["url"].split("/")[2] == by_id[row["duplicate_of"]]["url"].split("/")[2]
+            assert row["boilerplate"] == by_id[row["duplicate_of"]]["boilerplate"]
+
+
+def test_extraction_drops_the_warc_chrome_and_gives_back_the_text(snapshot):
+    from pipelines.readers.warc import read_warc
+
+    root, _, truth, _ = snapshot
+    rows = {(row["file"], row["offset"]): row for row in truth if row["format"] == "warc"}
+    checked = 0
+    for path in sorted((root / "warc").glob("*.warc.gz")):
+        with path.open("rb") as f:
+            for record in read_warc(f, max_document_bytes=10_000_000):
+                row = rows[(path.relative_to(root).as_posix(), record.offset)]
+                text, page = record.fields["text"], record.raw.decode("utf-8")
+                assert sha256(text) == row["text_sha256"], row["source_id"]
+                # A duplicate's text is its original's, which may be a text dump holding the menu.
+                for chrome in ("nav", "footer", "aside") if row["duplicate_of"] is None else ():
+                    visible = re.sub(r"<[^>]+>", "", re.search(f"<{chrome}>(.*?)</{chrome}>", page).group(1))
+                    assert html.unescape(visible) not in text, (chrome, row["source_id"])
+                checked += 1
+    assert checked == len(rows) > 0
 
 
 @pytest.fixture(scope="module")
