@@ -16,11 +16,22 @@ from provenance.layout import DataLayout
     job=curate_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Registers every new folder in the data folder's inbox as a snapshot partition and curates it.",
+    description=(
+        "Registers every new folder in the data folder's inbox (after copying it there from the remote "
+        "inbox APERTUS_INBOX_URL, when one is set) as a snapshot partition and curates it."
+    ),
 )
 def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    from pipelines.remote_inbox import fetch_snapshot, inbox_url, remote_snapshots
+
     layout = DataLayout.from_env()
     known = set(context.instance.get_dynamic_partitions(snapshots.name))
+    url = inbox_url()
+    if url:
+        for name in remote_snapshots(url):
+            if name not in known and not layout.snapshot_dir(name).exists():
+                context.log.info(f"copying snapshot {name} from {url} into {layout.inbox}")
+                fetch_snapshot(url, name, layout)
     new = [name for name in layout.snapshots() if name not in known]
     if not new:
         return dg.SensorResult(skip_reason=f"no new snapshot folders in {layout.inbox}")

@@ -29,6 +29,37 @@ def test_new_folder_is_registered_and_requested_once(tmp_path, monkeypatch):
         assert not again.run_requests and again.skip_reason
 
 
+def test_a_snapshot_in_the_remote_inbox_is_copied_whole_then_registered_once(tmp_path, monkeypatch):
+    import fsspec
+
+    from pipelines.sample_bad_inputs import write_bad_inputs  # a small folder of real shard files
+
+    local = tmp_path / "delivery"
+    write_bad_inputs(local, seed=0)
+    fs = fsspec.filesystem("memory")
+    remote = "memory://apertus-test-inbox"
+    if fs.exists(remote):
+        fs.rm(remote, recursive=True)
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    for path in files:
+        fs.pipe(f"{remote}/crawl-remote/{path.relative_to(local).as_posix()}", path.read_bytes())
+    fs.pipe(f"{remote}/.in-progress/part.jsonl", b"{}")  # hidden: a delivery not finished yet
+    monkeypatch.setenv("APERTUS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("APERTUS_INBOX_URL", remote)
+    with dg.instance_for_test() as instance:
+        result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in result.run_requests] == ["crawl-remote"]
+        copied = tmp_path / "data" / "inbox" / "crawl-remote"
+        assert sorted(p.relative_to(copied) for p in copied.rglob("*") if p.is_file()) == [
+            p.relative_to(local) for p in files
+        ]
+        assert all((copied / p.relative_to(local)).read_bytes() == p.read_bytes() for p in files)
+        instance.add_dynamic_partitions("snapshots", ["crawl-remote"])
+        again = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert not again.run_requests
+    fs.rm(remote, recursive=True)
+
+
 def _erasure_request(data, name: str, body: dict):
     folder = data / "requests" / "erasure"
     folder.mkdir(parents=True, exist_ok=True)
