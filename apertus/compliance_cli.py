@@ -113,34 +113,13 @@ def run_compliance_demo(layout: DataLayout, model_ref: str, log=print) -> list:
     """The demo's compliance part: record an erasure request for a document the model trained on,
     show its impact, and write the compliance documents into ``<data>/reports/<model id>/``.
     Returns the files written."""
-    import duckdb
-
+    from provenance.audit.model_use import trained_document
     from provenance.audit.versions import load_versions, resolve
     from provenance.compliance import write_documents
     from provenance.erasure import impact, record_request
-    from provenance.models import load_record
 
     model_ref = resolve(load_versions(layout), model_ref)
-    record = load_record(layout.datasets / model_ref)
-    sequences = sorted(
-        (layout.datasets / record["datasets"]["token_shards"]).glob("stages/*/sequences.parquet")
-    )
-    con = duckdb.connect()
-    try:
-        doc_id, source = con.execute(
-            "SELECT doc_id, source_version FROM read_parquet(?) ORDER BY sequence, token_start LIMIT 1",
-            [[str(p) for p in sequences[:1]]],
-        ).fetchone()
-    finally:
-        con.close()
-    index = layout.datasets / source / "index.parquet"
-    con = duckdb.connect()
-    try:
-        (url,) = con.execute(
-            "SELECT url FROM read_parquet(?) WHERE doc_id = ?", [str(index), doc_id]
-        ).fetchone()
-    finally:
-        con.close()
+    doc_id, url = trained_document(layout, model_ref)
     log(f"\n== compliance: an erasure request for {url} (document {doc_id})")
     request = record_request(layout, "url", url, note="apertus demo")
     print_impact(impact(layout, request), log=log)

@@ -142,11 +142,12 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
     _print_trained_model(trained)
 
     from apertus.audit import print_lineage, print_model_contains, print_verify
+    from provenance.audit.model_use import trained_document
 
     model = trained.output_for_node("trained_model")
     print(f"\n$ apertus audit lineage {model[:26]}")
     print_lineage(model, prov=None, as_json=False)
-    url = _a_trained_url(layout, model)
+    _, url = trained_document(layout, model)
     print(f"\n$ apertus audit contains --url {url} --model {model[:26]}")
     print_model_contains(url=url, sha256=None, text=None, models=[model], as_json=False)
 
@@ -164,30 +165,6 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
     )
     print("UI: make ui, then open http://127.0.0.1:3000")
     return verified or tuned
-
-
-def _a_trained_url(layout: DataLayout, model: str) -> str:
-    """The URL of a document in the first sequence the model trained on (for the membership example)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from provenance.audit.model_use import training_data
-
-    folder = layout.datasets / model
-    use = pq.read_table(folder / "sequence_use.parquet")
-    use = use.filter(pc.greater(use["times_trained"], 0))
-    stage, sequence = use["stage"][0].as_py(), use["sequence"][0].as_py()
-    _, shards, _, _ = training_data(layout, model)
-    rows = pq.read_table(
-        layout.datasets / shards / "stages" / stage / "sequences.parquet", columns=["sequence", "doc_id"]
-    )
-    doc_id = rows.filter(pc.equal(rows["sequence"], sequence))["doc_id"][0].as_py()
-    for source in layout.datasets.glob("quality_scored/*/index.parquet"):
-        index = pq.read_table(source, columns=["doc_id", "url"])
-        match = index.filter(pc.equal(index["doc_id"], doc_id))
-        if match.num_rows:
-            return match["url"][0].as_py()
-    raise ValueError(f"{doc_id}: in {model}'s sequences but in no quality_scored index")
 
 
 def _step_result(layout: DataLayout, dagster_result, asset: str):

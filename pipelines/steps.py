@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
 from provenance.audit.lookup import build_lookup
 from provenance.catalog import refresh_catalog
-from provenance.layout import DataLayout
+from provenance.layout import DataLayout, new_staging
 from provenance.manifest import Manifest, seal
 from provenance.pins import pin_dataset_version
 
@@ -66,12 +65,6 @@ class StepResult:
     excluded: dict
     folder: Path
     ledger_index: int | None  # the ledger entry that pinned this version (None when reused)
-
-
-def new_staging(layout: DataLayout, asset: str) -> Path:
-    path = layout.work / "staging" / f"{asset}-{uuid.uuid4().hex[:12]}"
-    path.mkdir(parents=True)
-    return path
 
 
 def finish_step(

@@ -20,13 +20,12 @@ import hashlib
 import json
 import platform
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
+from provenance.layout import DataLayout, new_staging
 from provenance.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
 from provenance.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes, verify_inclusion
 from provenance.models import code_state, dependency_state, load_record
@@ -151,19 +150,13 @@ def usage_root(lines: list[bytes]) -> str:
     return root_from_leaf_hashes([leaf_hash(line) for line in lines]).hex()
 
 
-def _staging(layout: DataLayout, asset: str) -> Path:
-    path = layout.work / "staging" / f"{asset}-{uuid.uuid4().hex[:12]}"
-    path.mkdir(parents=True)
-    return path
-
-
 def seal_examples(layout: DataLayout, path: str | Path) -> tuple[Manifest, bool]:
     """Seal an examples file (validated first) as a ``finetune_examples`` version holding it byte for
     byte as examples.jsonl; a new version gets its ``dataset_version_created`` ledger entry. Returns
     (manifest, created): the same file again is the same version, created False."""
     path = Path(path)
     examples = read_examples(path)
-    staging = _staging(layout, EXAMPLES_ASSET)
+    staging = new_staging(layout, EXAMPLES_ASSET)
     shutil.copyfile(path, staging / EXAMPLES_FILE)
     by_kind: dict[str, int] = {}
     by_language: dict[str, int] = {}
@@ -226,7 +219,7 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
         "code": code_state(),
         "dependencies": dependency_state(),
     }
-    staging = _staging(layout, FINETUNED_MODEL)
+    staging = new_staging(layout, FINETUNED_MODEL)
     for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
         target = staging / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ work/                             staging and intermediate files; safe to delete
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +67,10 @@ class DataLayout:
         if not self.inbox.exists():
             return []
         return sorted(p.name for p in self.inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def new_staging(layout: DataLayout, asset: str) -> Path:
+    """A fresh, empty folder under ``work/staging/`` for a version of ``asset`` about to be sealed."""
+    path = layout.work / "staging" / f"{asset}-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True)
+    return path

@@ -184,3 +184,29 @@ def _uses(
                     )
                 )
     return [DocumentUse(d.doc_id, d.sha256, by_doc[d.sha256]) for d in kept]
+
+
+def trained_document(layout: DataLayout, model: str) -> tuple[str, str]:
+    """(doc_id, url) of a document in the first sequence ``model`` trained on (for examples: the demo's
+    membership question and erasure request)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    trained, shards, _, _ = training_data(layout, model)
+    use = pq.read_table(layout.datasets / trained / SEQUENCE_USE_FILE)
+    use = use.filter(pc.greater(use["times_trained"], 0))
+    if not use.num_rows:
+        raise ValueError(f"{trained}: its {SEQUENCE_USE_FILE} records no sequence trained on")
+    stage, sequence = use["stage"][0].as_py(), use["sequence"][0].as_py()
+    rows = pq.read_table(
+        layout.datasets / shards / "stages" / stage / "sequences.parquet",
+        columns=["sequence", "doc_id", "source_version"],
+    )
+    row = rows.filter(pc.equal(rows["sequence"], sequence)).slice(0, 1).to_pylist()[0]
+    index = pq.read_table(
+        layout.datasets / row["source_version"] / "index.parquet", columns=["doc_id", "url"]
+    )
+    match = index.filter(pc.equal(index["doc_id"], row["doc_id"]))
+    if not match.num_rows:
+        raise ValueError(f"{row['doc_id']}: in {model}'s sequences but not in {row['source_version']}")
+    return row["doc_id"], match["url"][0].as_py()
