@@ -20,7 +20,8 @@ def _format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 def print_query(sql: str, output: str = "table") -> int:
-    """Print the result of a read-only query on the catalog; 0 on success, 2 on a refused query."""
+    """Print the result of a read-only query on the catalog; 0 on success, 2 on a refused, failed or
+    timed-out query (the message says which)."""
     import duckdb
 
     from provenance.catalog import query
@@ -28,7 +29,7 @@ def print_query(sql: str, output: str = "table") -> int:
     layout = DataLayout.from_env()
     try:
         columns, rows = query(layout, sql)
-    except (ValueError, duckdb.Error) as error:
+    except (ValueError, OSError, duckdb.Error) as error:
         print(f"apertus audit sql: {error}", file=sys.stderr)
         return 2
     if output == "json":
