@@ -41,7 +41,8 @@ def refresh_catalog(layout: DataLayout) -> Path:
     O(versions), no file of any version read; otherwise plus O(the missing versions' catalogued
     files + new ledger entries). Old versions' files are never re-read, except by a first build.
     """
-    state = read_state(layout)
+    with catalog_lock(layout, shared=True):  # waits for a writer: DuckDB would refuse the file
+        state = read_state(layout)
     if (
         state is not None
         and not _missing(layout, state)

@@ -87,15 +87,26 @@ def committed_entries(layout: DataLayout) -> int:
 
 
 @contextmanager
-def catalog_lock(layout: DataLayout) -> Iterator[None]:
-    """Serialize writers of the catalog across processes."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.root / ".catalog.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def catalog_lock(layout: DataLayout, *, shared: bool = False) -> Iterator[None]:
+    """Writers of the catalog hold it exclusively, readers shared: DuckDB refuses to open a file
+    another process is writing, so a reader waits for the writer here instead of failing, and
+    the other way round. A reader of a data folder it cannot write (a read-only copy) reads
+    without the lock: no writer can be there either."""
+    path = layout.root / ".catalog.lock"
+    try:
+        if not shared:
+            layout.root.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a")  # noqa: SIM115 (closed below; a with-block would not cover the fallback)
+    except OSError:
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.close()  # releases the lock
 
 
 def rebuild(layout: DataLayout) -> None:

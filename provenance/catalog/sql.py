@@ -38,9 +38,15 @@ def query(layout: DataLayout, sql: str, *, timeout_s: float | None = None) -> tu
     """
     check_statement(sql)
     from provenance.catalog import refresh_catalog
+    from provenance.catalog.fill import catalog_lock
 
     refresh_catalog(layout)
     limit = _timeout(timeout_s)
+    with catalog_lock(layout, shared=True):  # a step adding a version waits for the answer
+        return _run(layout, sql, limit)
+
+
+def _run(layout: DataLayout, sql: str, limit: float) -> tuple[list[str], list[tuple]]:
     con = duckdb.connect(
         str(layout.catalog),
         read_only=True,

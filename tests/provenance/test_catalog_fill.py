@@ -4,6 +4,8 @@ absolute path in it (issue 14, findings 4 and 6)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import duckdb
 import pyarrow as pa
@@ -192,3 +194,27 @@ def test_an_older_catalog_of_views_is_rebuilt_as_tables(data, tmp_path):
     _, [(n,)] = query(layout, "SELECT count(*) FROM documents")
     assert n == len(expected["documents"])
     assert _dump(layout) == expected
+
+
+def test_a_query_waits_for_a_writer_instead_of_failing(data):
+    layout, _ = data
+    writer = (
+        "import sys, time, duckdb\n"
+        "from provenance.catalog.fill import catalog_lock\n"
+        "from provenance.layout import DataLayout\n"
+        "layout = DataLayout(sys.argv[1])\n"
+        "with catalog_lock(layout):\n"
+        "    con = duckdb.connect(str(layout.catalog))\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(1.5)\n"
+        "    con.close()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", writer, str(layout.root)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        _, [(n,)] = query(layout, "SELECT count(*) FROM dataset_versions")
+        assert n == 4
+    finally:
+        assert process.wait(timeout=30) == 0
