@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
 from provenance.catalog.fill import (
     add_versions,
     append_ledger,
     catalog_lock,
     committed_entries,
+    connect_for_writing,
     read_state,
     rebuild,
     sealed_refs,
@@ -54,7 +53,7 @@ def refresh_catalog(layout: DataLayout) -> Path:
         if state is None:
             rebuild(layout)
             return layout.catalog
-        con = duckdb.connect(str(layout.catalog))
+        con = connect_for_writing(layout.catalog)
         try:
             add_versions(con, layout, _missing(layout, state))
             append_ledger(con, layout)
@@ -72,7 +71,7 @@ def add_version_to_catalog(layout: DataLayout, ref: str) -> Path:
         if state is None:
             rebuild(layout)
             return layout.catalog
-        con = duckdb.connect(str(layout.catalog))
+        con = connect_for_writing(layout.catalog)
         try:
             add_versions(con, layout, {ref} - state.refs)
             append_ledger(con, layout)

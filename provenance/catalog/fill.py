@@ -46,6 +46,19 @@ class CatalogState:
     ledger_entries: int
 
 
+def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """A writable connection to a catalog file that reads no other file: rows arrive as Arrow
+    tables decoded here from verified bytes, never through a DuckDB file reader."""
+    return duckdb.connect(
+        str(path),
+        config={
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
+
+
 def read_state(layout: DataLayout) -> CatalogState | None:
     """The catalog's contents, or None when it is missing or of an older format (views, absolute
     paths). Cost: O(catalogued versions)."""
@@ -116,7 +129,7 @@ def rebuild(layout: DataLayout) -> None:
     fresh = layout.catalog.with_name(layout.catalog.name + ".rebuild")
     for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    con = duckdb.connect(str(fresh))
+    con = connect_for_writing(fresh)
     try:
         create_schema(con)
         add_versions(con, layout, sealed_refs(layout))
@@ -250,12 +263,15 @@ def append_ledger(con: duckdb.DuckDBPyConnection, layout: DataLayout) -> None:
     (offset,) = con.execute("SELECT value FROM catalog_state WHERE name = 'ledger_offset'").fetchone()
     if committed == held:
         return
-    try:
-        new, end = _read_entries(layout, held, committed, offset)
-    except ValueError:
-        if held == 0:
-            raise
-        held, (new, end) = 0, _read_entries(layout, 0, committed, 0)  # raises if the file is bad
+    new = None
+    if committed > held:
+        try:
+            new, end = _read_entries(layout, held, committed, offset)
+        except ValueError:
+            new = None  # not the file the catalog read: read it whole again
+    if new is None:
+        held = 0
+        new, end = _read_entries(layout, 0, committed, 0)  # ValueError naming the file if it is bad
     import pyarrow as pa
 
     rows = pa.table(

@@ -218,3 +218,29 @@ def test_a_query_waits_for_a_writer_instead_of_failing(data):
         assert n == 4
     finally:
         assert process.wait(timeout=30) == 0
+
+
+def test_new_ledger_entries_are_appended_without_rereading_old_ones(data):
+    from provenance.erasure import record_request
+
+    layout, _ = data
+    _, before = query(layout, 'SELECT * FROM ledger_entries ORDER BY "index"')
+    entries = layout.ledger / "entries.jsonl"
+    text = entries.read_bytes()
+    # Same length, so the next append still finds its place; a catalog re-reading entry 0 would
+    # find it no longer matches its leaf hash.
+    entries.write_bytes(text.replace(b'"snapshot":"small"', b'"snapshot":"SMALL"', 1))
+    assert entries.read_bytes() != text
+    record_request(layout, "url", "https://new.example/")
+    _, after = query(layout, 'SELECT * FROM ledger_entries ORDER BY "index"')
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+
+
+def test_a_new_entry_not_matching_its_leaf_hash_is_refused(data):
+    layout, _ = data
+    with open(layout.ledger / "entries.jsonl", "ab") as f:
+        f.write(b'{"event_type":"rollback","index":4,"payload":{},"timestamp":"2026-01-01T00:00:00Z"}\n')
+    with open(layout.ledger / "leaf_hashes.bin", "ab") as f:
+        f.write(b"\0" * 32)
+    with pytest.raises(ValueError, match=r"entries\.jsonl: entry 4 does not match its leaf hash"):
+        query(layout, "SELECT count(*) FROM ledger_entries")
