@@ -14,9 +14,12 @@ SELECT on it, read-only, with no file access at all and bounded memory, threads 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from provenance.catalog.fill import (
+    CatalogState,
     add_versions,
     append_ledger,
     catalog_lock,
@@ -44,41 +47,37 @@ def refresh_catalog(layout: DataLayout) -> Path:
         state = read_state(layout)
     if (
         state is not None
-        and not _missing(layout, state)
+        and not sealed_refs(layout) - state.refs
         and committed_entries(layout) == state.ledger_entries
     ):
         return layout.catalog
-    with catalog_lock(layout):
-        state = read_state(layout)  # again: another writer may have caught up meanwhile
-        if state is None:
-            rebuild(layout)
-            return layout.catalog
-        con = connect_for_writing(layout.catalog)
-        try:
-            add_versions(con, layout, _missing(layout, state))
-            append_ledger(con, layout)
-        finally:
-            con.close()
-    return layout.catalog
+    return _update(layout, lambda state: sealed_refs(layout) - state.refs)
 
 
 def add_version_to_catalog(layout: DataLayout, ref: str) -> Path:
     """Add one sealed version (``asset/version_id``) and the new ledger entries to the catalog;
     nothing when it is there already. Cost: O(that version's catalogued files + new ledger
     entries); other versions are not read (a missing or older-format catalog is built whole)."""
-    with catalog_lock(layout):
-        state = read_state(layout)
+    return _update(layout, lambda state: {ref} - state.refs)
+
+
+def _update(layout: DataLayout, missing: Callable[[CatalogState], set[str]]) -> Path:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(catalog_lock(layout))
+        except OSError as error:
+            raise ValueError(
+                f"{layout.catalog}: missing, of an older format or behind the data folder, and it "
+                f"cannot be written ({error}); run the command once where {layout.root} is writable"
+            ) from None
+        state = read_state(layout)  # again: another writer may have caught up meanwhile
         if state is None:
             rebuild(layout)
             return layout.catalog
         con = connect_for_writing(layout.catalog)
         try:
-            add_versions(con, layout, {ref} - state.refs)
+            add_versions(con, layout, missing(state))
             append_ledger(con, layout)
         finally:
             con.close()
     return layout.catalog
-
-
-def _missing(layout: DataLayout, state) -> set[str]:
-    return sealed_refs(layout) - state.refs
