@@ -312,7 +312,10 @@ def _read_entries(layout: DataLayout, first: int, end: int, offset: int) -> tupl
             line = f.readline()
             if not line.endswith(b"\n"):
                 raise ValueError(f"{entries}: entry {index} is missing; run `apertus audit verify`")
-            entry = LedgerEntry.from_line(line[:-1])
+            try:
+                entry = LedgerEntry.from_line(line[:-1])
+            except ValueError as error:
+                raise ValueError(f"{entries}: entry {index}: {error}; run `apertus audit verify`") from None
             leaf = leaves[(index - first) * HASH_SIZE : (index - first + 1) * HASH_SIZE]
             if entry.index != index or bytes.fromhex(entry.leaf_hash) != leaf:
                 raise ValueError(
