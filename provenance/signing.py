@@ -17,8 +17,8 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path

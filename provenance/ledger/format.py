@@ -22,7 +22,15 @@ ERASURE_REQUESTED = "erasure_requested"
 ROLLBACK = "rollback"
 KEY_ADOPTED = "key_adopted"  # `apertus init --adopt` moved the signing key out of the data folder
 EVENT_TYPES = frozenset(
-    {DATASET_VERSION_CREATED, MODEL_TRAINED, MODEL_CERTIFIED, ALIAS_MOVED, ERASURE_REQUESTED, ROLLBACK, KEY_ADOPTED}
+    {
+        DATASET_VERSION_CREATED,
+        MODEL_TRAINED,
+        MODEL_CERTIFIED,
+        ALIAS_MOVED,
+        ERASURE_REQUESTED,
+        ROLLBACK,
+        KEY_ADOPTED,
+    }
 )
 
 ENTRIES = "entries.jsonl"
