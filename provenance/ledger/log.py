@@ -46,7 +46,14 @@ from provenance.ledger.format import (
     utc_now,
 )
 from provenance.ledger.verify import verify_ledger_files
-from provenance.merkle import HASH_SIZE, consistency_proof, frontier_append, frontier_root, inclusion_proof
+from provenance.merkle import (
+    HASH_SIZE,
+    consistency_proof,
+    frontier_append,
+    frontier_root,
+    inclusion_proof,
+    root_from_leaf_hashes,
+)
 from provenance.signing import Checkpoint, TreeHead, canonical_json, parse_head, public_key_pem
 
 
@@ -274,6 +281,10 @@ class Ledger:
         if not 0 <= upto <= self.size():
             raise ValueError(f"tree size {upto} is outside the ledger's 0..{self.size()} entries")
         return read_leaf_hashes(self._path(LEAF_HASHES), 0, upto)
+
+    def root_at(self, tree_size: int) -> str:
+        """Return the hex RFC 6962 root of the first `tree_size` entries (from the leaf cache; O(n) hashes)."""
+        return root_from_leaf_hashes(self._leaf_hashes(tree_size)).hex()
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[str]:
         """Return the hex RFC 6962 audit path of entry `index` in the tree of `tree_size` entries.

@@ -336,3 +336,22 @@ def test_adopt_moves_an_older_key_out_of_the_data_folder_and_old_heads_still_ver
     assert code == 0 and "the log extends it" in out, out
     with pytest.raises(ValueError, match="nothing to adopt"):
         init_instance(layout, adopt=True)
+
+
+def test_the_demo_makes_its_key_folder_outside_the_data_folder_and_ends_with_the_head(
+    tmp_path, monkeypatch, capsys
+):
+    from apertus.demo import _print_head_and_verify, ensure_instance_keys
+
+    monkeypatch.delenv("APERTUS_KEYS")  # restored after the test, though the demo sets it
+    monkeypatch.setenv("APERTUS_DATA", str(tmp_path / "data"))
+    folder = ensure_instance_keys(DataLayout.from_env())
+    out = capsys.readouterr().out
+    assert folder == tmp_path / "data-keys" and "the demo sets it" in out and "$ apertus init" in out
+    assert (folder / PUBLIC_KEY).is_file()
+    layout = _small_data_folder(tmp_path)
+    assert _print_head_and_verify(layout, folder) == 0
+    out = capsys.readouterr().out
+    held = held_head_path(folder, Ledger(layout.ledger).origin())
+    assert Checkpoint.from_note(held.read_text()).note() in out
+    assert f"--trusted-key {folder / PUBLIC_KEY} --head {held}" in out and "the log extends it" in out
