@@ -177,16 +177,25 @@ def print_verify(
         print(problem)
     problems = len(report.problems) + len(trust.problems)
     state = "OK" if ok else f"FAILED: {problems} problem(s)"
+    # One summary line, last, as before; it names the anchors, the details go to stderr.
     print(f"{state}: {len(report.versions)} dataset versions, {report.num_files} files, "
-          f"{report.ledger_entries} ledger entries checked")  # fmt: skip
-    print(f"signatures checked with {trust.key}")
-    if trust.held_head:
-        print(f"held head: {trust.held_head}" + (": the log extends it" if trust.ok else ""))
+          f"{report.ledger_entries} ledger entries checked, {_anchors_line(trust)}")  # fmt: skip
     for line in trust.unproven:
-        print(f"not proved: {line}")
+        print(f"apertus audit verify: not proved: {line}", file=sys.stderr)
     if held:
-        print(f"held head saved: {held} (pass it to --head next time)")
+        print(f"apertus audit verify: held head saved: {held} (pass it to --head next time)", file=sys.stderr)
     return 0 if ok else 1
+
+
+def _anchors_line(trust) -> str:
+    """What the signatures and the history were checked against, for the summary line."""
+    if not trust.held_head:
+        held = "no held head (a rewrite by whoever can write the data folder is not excluded)"
+        if trust.key.startswith("the trusted key"):
+            held = "no held head (removal of the latest entries with their heads is not excluded)"
+    else:
+        held = f"held head {trust.held_head}" + (" (the log extends it)" if trust.ok else "")
+    return f"signatures against {trust.key}, {held}"
 
 
 def _check_anchors(layout: DataLayout, trusted_key: str | None, head: str | None):

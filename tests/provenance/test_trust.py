@@ -58,7 +58,11 @@ def _small_data_folder(root: Path) -> DataLayout:
 def _verify(capsys, *flags: str) -> tuple[int, str]:
     capsys.readouterr()
     code = main(["audit", "verify", *flags])
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    if "--json" in flags:
+        return code, captured.out
+    assert captured.out.splitlines()[-1].startswith(("OK: ", "FAILED: "))  # the summary stays last
+    return code, captured.out + captured.err
 
 
 def _held_head(capsys, path: Path) -> Path:
