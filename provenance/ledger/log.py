@@ -110,14 +110,15 @@ class Ledger:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def key_folder(self) -> Path:
-        """The instance's key folder (provenance.keys.keys_folder); ValueError if it is inside this
-        ledger's data folder (the parent of a folder named ``ledger``, as DataLayout lays it out)."""
+        """The instance's key folder (provenance.keys.keys_folder: ``APERTUS_KEYS``, or beside this
+        ledger's data folder); ValueError if it is inside the data folder (the parent of a folder
+        named ``ledger``, as DataLayout lays it out) or inside this folder."""
         from provenance.keys import check_outside, keys_folder
+        from provenance.layout import DataLayout
 
-        folder = keys_folder()
+        in_layout = self.root.name == "ledger"
+        folder = keys_folder(DataLayout(self.root.parent) if in_layout else None)
         check_outside(folder, self.root)
-        if self.root.name == "ledger":
-            check_outside(folder, self.root.parent)
         return folder
 
     def _signing_key(self) -> Ed25519PrivateKey:
