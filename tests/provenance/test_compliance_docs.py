@@ -182,4 +182,6 @@ def test_model_card_names_the_key_and_the_ledger_head_it_was_made_under(document
     ]
     assert signed.root_hash == anchor["root_hash"] and signed.verify(ledger.public_key_pem())
     card = texts["model-card.md"]
-    assert anchor["key_id"] in card and anchor["root_hash"] in card and f"{anchor['tree_size']} entries" in card
+    assert (
+        anchor["key_id"] in card and anchor["root_hash"] in card and f"{anchor['tree_size']} entries" in card
+    )
