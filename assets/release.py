@@ -10,6 +10,8 @@ so ``apertus audit lineage|verify`` cover them; a release of the same model with
 reuses the version.
 """
 
+import json
+
 import dagster as dg
 
 from assets.checks import VERSION_CHECKS, check_results, version_outcomes
@@ -72,6 +74,7 @@ def model_release(
         pin_version(layout, manifest, folder)
     pinned = ledger_records(layout).get(manifest.ref)
     card = (folder / "model-card.md").read_text(encoding="utf-8")
+    anchor = json.loads((folder / "sources.json").read_text())["ledger_head"] or {}
     metadata = {
         "dataset_version": dg.MetadataValue.text(manifest.version_id),
         "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
@@ -81,6 +84,9 @@ def model_release(
         "alias": dg.MetadataValue.text(config.alias or ""),
         "documents": dg.MetadataValue.json(sorted(p.name for p in written)),
         "model_card": dg.MetadataValue.md(card),
+        # The key and the ledger head the documents were made under (provenance.compliance.ledger_anchor).
+        "ledger_key_id": dg.MetadataValue.text(anchor.get("key_id", "")),
+        "ledger_head": dg.MetadataValue.json(anchor),
     }
     if pinned is not None:
         metadata["ledger_index"] = dg.MetadataValue.int(pinned.index)
