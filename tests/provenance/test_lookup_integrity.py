@@ -61,7 +61,9 @@ def _row_offsets(path, kept) -> tuple[int, int]:
         (row,) = lookup.rows_with_sha256(bytes.fromhex(kept["sha256"]))
         sha_at = lookup.sections["sha256"][0] + row * SHA_WIDTH
         keys = lookup.url_keys()
-        (i,) = [i for i in range(0, len(keys), URL_WIDTH) if int.from_bytes(keys[i + 8 : i + 12], "big") == row]
+        (i,) = [
+            i for i in range(0, len(keys), URL_WIDTH) if int.from_bytes(keys[i + 8 : i + 12], "big") == row
+        ]
         return sha_at, lookup.sections["url_keys"][0] + i
 
 
