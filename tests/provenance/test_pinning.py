@@ -22,7 +22,6 @@ from provenance.audit.verify import verify
 from provenance.audit.versions import ledger_records
 from provenance.layout import DATA_ENV, DataLayout
 from provenance.ledger import DATASET_VERSION_CREATED, Ledger
-from provenance.pins import dataset_payload, marker_path
 
 SNAPSHOT = "tiny"
 
@@ -83,6 +82,8 @@ def test_a_retried_step_pins_the_version_its_failed_run_sealed(layout, capsys):
 
 
 def test_a_kept_marker_answers_without_reading_the_ledger(layout):
+    from provenance.pins import marker_path
+
     first = _ingest(layout)
     assert first.created and first.ledger_index == 0
     marker = json.loads(marker_path(layout, first.manifest.ref).read_text())
@@ -122,6 +123,8 @@ def test_repin_pins_an_older_folder_in_one_batch(layout, capsys):
 
 
 def test_repin_pins_the_root_of_a_lookup_pinned_by_older_code(layout, capsys):
+    from provenance.pins import dataset_payload, marker_path
+
     version = _ingest(layout)
     ref = version.manifest.ref
     # What older code wrote: an entry without lookup_root, and no marker.
