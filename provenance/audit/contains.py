@@ -4,7 +4,7 @@ The answer is per document: its trail through the versions of its chain (kept, o
 that version's step with the reason and the numbers behind it), and the target versions it is
 kept in. "In" means kept in at least one target version. Targets default to the ends of every
 curation chain in the catalog (versions of documents only: a tokenizer, a curriculum, token
-shards or fine-tuning examples hold no document shards and are never in scope); a model's provenance record will name its dataset versions by
+shards or fine-tuning examples index no documents and are never in scope); a model's provenance record will name its dataset versions by
 curriculum stage, and those become the targets (``targets`` accepts any list of versions).
 """
 
@@ -86,8 +86,8 @@ def scope_of(layout: DataLayout, targets: list[str] | None) -> tuple[dict, list[
     others = [r for r in resolved if not holds_documents(versions[r])]
     if others:
         raise ValueError(
-            f"{others[0]} holds no documents (no document shards and {DOCUMENT_INDEX}), so it cannot "
-            "contain one: name a "
+            f"{others[0]} holds no documents (no {DOCUMENT_INDEX} of kept or dropped documents), so it "
+            "cannot contain one: name a "
             f"curated version with --version (one of: {', '.join(leaves(versions)) or 'none'}), a model "
             "with --model, or a fine-tuning example with --example"
         )

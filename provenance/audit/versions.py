@@ -17,7 +17,6 @@ from provenance.manifest import MANIFEST, Manifest, load_manifest
 # Versions that are models (provenance.models), not data: never a target of a document query.
 MODEL_ASSETS = ("trained_model", "finetuned_model")
 DOCUMENT_INDEX = "index.parquet"  # pipelines.tables writes it; membership is answered from it
-DOCUMENT_SHARDS = ("shards/", "excluded/")  # kept and dropped documents (pipelines.shards)
 CREATION_EVENTS = {"dataset_version_created": "dataset_version", "model_trained": "model_version"}
 
 
@@ -92,12 +91,13 @@ def depth(versions: dict[str, Manifest], ref: str) -> int:
 
 
 def holds_documents(manifest: Manifest) -> bool:
-    """A version of documents: its step wrote document shards (kept or excluded) and their index
-    (the curated versions; not a tokenizer, a classifier, a curriculum, token shards, fine-tuning
+    """A version of documents: it has a document index and its step kept or dropped documents (the
+    curated versions; not a tokenizer, a classifier, a curriculum, token shards, fine-tuning
     examples or a model, whose index.parquet, when a step writes one, is empty), so membership can
-    be asked of it."""
-    paths = [f.path for f in manifest.files]
-    return DOCUMENT_INDEX in paths and any(p.startswith(DOCUMENT_SHARDS) for p in paths)
+    be asked of it. Reads only the manifest (its ``stats``, as pipelines.tables counts them)."""
+    stats = manifest.stats or {}
+    documents = sum(int((stats.get(side) or {}).get("documents") or 0) for side in ("kept", "excluded"))
+    return documents > 0 and any(f.path == DOCUMENT_INDEX for f in manifest.files)
 
 
 def leaves(versions: dict[str, Manifest]) -> list[str]:
