@@ -176,6 +176,8 @@ def print_verify(
         return 0 if ok else 1
     for problem in report.problems + trust.problems:
         print(problem)
+    for note in report.notes:
+        print(f"note: {note}")
     problems = len(report.problems) + len(trust.problems)
     state = "OK" if ok else f"FAILED: {problems} problem(s)"
     # One summary line, last, as before; it names the anchors, the details go to stderr.
@@ -285,4 +287,28 @@ def build_lookups(*, rebuild: bool) -> int:
     except _errors() as error:
         return _fail("index", error)
     print(f"lookup files written for {len(built)} of {len(versions)} dataset versions")
+    if built:
+        print("a lookup answers only under the root pinned in its version's ledger entry: "
+              "run `apertus audit repin` to pin any new root")  # fmt: skip
     return 0
+
+
+def print_repin(*, as_json: bool) -> int:
+    """Pin what an older or interrupted data folder left unpinned (provenance.audit.repin): 0 when
+    every version is pinned, 1 naming those it would not pin, 2 on error."""
+    from provenance.audit.repin import repin
+
+    try:
+        result = repin(DataLayout.from_env())
+    except _errors() as error:
+        return _fail("repin", error)
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        for ref, index in sorted(result.pinned.items(), key=lambda item: item[1]):
+            print(f"pinned {ref} late, at entry {index}")
+        for problem in result.problems:
+            print(problem)
+        print(f"{len(result.pinned)} version(s) pinned, {result.markers} pin marker(s) written"
+              + (f", {len(result.problems)} problem(s)" if result.problems else ""))  # fmt: skip
+    return 1 if result.problems else 0

@@ -215,6 +215,19 @@ def _add_audit_commands(audit_commands) -> None:
     )
     index.set_defaults(func=_audit_index)
 
+    repin = audit_commands.add_parser(
+        "repin",
+        help="pin every sealed version that has no ledger entry (or no pinned lookup root), in one batch",
+    )
+    repin.add_argument("--json", action="store_true")
+
+    def _audit_repin(args: argparse.Namespace) -> int:
+        from apertus.audit import print_repin
+
+        return print_repin(as_json=args.json)
+
+    repin.set_defaults(func=_audit_repin)
+
     from apertus.export_cli import add_export_command
 
     add_export_command(audit_commands)

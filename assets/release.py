@@ -70,8 +70,7 @@ def model_release(
         stats={"documents": sorted(p.name for p in written)},
     )
     folder = layout.datasets / manifest.ref
-    if created:
-        pin_version(layout, manifest, folder)
+    pin_version(layout, manifest, folder, sealed_now=created)  # a retry pins what a failed run sealed
     pinned = ledger_records(layout).get(manifest.ref)
     card = (folder / "model-card.md").read_text(encoding="utf-8")
     anchor = json.loads((folder / "sources.json").read_text())["ledger_head"] or {}

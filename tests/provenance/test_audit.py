@@ -168,7 +168,9 @@ def test_lookup_files_give_the_same_answers_as_a_scan(curated, data_copy):
     data[at] ^= 0x01
     path.write_bytes(bytes(data))
     problems = verify(copy).problems
-    assert len(problems) == 1 and problems[0].startswith(f"{path}: its rows differ")
+    assert len(problems) == 1 and problems[0].startswith(
+        f"{path}: bytes 0..16384 differ from their pinned hash"
+    )
 
 
 def test_verify_passes_on_intact_records(curated, monkeypatch, capsys):
