@@ -18,6 +18,7 @@ from warcio.limitreader import LimitReader
 
 from pipelines import reasons
 from pipelines.readers.base import Bad, Record
+from pipelines.readers.budgets import GiB
 from pipelines.readers.html import extract_main_text
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -61,17 +62,29 @@ def _page(record, payload: bytes, offset: int, content_type: str) -> Record | Ba
     return Record(offset, fields, len(payload), payload)
 
 
-def read_warc(stream: BinaryIO, *, max_document_bytes: int) -> Iterator[Record | Bad]:
+def read_warc(
+    stream: BinaryIO, *, max_document_bytes: int, max_file_bytes: int = 4 * GiB
+) -> Iterator[Record | Bad]:
     """Every HTML (or plain-text) response of the WARC in ``stream`` as a ``Record`` whose text is the
     page's main text, or a ``Bad``: ``truncated_file`` (a record shorter than its Content-Length, or
     the archive cut inside headers), ``document_too_large`` (payload over ``max_document_bytes``,
-    never read whole), ``bad_utf8``, ``html_extraction_failed``, ``unreadable_file``, ``empty_file``.
+    never read whole), ``bad_utf8``, ``html_extraction_failed``, ``unreadable_file``, ``empty_file``,
+    ``file_too_large`` (the records from the one whose Content-Length takes the file past
+    ``max_file_bytes``, not read).
     """
     iterator = ArchiveIterator(stream)
-    num_records = 0
+    num_records, num_bytes = 0, 0
     try:
         for record in iterator:
             num_records += 1
+            num_bytes += max(record.length or 0, 0)
+            if num_bytes > max_file_bytes:
+                detail = (
+                    f"Content-Lengths add up to {num_bytes} bytes, over max_file_bytes={max_file_bytes}; "
+                    "this record and the rest of the file are not read"
+                )
+                yield Bad(iterator.get_record_offset(), reasons.FILE_TOO_LARGE, detail, raw_bytes=num_bytes)
+                return
             if record.rec_type not in ("response", "resource"):
                 continue
             headers = record.http_headers or record.rec_headers
