@@ -105,3 +105,30 @@ def test_the_file_budget_quarantines_the_rest_of_a_plain_file(tmp_path):
     assert len(documents) == 4
     (row,) = quarantine
     assert (row["offset"], row["reason"]) == (4, reasons.FILE_TOO_LARGE)
+
+
+def _warc_response(url: str, html: bytes, extra_header: bytes = b"") -> bytes:
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html
+    head = b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: " + url.encode() + b"\r\n" + extra_header
+    head += b"Content-Type: application/http; msgtype=response\r\nContent-Length: " + str(len(http)).encode()
+    return head + b"\r\n\r\n" + http + b"\r\n\r\n"
+
+
+def test_a_gzip_warc_header_line_that_inflates_is_refused_unread(tmp_path):
+    root = tmp_path / "snap"
+    root.mkdir()
+    html = (
+        b"<html><body><main><p>"
+        + b"Ein ganz gewoehnlicher Absatz mit Text. " * 20
+        + b"</p></main></body></html>"
+    )
+    good = gzip.compress(_warc_response("https://example.org/ok", html))
+    bomb = gzip.compress(
+        _warc_response("https://example.org/x", html, b"X-Junk: " + b"a" * 30_000_000 + b"\r\n")
+    )
+    assert len(bomb) < 100_000
+    (root / "c.warc.gz").write_bytes(good + bomb)
+    documents, quarantine = read(root, tmp_path / "q")
+    assert [d.metadata["url"] for d in documents] == ["https://example.org/ok"]
+    (row,) = quarantine
+    assert row["reason"] == reasons.UNREADABLE_FILE and "header line longer than" in row["detail"]
