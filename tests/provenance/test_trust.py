@@ -23,6 +23,7 @@ from provenance.keys import PUBLIC_KEY, held_head_path
 from provenance.layout import DataLayout
 from provenance.ledger import (
     ALIAS_MOVED,
+    DATASET_VERSION_CREATED,
     ERASURE_REQUESTED,
     KEY_ADOPTED,
     MODEL_CERTIFIED,
@@ -32,7 +33,7 @@ from provenance.ledger import (
 )
 from provenance.manifest import MANIFEST, seal
 from provenance.merkle import leaf_hash, root_from_leaf_hashes
-from provenance.pins import pin_dataset_version
+from provenance.pins import pin_dataset_version, write_pin
 from provenance.signing import canonical_json, note_key_hash, parse_head, public_key_pem, verifier_key
 
 
@@ -78,7 +79,7 @@ def _entries(layout: DataLayout) -> list[dict]:
 
 def _rewrite_and_resign(layout: DataLayout, entries: list[dict], key: Ed25519PrivateKey) -> None:
     """What an attacker with the data folder and a key of their own does: renumber the entries, rewrite
-    the leaf cache, sign a head per entry and publish their public key in the data folder."""
+    the leaf cache and the pin markers, sign a head per entry and publish their public key in the data folder."""
     ledger = layout.ledger
     lines = [canonical_json(dict(e, index=i)) for i, e in enumerate(entries)]
     leaves = [leaf_hash(line) for line in lines]
@@ -92,6 +93,9 @@ def _rewrite_and_resign(layout: DataLayout, entries: list[dict], key: Ed25519Pri
     (ledger / "tree_heads.jsonl").write_text("".join(h + "\n" for h in heads))
     (ledger / "latest_tree_head.json").write_text(heads[-1] + "\n")
     (ledger / "public_key.pem").write_text(public_key_pem(key))
+    for index, entry in enumerate(entries):  # the pin markers are in the data folder too
+        if entry["event_type"] == DATASET_VERSION_CREATED:
+            write_pin(layout, entry["payload"]["dataset_version"], index, lines[index].decode())
 
 
 def _delete_last_entry(layout: DataLayout) -> None:
