@@ -69,6 +69,13 @@ def short(ref: str) -> str:
     return f"{asset}/{version[:12]}"
 
 
+def load_refs(root: Path) -> list[str]:
+    """Every version of the data folder ``root``, models included, as ``asset/version_id``."""
+    return sorted(
+        f"{p.parent.parent.name}/{p.parent.name}" for p in (root / "datasets").glob("*/*/manifest.json")
+    )
+
+
 def ask(folder, document: str, selector: str) -> list[str]:
     return [f"--{selector}", getattr(getattr(folder, document), selector)]
 
@@ -131,10 +138,14 @@ def check_membership_text(folder, document: str, selector: str, status: str, tex
 @pytest.mark.parametrize("selector", SELECTORS)
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_contains_default_scope(audited, capsys, document, selector, as_json):
-    """Without a scope, the targets are the ends of the chains of document versions: the fine-tuning
-    examples (no document index) are no target and no error (finding 14)."""
+    """Without a scope, the targets are the ends of the curation chains (docs/audit.md): versions that
+    keep documents. The fine-tuning examples (no document index) are no target and no error, and
+    the token shards (an empty index) are not the only target, or a kept document would be "not
+    seen" (finding 14)."""
     folder, _ = audited
-    code, out, err = cli(capsys, "audit", "contains", *ask(folder, document, selector), *(["--json"] * as_json))
+    code, out, err = cli(
+        capsys, "audit", "contains", *ask(folder, document, selector), *(["--json"] * as_json)
+    )
     status = expected_status(folder, document, None)
     assert code == (0 if status == "in" else 1), err
     if as_json:
@@ -151,10 +162,8 @@ def test_contains_default_scope(audited, capsys, document, selector, as_json):
 def test_contains_in_each_document_version(audited, capsys, document, selector, as_json):
     folder, _ = audited
     for asset, ref in folder.document_versions.items():
-        code, out, err = cli(
-            capsys, "audit", "contains", *ask(folder, document, selector), "--version", ref[:30],
-            *(["--json"] * as_json),
-        )  # fmt: skip
+        argv = ["audit", "contains", *ask(folder, document, selector), "--version", ref[:30]]
+        code, out, err = cli(capsys, *argv, *(["--json"] * as_json))
         status = expected_status(folder, document, asset)
         assert code == (0 if status == "in" else 1), (asset, err)
         if as_json:
@@ -183,10 +192,6 @@ def test_a_document_kept_upstream_is_not_said_to_be_never_seen(audited, capsys):
     assert "no document with url" not in out.splitlines()[0], out
 
 
-def load_refs(root: Path) -> list[str]:
-    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in (root / "datasets").glob("*/*/manifest.json"))
-
-
 # contains: models ------------------------------------------------------------------------------
 
 
@@ -201,8 +206,8 @@ def test_contains_in_models(audited, capsys, document, selector, as_json):
     (shards,) = [p for p in load_refs(root) if p.startswith("token_shards/")]
     scopes = [["--model", folder.model[:30]], ["--model", folder.finetuned[:30]], ["--all-models"]]
     for scope in scopes:
-        code, out, err = cli(capsys, "audit", "contains", *ask(folder, document, selector), *scope,
-                             *(["--json"] * as_json))  # fmt: skip
+        argv = ["audit", "contains", *ask(folder, document, selector), *scope]
+        code, out, err = cli(capsys, *argv, *(["--json"] * as_json))
         assert code == (0 if status == "in" else 1), (scope, err)
         models = {
             folder.model[:30]: [folder.model],
@@ -230,7 +235,9 @@ def test_contains_in_models(audited, capsys, document, selector, as_json):
 def _membership_part(out: str) -> str:
     """The data-trail answer inside the first model's answer (it follows the model's head and stages)."""
     first = out.split("\n\n")[0].splitlines()
-    start = next(i for i, line in enumerate(first) if line.startswith(tuple(f"{h}:" for h in STATUS_HEAD.values())))
+    start = next(
+        i for i, line in enumerate(first) if line.startswith(tuple(f"{h}:" for h in STATUS_HEAD.values()))
+    )
     return "\n".join(first[start:])
 
 
@@ -243,7 +250,14 @@ def test_lineage_of_a_model(audited, capsys, which, tmp_path):
     ref = getattr(folder, which)
     code, tree, err = cli(capsys, "audit", "lineage", ref[:30])
     assert code == 0, err
-    for asset in ("trained_model", "token_shards", "curriculum_stages", "tokenizer", "deduplicated", "raw_documents"):
+    for asset in (
+        "trained_model",
+        "token_shards",
+        "curriculum_stages",
+        "tokenizer",
+        "deduplicated",
+        "raw_documents",
+    ):
         assert f"{asset}/" in tree
     assert "snapshot small: " in tree and "MISSING" not in tree and "NOT IN LEDGER" not in tree
     if which == "finetuned":
@@ -267,7 +281,10 @@ def test_lineage_of_a_model(audited, capsys, which, tmp_path):
 def test_lineage_of_a_dataset_version(audited, capsys):
     folder, _ = audited
     ref = folder.document_versions["deduplicated"]
-    chain = [folder.document_versions[a] for a in ("raw_documents", "language_identified", "quality_filtered", "deduplicated")]
+    chain = [
+        folder.document_versions[a]
+        for a in ("raw_documents", "language_identified", "quality_filtered", "deduplicated")
+    ]
     code, tree, err = cli(capsys, "audit", "lineage", ref[:30])
     assert code == 0, err
     assert tree.startswith(short(ref) + "  created ")
@@ -275,7 +292,9 @@ def test_lineage_of_a_dataset_version(audited, capsys):
         assert f"version id {version.split('/')[1]}" in tree
     assert "ledger history" not in tree and "NOT IN LEDGER" not in tree
     code, out, _ = cli(capsys, "audit", "lineage", ref, "--json")
-    versions = {k for k, v in json.loads(out)["entity"].items() if v.get("prov:type") == "apertus:DatasetVersion"}
+    versions = {
+        k for k, v in json.loads(out)["entity"].items() if v.get("prov:type") == "apertus:DatasetVersion"
+    }
     assert code == 0 and versions == {f"apertus:version/{v}" for v in chain}
 
 
@@ -283,16 +302,18 @@ def test_lineage_of_a_dataset_version(audited, capsys):
 def test_diff_of_two_versions(audited, capsys, as_json):
     folder, root = audited
     a, b = folder.document_versions["quality_filtered"], folder.document_versions["deduplicated"]
-    removed = Counter(pq.read_table(root / "datasets" / b / "exclusions.parquet", columns=["reason"])["reason"].to_pylist())
+    removed = Counter(
+        pq.read_table(root / "datasets" / b / "exclusions.parquet", columns=["reason"])["reason"].to_pylist()
+    )
     code, out, err = cli(capsys, "audit", "diff", a[:30], b[:30], *(["--json"] * as_json))
     assert code == 0, err
     if as_json:
         answer = json.loads(out)
         assert (answer["a"], answer["b"], answer["num_added"]) == (a, b, 0)
         assert answer["num_removed"] == sum(removed.values())
-        assert answer["removed_by_reason"] == {f"deduplicated: {r}": n for r, n in removed.items()} or (
-            answer["removed_by_step"] == {"deduplicated": dict(removed)}
-        )
+        assert answer["removed_by_reason"] == dict(removed)
+        assert answer["removed_by_step"] == {"deduplicated": dict(removed)}
+        assert set(answer["examples"]) == set(removed)
     else:
         assert "added: 0 documents" in out and f"removed: {sum(removed.values())} documents" in out
         for reason, n in removed.items():
@@ -318,7 +339,9 @@ def test_history_of_the_model_family(audited, capsys):
     code, out, err = cli(capsys, "audit", "history", folder.finetuned[:30])
     assert code == 0, err
     events = [(line.split()[2], " ".join(line.split()[3:])) for line in out.splitlines()]
-    assert [version for version, _ in events] == [folder.model] * 3 + [folder.finetuned] * 3 + [folder.model] * 2
+    assert [version for version, _ in events] == [folder.model] * 3 + [folder.finetuned] * 3 + [
+        folder.model
+    ] * 2
     details = [detail for _, detail in events]
     assert details[0] == "trained" and details[3].startswith("fine-tuned, examples root")
     assert details[1].startswith("certified by pytest") and details[4].startswith("certified by pytest")
@@ -394,9 +417,55 @@ def test_index_writes_the_missing_lookup_files(audited_folder, tmp_path, capsys,
     assert code == 0, err
     with_index = [r for r in refs if (root / "datasets" / r / "index.parquet").exists()]
     assert out.strip() == f"lookup files written for {len(with_index)} of {len(refs)} dataset versions"
-    code, out, _ = cli(capsys, "audit", "contains", "--url", audited_folder.kept.url, "--json", "--version",
-                       audited_folder.document_versions["deduplicated"])  # fmt: skip
+    deduplicated = audited_folder.document_versions["deduplicated"]
+    argv = ["audit", "contains", "--url", audited_folder.kept.url, "--json", "--version", deduplicated]
+    code, out, _ = cli(capsys, *argv)
     assert code == 0 and json.loads(out)["status"] == "in"
+
+
+@pytest.mark.parametrize("which", ["model", "finetuned", None], ids=["model", "finetuned", "newest"])
+@pytest.mark.parametrize("output", ["openlineage", "prov", "cyclonedx"])
+def test_export_of_a_model(audited, capsys, which, output, tmp_path):
+    """Each export of each model, and of the newest one (no V: the fine-tune); the documented exit is
+    0 or 2, never a traceback (docs/audit.md, Exports)."""
+    folder, _ = audited
+    ref = getattr(folder, which) if which else folder.finetuned
+    where = tmp_path / f"export.{output}"
+    code, out, err = cli(
+        capsys, "audit", "export", "--format", output, *([ref[:30]] if which else []), "-o", str(where)
+    )
+    assert code == 0, err
+    assert err.strip() == f"wrote the {output} export to {where}" and out == ""
+    _, lineage, _ = cli(capsys, "audit", "lineage", ref, "--json")
+    prov = json.loads(lineage)
+    if output == "prov":
+        assert json.loads(where.read_text()) == prov
+    elif output == "openlineage":
+        events = [json.loads(line) for line in where.read_text().splitlines()]
+        versions = [k for k, v in prov["entity"].items() if v.get("prov:type", "").endswith("Version")]
+        assert len(events) == len(versions) and {e["eventType"] for e in events} == {"COMPLETE"}
+        assert [o["name"] for o in events[-1]["outputs"]] == [ref]
+    else:
+        bom = json.loads(where.read_text())
+        assert (bom["bomFormat"], bom["specVersion"]) == ("CycloneDX", "1.6")
+        component = bom["metadata"]["component"]
+        assert component["type"] == "machine-learning-model"
+        assert (component["name"], component["version"]) == tuple(ref.split("/"))
+
+
+def test_croissant_export_of_dataset_versions(audited, capsys, tmp_path):
+    folder, _ = audited
+    for ref in (folder.document_versions["deduplicated"], folder.examples):
+        code, out, err = cli(
+            capsys, "audit", "export", "--format", "croissant", ref[:30], "-o", str(tmp_path / "c.json")
+        )
+        assert code == 0, err
+        assert (
+            json.loads((tmp_path / "c.json").read_text())["@context"]["cr"]
+            == "http://mlcommons.org/croissant/"
+        )
+    code, out, err = cli(capsys, "audit", "export", "--format", "croissant", folder.finetuned)
+    assert code == 2 and "is a model version" in err and folder.examples in err
 
 
 # The real command, as a user runs it ------------------------------------------------------------
