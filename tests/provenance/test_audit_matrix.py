@@ -241,6 +241,36 @@ def _membership_part(out: str) -> str:
     return "\n".join(first[start:])
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_contains_example_of_the_fine_tune(audited, capsys, as_json):
+    """`contains --example SHA --run finetuned_model/…`: a trained-on example has an inclusion proof
+    (exit 0); a held-out one is named as such (exit 1); an example never in the file, exit 1."""
+    folder, root = audited
+    run = root / "datasets" / folder.finetuned
+    rows = [json.loads(line) for line in (run / "examples.jsonl").read_text().splitlines()]
+    used = {json.loads(line)["example_sha256"] for line in (run / "usage.jsonl").read_text().splitlines()}
+    trained = next(r["sha256"] for r in rows if r["sha256"] in used)
+    held = next(r for r in rows if r["split"] != "train")
+    assert held["sha256"] not in used
+    flag = ["--json"] * as_json
+    code, out, err = cli(capsys, "audit", "contains", "--example", trained, "--run", folder.finetuned, *flag)
+    assert code == 0, err
+    if as_json:
+        proof = json.loads(out)
+        assert proof["in"] is True and proof["example_sha256"] == trained and proof["audit_path"]
+    else:
+        assert out.startswith(f"IN: example {trained[:16]}… trained on in {folder.finetuned}")
+    code, out, _ = cli(
+        capsys, "audit", "contains", "--example", held["sha256"], "--run", folder.finetuned, *flag
+    )
+    reason = f"is in the run's examples file (line {held['line'] + 1}) but was held out, never trained on"
+    assert code == 1 and (json.loads(out)["reason"] if as_json else out.strip()).endswith(reason)
+    code, out, _ = cli(
+        capsys, "audit", "contains", "--example", folder.unseen.sha256, "--run", folder.finetuned, *flag
+    )
+    assert code == 1 and "is not in the run's examples file" in out
+
+
 # lineage, diff, verify, history, sql, compliance impact, index -----------------------------------
 
 
