@@ -3,7 +3,9 @@ fixture: curated, staged, trained, fine-tuned, certified, alias moved, erasure r
 way an auditor asks it, with the documented answer and exit status (docs/audit.md): for a kept
 document the model trained on, a document dropped by a step with a reason, and one never seen; by
 URL, content hash and text snippet; in the default scope, in each document version, in each model
-and in all models; as text and as JSON.
+and in all models; as text and as JSON. Then the other subcommands on the same folder: the
+fine-tune's example membership, lineage (tree, PROV-JSON), diff, verify, history, sql in each
+format, index, export, and `compliance impact` of the recorded erasure request.
 
 Most questions go through the CLI's own entry point in this process (`apertus.cli.main`, output
 captured), which is the real command minus the interpreter's start-up; a few run the real command
@@ -271,12 +273,12 @@ def test_contains_example_of_the_fine_tune(audited, capsys, as_json):
     assert code == 1 and "is not in the run's examples file" in out
 
 
-# lineage, diff, verify, history, sql, compliance impact, index -----------------------------------
+# lineage, diff, verify, history, sql, compliance impact, index, export ------------------------
 
 
 @pytest.mark.parametrize("which", ["model", "finetuned"])
 def test_lineage_of_a_model(audited, capsys, which, tmp_path):
-    folder, root = audited
+    folder, _ = audited
     ref = getattr(folder, which)
     code, tree, err = cli(capsys, "audit", "lineage", ref[:30])
     assert code == 0, err
@@ -291,7 +293,7 @@ def test_lineage_of_a_model(audited, capsys, which, tmp_path):
         assert f"{asset}/" in tree
     assert "snapshot small: " in tree and "MISSING" not in tree and "NOT IN LEDGER" not in tree
     if which == "finetuned":
-        assert tree.startswith(f"finetuned_model/{ref.split('/')[1][:12]}") and folder.examples[:30] in tree
+        assert tree.startswith(f"finetuned_model/{ref.split('/')[1][:12]}") and short(folder.examples) in tree
     history = tree.split("ledger history of ")[1]
     for detail in ("trained", "certified by pytest", "alias production -> here", "rollback of production"):
         assert detail in history
@@ -396,7 +398,8 @@ def expected_exclusions(root: Path) -> list[tuple[str, str, int]]:
 
 @pytest.mark.parametrize("output", ["table", "csv", "json"])
 def test_sql_on_the_catalog(audited, capsys, output):
-    """Every exclusion of every version, counted by the catalog as the Parquet files count them."""
+    """Every exclusion of every version, counted by the catalog as the Parquet files count them, on a
+    copied data folder (finding 6: the catalog must answer from the copy, not name the original's paths)."""
     _, root = audited
     expected = expected_exclusions(root)
     code, out, err = cli(capsys, "audit", "sql", EXCLUSIONS_SQL, "--format", output)
@@ -525,11 +528,15 @@ def test_the_command_answers_for_models_and_verifies(audited):
     assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout + done.stderr
 
 
-def test_the_command_queries_and_shows_impact(audited):
-    folder, root = audited
+def test_the_command_queries_the_catalog(audited):
+    _, root = audited
     done = run_cli(root, "audit", "sql", EXCLUSIONS_SQL, "--format", "json")
     assert done.returncode == 0, done.stderr
     assert [(r["step"], r["reason"], r["n"]) for r in json.loads(done.stdout)] == expected_exclusions(root)
+
+
+def test_the_command_shows_the_impact_of_the_request(audited):
+    folder, root = audited
     done = run_cli(root, "compliance", "impact", folder.request_id[:12], "--json")
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)["models_containing"]) == {folder.model, folder.finetuned}
