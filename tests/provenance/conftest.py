@@ -23,7 +23,7 @@ class Document:
     doc_id: str | None
     url: str
     sha256: str
-    text: str  # a snippet found in this document's text and in no other document's
+    text: str  # a snippet of its text that no other document holds (exact duplicates aside)
     dropped_step: str | None = None  # asset of the version whose step dropped it
     dropped_reason: str | None = None
 
@@ -58,8 +58,9 @@ def _unique_snippet(texts: dict[str, set[str]], owners: set[str]) -> str:
 
 
 def _pick_documents(layout, model_ref: str) -> tuple[Document, Document, dict[str, str]]:
-    """The kept document the model trained on (as the demo picks it) and one dropped with a reason,
-    each with a URL and sha256 no other document shares and a snippet of text only it holds."""
+    """The kept document the model trained on (as the demo picks it: its exact duplicates share its
+    sha256 and text) and one dropped with a reason and numbers, whose URL, sha256 and snippet no other
+    document holds; and the versions that keep documents."""
     import pyarrow.parquet as pq
 
     from provenance.audit.model_use import trained_document
@@ -142,7 +143,8 @@ def audited_folder(trained, tmp_path_factory) -> AuditedFolder:
     shutil.copytree(source.root, layout.root)
     base = certify(layout, model.ref, by=BY).payload["model_version"]
     set_alias(layout, "production", base, by=BY)
-    # A few small steps: what matters here is the records the run leaves, not what it learns.
+    # A few small steps: what matters here is the records the run leaves, not what it learns; the
+    # margins are wide so that its gates pass and it can be certified, as the demo's run is.
     config = dataclasses.replace(
         FinetuneConfig(),
         steps=4,
