@@ -150,6 +150,8 @@ def test_contains_default_scope(audited, capsys, document, selector, as_json):
     )
     status = expected_status(folder, document, None)
     assert code == (0 if status == "in" else 1), err
+    argv = ["audit", "contains", *ask(folder, document, selector), "--all-versions"]
+    assert cli(capsys, *argv, *(["--json"] * as_json)) == (code, out, err)  # the default, spelled out
     if as_json:
         answer = json.loads(out)
         check_membership(folder, document, selector, status, answer)
@@ -174,6 +176,20 @@ def test_contains_in_each_document_version(audited, capsys, document, selector, 
             check_membership(folder, document, selector, status, answer)
         else:
             check_membership_text(folder, document, selector, status, out)
+
+
+def test_contains_in_several_versions(audited, capsys):
+    """--version is repeatable: in if kept in one of them (the dropped document, before its step)."""
+    folder, _ = audited
+    versions = list(folder.document_versions.values())
+    drop = folder.document_versions[folder.dropped.dropped_step]
+    before = versions[versions.index(drop) - 1]
+    argv = ["audit", "contains", "--url", folder.dropped.url, "--json"]
+    code, out, err = cli(capsys, *argv, "--version", before[:30], "--version", drop[:30])
+    answer = json.loads(out)
+    assert code == 0 and answer["status"] == "in" and answer["targets"] == [before, drop], err
+    (fate,) = answer["documents"]
+    assert fate["kept_in"] == [before] and fate["dropped_at"]["version"] == drop
 
 
 def test_a_model_is_asked_about_with_model_not_version(audited, capsys):
