@@ -199,15 +199,17 @@ def test_a_model_is_asked_about_with_model_not_version(audited, capsys):
         assert code == 2 and out == "" and "ask with --model" in err
 
 
-def test_a_document_kept_upstream_is_not_said_to_be_never_seen(audited, capsys):
-    """Asked about a version that keeps no documents itself (the token shards), the answer must not
-    say "no document … in the target or their inputs" while listing the document kept in those inputs."""
+def test_a_version_holding_no_documents_is_refused_as_a_target(audited, capsys):
+    """Token shards, tokenizer, curriculum, quality classifier and fine-tuning examples hold no
+    documents (some carry an empty index): naming one with --version is exit 2 saying so, not an
+    answer. Before, token shards answered "NOT IN (never seen): no document … in 1 target version(s)
+    or their inputs" while listing the document kept in five of those inputs."""
     folder, root = audited
-    (shards,) = [p for p in load_refs(root) if p.startswith("token_shards/")]
-    code, out, _ = cli(capsys, "audit", "contains", "--url", folder.kept.url, "--version", shards)
-    assert code == 1
-    assert f"document {folder.kept.doc_id}" in out
-    assert "no document with url" not in out.splitlines()[0], out
+    assets = ("token_shards", "tokenizer", "curriculum_stages", "quality_classifier", "finetune_examples")
+    for ref in [r for r in load_refs(root) if r.split("/")[0] in assets]:
+        code, out, err = cli(capsys, "audit", "contains", "--url", folder.kept.url, "--version", ref)
+        assert (code, out) == (2, ""), (ref, out)
+        assert f"{ref} holds no documents" in err
 
 
 # contains: models ------------------------------------------------------------------------------
