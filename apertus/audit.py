@@ -273,14 +273,16 @@ def print_head() -> int:
 def build_lookups(*, rebuild: bool) -> int:
     """Write the lookup files of every version that lacks them (all with ``rebuild``); 0 or 2."""
     from provenance.audit.lookup import build_lookup, build_missing_lookups
-    from provenance.audit.versions import load_versions
+    from provenance.audit.versions import holds_documents, load_versions
 
     layout = DataLayout.from_env()
     try:
         versions = load_versions(layout)
         if rebuild:
             built = [
-                build_lookup(layout, m, layout.datasets / ref) and ref for ref, m in sorted(versions.items())
+                build_lookup(layout, m, layout.datasets / ref) and ref
+                for ref, m in sorted(versions.items())
+                if holds_documents(m)
             ]
         else:
             built = build_missing_lookups(layout, versions)

@@ -53,6 +53,7 @@ from provenance.audit.lookup_file import (
     block_hashes,
     header,
 )
+from provenance.audit.versions import holds_documents
 from provenance.layout import DataLayout
 from provenance.manifest import Manifest
 
@@ -319,10 +320,11 @@ def _url_keys(urls) -> bytes:
 
 
 def build_missing_lookups(layout: DataLayout, versions: dict[str, Manifest]) -> list[str]:
-    """Build the lookup file of every version that has none (or only a format 1 one); return the refs built."""
+    """Build the lookup file of every version of documents that has none (or an older format one);
+    return the refs built. Models, tokenizers, examples and other versions without documents have none."""
     built = []
     for ref, manifest in sorted(versions.items()):
-        if not has_lookup(layout, ref):
+        if holds_documents(manifest) and not has_lookup(layout, ref):
             build_lookup(layout, manifest, layout.datasets / ref)
             built.append(ref)
     return built

@@ -157,9 +157,15 @@ def _model_component(scope: Scope, version: Version, record: dict) -> dict:
         if moe
         else f"decoder-only dense transformer, {shape}"
     )
-    datasets = record["datasets"]
-    trained_on = [datasets[k] for k in ("token_shards", "tokenizer", "curriculum_stages") if datasets.get(k)]
-    trained_on += [ref for stage in datasets.get("stages", []) for ref in stage["dataset_versions"]]
+    finetune = record.get("kind") == "finetune"
+    if finetune:  # a fine-tune's data is its examples version; its base model is a pedigree ancestor
+        trained_on = [record["examples"]["dataset_version"]]
+    else:
+        datasets = record["datasets"]
+        trained_on = [
+            datasets[k] for k in ("token_shards", "tokenizer", "curriculum_stages") if datasets.get(k)
+        ]
+        trained_on += [ref for stage in datasets.get("stages", []) for ref in stage["dataset_versions"]]
     missing = [ref for ref in trained_on if ref not in scope.versions]
     if missing:
         raise ValueError(
@@ -184,7 +190,7 @@ def _model_component(scope: Scope, version: Version, record: dict) -> dict:
         "hashes": _sha256(record["export"]["sha256"]),
         "modelCard": {
             "modelParameters": {
-                "approach": {"type": "self-supervised"},
+                "approach": {"type": "supervised" if finetune else "self-supervised"},
                 "task": "text-generation",
                 "architectureFamily": "transformer",
                 "modelArchitecture": architecture,
@@ -200,7 +206,7 @@ def _model_component(scope: Scope, version: Version, record: dict) -> dict:
             _ledger_properties(version)
             | {
                 "record_sha256": version.ledger.payload.get("record_sha256"),
-                "checkpoint_step": record["checkpoint"].get("step"),
+                "checkpoint_step": record.get("checkpoint", {}).get("step"),  # a fine-tune has none
             }
             | {f"dependencies_{k}": v for k, v in record.get("dependencies", {}).items()}
         ),
