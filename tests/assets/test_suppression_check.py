@@ -42,6 +42,8 @@ def test_a_leak_fails_the_curation_and_blocks_what_is_downstream(leaking_curatio
     layout, request = leaking_curation
     result = curate("tiny", tasks=1, raise_on_error=False)
     assert not result.success
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failed == ["raw_documents"]  # the step whose version leaks, and nothing else
     (check,) = [
         e for e in result.get_asset_check_evaluations() if e.check_name == "erasure_requests_suppressed"
     ]
@@ -55,7 +57,8 @@ def test_a_leak_fails_the_curation_and_blocks_what_is_downstream(leaking_curatio
 def test_curate_exits_non_zero_on_a_leak(leaking_curation):
     from apertus.cli import main
 
-    with pytest.raises(dg.DagsterError):  # the command line's exit status is then 1
+    # Raised out of the command, so its exit status is 1.
+    with pytest.raises(dg.DagsterError, match="blocking asset check failed"):
         main(["curate", "--snapshot", "tiny", "--tasks", "1"])
 
 
