@@ -20,7 +20,8 @@ def _format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 def print_query(sql: str, output: str = "table") -> int:
-    """Print the result of a read-only query on the catalog; 0 on success, 2 on a refused query."""
+    """Print the result of a read-only query on the catalog; 0 on success, 2 on a refused, failed or
+    timed-out query (the message says which)."""
     import duckdb
 
     from provenance.catalog import query
@@ -28,7 +29,7 @@ def print_query(sql: str, output: str = "table") -> int:
     layout = DataLayout.from_env()
     try:
         columns, rows = query(layout, sql)
-    except (ValueError, duckdb.Error) as error:
+    except (ValueError, OSError, duckdb.Error) as error:
         print(f"apertus audit sql: {error}", file=sys.stderr)
         return 2
     if output == "json":
@@ -151,23 +152,122 @@ def print_diff(a: str, b: str, *, limit: int, as_json: bool) -> int:
     return 0
 
 
-def print_verify(ref: str | None, *, as_json: bool) -> int:
-    """Re-hash and re-prove the records; 0 when all is intact, 1 naming each problem, 2 on error."""
+def print_verify(
+    ref: str | None, *, as_json: bool, trusted_key: str | None = None, head: str | None = None
+) -> int:
+    """Re-hash and re-prove the records; 0 when all is intact, 1 naming each problem, 2 on error.
+
+    trusted_key: a PEM public key file (or a key folder) to check every signature with, instead of
+    the key stored in the data folder; head: a held head file (checkpoint) the log must extend.
+    The output says which of the two were given and what is not proved without them."""
     from provenance.audit.verify import verify
 
+    layout = DataLayout.from_env()
     try:
-        report = verify(DataLayout.from_env(), ref)
+        report = verify(layout, ref)
+        trust = _check_anchors(layout, trusted_key, head)
     except _errors() as error:
         return _fail("verify", error)
+    ok = report.ok and trust.ok
+    held = _hold_verified(layout, trust) if ok and trusted_key else None
     if as_json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        result = report.to_dict() | {"ok": ok, "trust": trust.to_dict() | {"held_head_saved": held}}
+        print(json.dumps(result, ensure_ascii=False))
+        return 0 if ok else 1
+    for problem in report.problems + trust.problems:
+        print(problem)
+    for note in report.notes:
+        print(f"note: {note}")
+    problems = len(report.problems) + len(trust.problems)
+    state = "OK" if ok else f"FAILED: {problems} problem(s)"
+    # One summary line, last, as before; it names the anchors, the details go to stderr.
+    print(f"{state}: {len(report.versions)} dataset versions, {report.num_files} files, "
+          f"{report.ledger_entries} ledger entries checked, {_anchors_line(trust)}")  # fmt: skip
+    for line in trust.unproven:
+        print(f"apertus audit verify: not proved: {line}", file=sys.stderr)
+    if held:
+        print(f"apertus audit verify: held head saved: {held} (pass it to --head next time)", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _anchors_line(trust) -> str:
+    """What the signatures and the history were checked against, for the summary line."""
+    if not trust.held_head:
+        held = "no held head (a rewrite by whoever can write the data folder is not excluded)"
+        if trust.key.startswith("the trusted key"):
+            held = "no held head (removal of the latest entries with their heads is not excluded)"
     else:
-        for problem in report.problems:
-            print(problem)
-        state = "OK" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
-        print(f"{state}: {len(report.versions)} dataset versions, {report.num_files} files, "
-              f"{report.ledger_entries} ledger entries checked")  # fmt: skip
-    return 0 if report.ok else 1
+        held = f"held head {trust.held_head}" + (" (the log extends it)" if trust.ok else "")
+    return f"signatures against {trust.key}, {held}"
+
+
+def _check_anchors(layout: DataLayout, trusted_key: str | None, head: str | None):
+    """The trust anchors part of verify (provenance.ledger.trust); ValueError naming a bad file."""
+    from pathlib import Path
+
+    from provenance.keys import PUBLIC_KEY, read_held_head
+    from provenance.ledger.trust import check_trust
+    from provenance.signing import load_public_key
+
+    key = None
+    if trusted_key:
+        path = Path(trusted_key)
+        path = path / PUBLIC_KEY if path.is_dir() else path
+        try:
+            key = load_public_key(path.read_bytes())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--trusted-key {path}: not an Ed25519 public key in PEM ({e})") from None
+        trusted_key = str(path)
+    held = read_held_head(Path(head)) if head else None
+    return check_trust(layout.ledger, key, held, trusted_key_source=trusted_key or "", held_source=head or "")
+
+
+def _hold_verified(layout: DataLayout, trust) -> str | None:
+    """After a verify that passed with a trusted key, keep its latest head as the held head (key folder)."""
+    from provenance.identity import hold_head
+    from provenance.keys import keys_folder
+    from provenance.ledger import Ledger
+
+    try:
+        folder = keys_folder(layout)
+    except ValueError:
+        return None
+    if trust.latest is None or not folder.is_dir():
+        return None
+    path, refused = hold_head(Ledger(layout.ledger), folder, trust.latest)
+    return None if refused else str(path)
+
+
+def print_head() -> int:
+    """Print the latest signed head (a C2SP checkpoint note) to stdout and keep it as the held head in
+    the key folder when its key signed it and the log extends the head held before; 0, 1 when it
+    is not held for that reason, 2 on error. Messages go to stderr, so stdout is the note alone."""
+    from provenance.identity import head_text, hold_head
+    from provenance.keys import keys_folder, load_trusted_key
+    from provenance.ledger import Ledger
+
+    layout = DataLayout.from_env()
+    ledger = Ledger(layout.ledger)
+    try:
+        head = ledger.tree_head()
+        folder = keys_folder(layout)
+        print(head_text(head), end="")
+        if not folder.is_dir():
+            print(
+                f"apertus audit head: no key folder at {folder}: not held (`apertus init`)", file=sys.stderr
+            )
+            return 0
+        if not head.verify(load_trusted_key(folder)):
+            print(f"apertus audit head: not signed by the key in {folder}: not held", file=sys.stderr)
+            return 1
+        path, refused = hold_head(ledger, folder, head)
+    except _errors() as error:
+        return _fail("head", error)
+    if refused:
+        print(f"apertus audit head: not held: {path}: {refused}", file=sys.stderr)
+        return 1
+    print(f"apertus audit head: held in {path} (use it with `apertus audit verify --head`)", file=sys.stderr)
+    return 0
 
 
 def build_lookups(*, rebuild: bool) -> int:
@@ -187,4 +287,28 @@ def build_lookups(*, rebuild: bool) -> int:
     except _errors() as error:
         return _fail("index", error)
     print(f"lookup files written for {len(built)} of {len(versions)} dataset versions")
+    if built:
+        print("a lookup answers only under the root pinned in its version's ledger entry: "
+              "run `apertus audit repin` to pin any new root")  # fmt: skip
     return 0
+
+
+def print_repin(*, as_json: bool) -> int:
+    """Pin what an older or interrupted data folder left unpinned (provenance.audit.repin): 0 when
+    every version is pinned, 1 naming those it would not pin, 2 on error."""
+    from provenance.audit.repin import repin
+
+    try:
+        result = repin(DataLayout.from_env())
+    except _errors() as error:
+        return _fail("repin", error)
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        for ref, index in sorted(result.pinned.items(), key=lambda item: item[1]):
+            print(f"pinned {ref} late, at entry {index}")
+        for problem in result.problems:
+            print(problem)
+        print(f"{len(result.pinned)} version(s) pinned, {result.markers} pin marker(s) written"
+              + (f", {len(result.problems)} problem(s)" if result.problems else ""))  # fmt: skip
+    return 1 if result.problems else 0

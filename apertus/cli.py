@@ -85,7 +85,33 @@ def _audit_diff(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     from apertus.audit import print_verify
 
-    return print_verify(args.version, as_json=args.json)
+    return print_verify(args.version, as_json=args.json, trusted_key=args.trusted_key, head=args.head)
+
+
+def _audit_head(args: argparse.Namespace) -> int:
+    from apertus.audit import print_head
+
+    return print_head()
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Make (or adopt into) the key folder and say where it is and what it holds."""
+    from provenance.identity import init_instance
+    from provenance.keys import KEYS_ENV, PUBLIC_KEY
+    from provenance.layout import DataLayout
+
+    identity = init_instance(DataLayout.from_env(), adopt=args.adopt)
+    if identity.adopted_from:
+        done = f"moved {identity.adopted_from} into it (ledger entry {identity.adoption_entry}, key_adopted)"
+    else:
+        done = "created a new signing key" if identity.created else "already initialized, nothing changed"
+    print(f"key folder: {identity.folder} ({done})")
+    print(f"key id: {identity.key_id}")
+    print(f"trusted key for `apertus audit verify --trusted-key`: {identity.folder / PUBLIC_KEY}")
+    print(
+        f"keep this folder off the data volume; every command that signs needs {KEYS_ENV}={identity.folder}"
+    )
+    return 0
 
 
 def _audit_history(args: argparse.Namespace) -> int:
@@ -158,7 +184,22 @@ def _add_audit_commands(audit_commands) -> None:
         "version", nargs="?", help=f"check this version and its ancestors only; {version_help}"
     )
     verify.add_argument("--json", action="store_true")
+    verify.add_argument(
+        "--trusted-key",
+        metavar="FILE",
+        help="check every signature with this public key (PEM, or the key folder) instead of the data folder's",
+    )
+    verify.add_argument(
+        "--head",
+        metavar="FILE",
+        help="a held head (checkpoint from `apertus audit head`) the log must extend",
+    )
     verify.set_defaults(func=_audit_verify)
+
+    head = audit_commands.add_parser(
+        "head", help="print the latest signed head as a checkpoint note; keep it in the key folder"
+    )
+    head.set_defaults(func=_audit_head)
 
     history = audit_commands.add_parser(
         "history", help="a model's family from the ledger: base, fine-tuning runs, certifications, aliases"
@@ -174,6 +215,19 @@ def _add_audit_commands(audit_commands) -> None:
     )
     index.set_defaults(func=_audit_index)
 
+    repin = audit_commands.add_parser(
+        "repin",
+        help="pin every sealed version that has no ledger entry (or no pinned lookup root), in one batch",
+    )
+    repin.add_argument("--json", action="store_true")
+
+    def _audit_repin(args: argparse.Namespace) -> int:
+        from apertus.audit import print_repin
+
+        return print_repin(as_json=args.json)
+
+    repin.set_defaults(func=_audit_repin)
+
     from apertus.export_cli import add_export_command
 
     add_export_command(audit_commands)
@@ -182,6 +236,16 @@ def _add_audit_commands(audit_commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apertus", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser(
+        "init", help="create this instance's key folder (APERTUS_KEYS, outside the data folder)"
+    )
+    init.add_argument(
+        "--adopt",
+        action="store_true",
+        help="move the key older code kept in <data>/ledger/keys/ into the key folder (a ledger entry says so)",
+    )
+    init.set_defaults(func=_init)
 
     ingest = commands.add_parser("ingest", help="register a folder of shards as a new source snapshot")
     ingest.add_argument("path", help="folder of JSONL(.gz), Parquet and WARC files")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from provenance.layout import DataLayout
 
@@ -43,6 +45,44 @@ def ensure_sample_robots(layout: DataLayout, truth) -> None:
     hosts = {url_host(u) for u in pq.read_table(truth, columns=["url"])["url"].to_pylist() if u}
     written = write_sample_robots(layout.robots, hosts - {None}, seed=0)
     print(f"sample robots.txt: {len(written)} dated files for {len(hosts)} hosts in {layout.robots}")
+
+
+def ensure_instance_keys(layout: DataLayout) -> Path:
+    """The key folder the demo signs with: ``APERTUS_KEYS``, or when unset ``<data folder>-keys`` beside
+    the data folder (set in this process, so every step inherits it); `apertus init` runs when the
+    folder has no key yet (``--adopt`` for a data folder older code left its key in)."""
+    from provenance.identity import init_instance
+    from provenance.keys import KEYS_ENV, LEGACY_KEY, PRIVATE_KEY, keys_folder
+
+    folder = keys_folder(layout)
+    if not os.environ.get(KEYS_ENV):
+        os.environ[KEYS_ENV] = str(folder)
+        print(f"key folder: {KEYS_ENV} is not set; the demo sets it to {folder} (outside the data folder)")
+    else:
+        print(f"key folder: {folder} ({KEYS_ENV})")
+    if not (folder / PRIVATE_KEY).exists():
+        adopt = (layout.ledger / LEGACY_KEY).exists()
+        print(f"$ apertus init{' --adopt' if adopt else ''}   (no signing key in {folder} yet)")
+        identity = init_instance(layout, adopt=adopt)
+        print(f"   key id {identity.key_id[:16]}… in {folder}")
+    return folder
+
+
+def _print_head_and_verify(layout: DataLayout, folder: Path) -> int:
+    """End of the demo: print the head, keep it in the key folder, verify against it and the pinned key."""
+    from apertus.audit import print_head, print_verify
+    from provenance.keys import PUBLIC_KEY, held_head_path
+    from provenance.ledger import Ledger
+
+    print("\n$ apertus audit head")
+    print_head()
+    held = held_head_path(folder, Ledger(layout.ledger).origin() or "")
+    trusted = folder / PUBLIC_KEY
+    print(
+        f"\nthe head above is saved in {held}: keep a copy elsewhere (docs/security.md) and check against it"
+    )
+    print(f"\n$ apertus audit verify --trusted-key {trusted} --head {held}")
+    return print_verify(None, as_json=False, trusted_key=str(trusted), head=str(held))
 
 
 def _print_step(result) -> None:
@@ -127,6 +167,7 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
 
     layout = DataLayout.from_env()
     print(f"data folder: {layout.root}")
+    keys = ensure_instance_keys(layout)
     ensure_sample_snapshot(layout, documents)
     register(SAMPLE_SNAPSHOT)
     started = time.monotonic()
@@ -141,7 +182,7 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
     trained = train(max_steps=max_steps)
     _print_trained_model(trained)
 
-    from apertus.audit import print_lineage, print_model_contains, print_verify
+    from apertus.audit import print_lineage, print_model_contains
     from provenance.audit.model_use import trained_document
 
     model = trained.output_for_node("trained_model")
@@ -158,8 +199,7 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
     from apertus.compliance_cli import run_compliance_demo
 
     run_compliance_demo(layout, model)
-    print("\n$ apertus audit verify")
-    verified = print_verify(None, as_json=False)
+    verified = _print_head_and_verify(layout, keys)
     print(
         f'\ncatalog: {layout.catalog}   (try: apertus audit sql "SELECT step, reason, count(*) FROM documents GROUP BY ALL")'
     )

@@ -8,13 +8,10 @@ Dagster instance of ``DAGSTER_HOME``, so the runs, versions and metadata show in
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
-from provenance.layout import REPO_ROOT, DataLayout
-
-SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from provenance.layout import REPO_ROOT, DataLayout, validate_snapshot_name
 
 
 def dagster_instance():
@@ -29,15 +26,28 @@ def register(snapshot: str) -> None:
     """Add ``snapshot`` as a partition of the curation assets (a no-op when it exists)."""
     from assets.curation import snapshots
 
+    validate_snapshot_name(snapshot)
     instance = dagster_instance()
     if not instance.has_dynamic_partition(snapshots.name, snapshot):
         instance.add_dynamic_partitions(snapshots.name, [snapshot])
 
 
+def _symlinks_under(folder: Path) -> list[Path]:
+    """Every symbolic link inside ``folder`` (not followed), sorted."""
+    links = []
+    for parent, dirs, files in os.walk(folder):
+        links += [Path(parent, name) for name in dirs + files if Path(parent, name).is_symlink()]
+    return sorted(links)
+
+
 def ingest(path: str | Path, snapshot: str, *, link: bool = False) -> Path:
-    """Copy (or symlink) the folder at ``path`` into the inbox as ``snapshot`` and register it."""
-    if not SNAPSHOT_NAME.match(snapshot):
-        raise ValueError(f"snapshot name {snapshot!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+    """Copy the folder at ``path`` into the inbox as ``snapshot`` and register it; with ``link``, make
+    the inbox entry a symbolic link to the folder's resolved real path instead.
+
+    Symbolic links inside the folder are never followed: a copy keeps them as links, and the reader
+    quarantines each one (reason ``symlink``, naming link and target) instead of reading its target.
+    """
+    validate_snapshot_name(snapshot)
     source = Path(path).resolve()
     if not source.is_dir():
         raise ValueError(f"{path}: not a folder of shards")
@@ -51,7 +61,11 @@ def ingest(path: str | Path, snapshot: str, *, link: bool = False) -> Path:
     if link:
         target.symlink_to(source, target_is_directory=True)
     else:
-        shutil.copytree(source, target)
+        shutil.copytree(source, target, symlinks=True)
+    for found in _symlinks_under(source):
+        print(
+            f"warning: {found} is a symbolic link to {os.readlink(found)}: not followed, it will be quarantined"
+        )
     register(snapshot)
     print(f"snapshot {snapshot!r} registered: {target}")
     return target
@@ -96,6 +110,7 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
     from assets.training_data import quality_classifier, quality_scored
 
     layout = DataLayout.from_env()
+    validate_snapshot_name(snapshot)  # before anything is registered or read
     if not layout.snapshot_dir(snapshot).is_dir():
         raise ValueError(
             f"{layout.snapshot_dir(snapshot)}: no such snapshot; add it with `apertus ingest PATH --snapshot {snapshot}`"

@@ -10,6 +10,8 @@ so ``apertus audit lineage|verify`` cover them; a release of the same model with
 reuses the version.
 """
 
+import json
+
 import dagster as dg
 
 from assets.checks import VERSION_CHECKS, check_results, version_outcomes
@@ -68,10 +70,10 @@ def model_release(
         stats={"documents": sorted(p.name for p in written)},
     )
     folder = layout.datasets / manifest.ref
-    if created:
-        pin_version(layout, manifest, folder)
+    pin_version(layout, manifest, folder, sealed_now=created)  # a retry pins what a failed run sealed
     pinned = ledger_records(layout).get(manifest.ref)
     card = (folder / "model-card.md").read_text(encoding="utf-8")
+    anchor = json.loads((folder / "sources.json").read_text())["ledger_head"] or {}
     metadata = {
         "dataset_version": dg.MetadataValue.text(manifest.version_id),
         "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
@@ -81,6 +83,9 @@ def model_release(
         "alias": dg.MetadataValue.text(config.alias or ""),
         "documents": dg.MetadataValue.json(sorted(p.name for p in written)),
         "model_card": dg.MetadataValue.md(card),
+        # The key and the ledger head the documents were made under (provenance.compliance.ledger_anchor).
+        "ledger_key_id": dg.MetadataValue.text(anchor.get("key_id", "")),
+        "ledger_head": dg.MetadataValue.json(anchor),
     }
     if pinned is not None:
         metadata["ledger_index"] = dg.MetadataValue.int(pinned.index)

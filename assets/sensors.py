@@ -9,7 +9,7 @@ import dagster as dg
 from assets.curation import snapshots
 from assets.jobs import curate_job, erasure_job
 from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
+from provenance.layout import DataLayout, validate_snapshot_name
 
 
 @dg.sensor(
@@ -18,27 +18,54 @@ from provenance.layout import DataLayout
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Registers every new folder in the data folder's inbox (after copying it there from the remote "
-        "inbox APERTUS_INBOX_URL, when one is set) as a snapshot partition and curates it."
+        "inbox APERTUS_INBOX_URL, when one is set) as a snapshot partition and curates it. Folders whose "
+        "name is not a valid snapshot name are skipped with the reason logged; registered partitions "
+        "with such names (left by older versions) are deleted."
     ),
 )
 def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Cost grows with the number of inbox folders and registered partitions (one listing each)."""
     from pipelines.remote_inbox import fetch_snapshot, inbox_url, remote_snapshots
 
     layout = DataLayout.from_env()
     known = set(context.instance.get_dynamic_partitions(snapshots.name))
+    refused = []
     url = inbox_url()
     if url:
         for name in remote_snapshots(url):
-            if name not in known and not layout.snapshot_dir(name).exists():
-                context.log.info(f"copying snapshot {name} from {url} into {layout.inbox}")
-                fetch_snapshot(url, name, layout)
-    new = [name for name in layout.snapshots() if name not in known]
+            try:
+                if name not in known and not layout.snapshot_dir(name).exists():
+                    context.log.info(f"copying snapshot {name} from {url} into {layout.inbox}")
+                    fetch_snapshot(url, name, layout)
+            except ValueError as error:  # a bad name or key: this snapshot waits, the others go on
+                refused.append(f"{url}/{name}: {error}")
+    new = []
+    for name in layout.snapshots():
+        try:
+            validate_snapshot_name(name)
+        except ValueError as error:
+            refused.append(f"{layout.inbox / name}: {error}")
+            continue
+        if name not in known:
+            new.append(name)
+    invalid_known = []
+    for name in sorted(known):
+        try:
+            validate_snapshot_name(name)
+        except ValueError as error:
+            invalid_known.append(name)
+            refused.append(f"registered partition {name!r} deleted: {error}")
+    for reason in refused:
+        context.log.warning(f"snapshot skipped: {reason}")
+    cleanup = [snapshots.build_delete_request(invalid_known)] if invalid_known else []
     if not new:
-        return dg.SensorResult(skip_reason=f"no new snapshot folders in {layout.inbox}")
+        skip = f"no new snapshot folders in {layout.inbox}"
+        skip += "".join(f"; skipped {reason}" for reason in refused)
+        return dg.SensorResult(skip_reason=skip, dynamic_partitions_requests=cleanup or None)
     context.log.info(f"new snapshots in {layout.inbox}: {', '.join(new)}")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=name, run_key=f"snapshot:{name}") for name in new],
-        dynamic_partitions_requests=[snapshots.build_add_request(new)],
+        dynamic_partitions_requests=[snapshots.build_add_request(new), *cleanup],
     )
 
 

@@ -7,7 +7,8 @@ exclusions.parquet in the columns and row-group layout the pipeline writes (pipe
 no shards: contains never reads them), sealed with provenance.manifest.seal. The columns are made
 with numpy and pyarrow compute, not through the pipeline (10 M documents in a few minutes). Drop
 rates per step are realistic (1 %, 10 %, 15 %), drops carry reasons and details. Lookup files are
-then built the normal way (``build_missing_lookups``, as ``apertus audit index`` does). Then it
+then built the normal way (``build_missing_lookups``, as ``apertus audit index`` does) and pinned
+(``apertus audit repin``: the versions are sealed here without ledger entries). Then it
 times, each as a fresh process (interpreter start included, OS page cache warm), the median of
 --repeats runs of:
 
@@ -50,6 +51,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from pipelines.tables import EXCLUSION_COLUMNS, INDEX_COLUMNS  # noqa: E402
 from provenance.audit.lookup import build_missing_lookups, lookup_path  # noqa: E402
+from provenance.audit.repin import repin  # noqa: E402
 from provenance.audit.versions import leaves, load_versions  # noqa: E402
 from provenance.layout import DataLayout  # noqa: E402
 from provenance.manifest import seal  # noqa: E402
@@ -305,6 +307,9 @@ def main() -> None:
         built = build_missing_lookups(layout, versions)
         report["lookup_build_s"] = round(time.perf_counter() - t, 1)
         report["lookups_built"] = len(built)
+        t = time.perf_counter()  # contains answers only under pinned lookup roots (provenance.pins)
+        report["repinned"] = len(repin(layout).pinned)
+        report["repin_s"] = round(time.perf_counter() - t, 1)
         report["sizes"] = _sizes(layout, versions)
         commands = {
             **floors,

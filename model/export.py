@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from model.checkpoint_integrity import LATEST_FILE, read_latest, verify_tag
 from model.config import AttentionConfig, ModelConfig, MoEConfig
 from model.transformer import Transformer
 
@@ -21,12 +22,17 @@ __all__ = ["merged_state_dict", "export_safetensors", "load_safetensors", "model
 
 
 def merged_state_dict(ckpt_dir: str | Path, tag: str | None = None) -> dict[str, torch.Tensor]:
-    """All parameters of checkpoint tag (default: the one named in ckpt_dir/latest), experts merged."""
+    """All parameters of checkpoint tag (default: the one named in ckpt_dir/latest), experts merged.
+    ValueError when the tag's files differ from its checkpoint_hashes.json (checked before loading; the
+    cost grows with the checkpoint's size), or when 'latest' is not a tag name."""
     ckpt_dir = Path(ckpt_dir)
-    tag = tag or (ckpt_dir / "latest").read_text().strip()
+    tag = tag or read_latest(ckpt_dir)
+    if tag is None:
+        raise ValueError(f"{ckpt_dir}: no {LATEST_FILE} file and no tag given; nothing to export")
     tag_dir = ckpt_dir / tag
+    verify_tag(tag_dir)
     state = dict(
-        torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)["module"]
+        torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)["module"]
     )
     for path in sorted(tag_dir.glob("layer_*_expert_*_mp_rank_00_model_states.pt")):
         expert_state = torch.load(path, map_location="cpu", weights_only=True)

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as tdist
 import torch.nn.functional as F
 
+from model.checkpoint_integrity import checkpoint_tag, read_latest, verify_tag, write_latest, write_tag_hashes
 from model.config import ModelConfig, RunConfig, TrainConfig, recipe
 from model.data import MemmapTokens, TokenShards, TokenSource, batch_indices, write_markov_tokens
 from model.export import export_safetensors
@@ -112,7 +113,10 @@ def _optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's key as a list of ints: the file then loads with torch.load(weights_only=True), no pickled arrays.
+    name, key, pos, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = (name, key.tolist(), pos, has_gauss, cached_gaussian)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -120,7 +124,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -283,12 +288,16 @@ def train(
 
 def resume(engine, ckpt_dir: Path, rank: int) -> dict | None:
     """Load the latest checkpoint in ckpt_dir (weights, optimizer, this rank's RNG states) and return its
-    client state, or None when there is none."""
-    if not (ckpt_dir / "latest").exists():
+    client state, or None when there is none. ValueError, before any file is unpickled, when 'latest' is
+    not a tag name or a file of the tag differs from its checkpoint_hashes.json (see
+    model/checkpoint_integrity.py). Every rank re-hashes the whole tag: the cost grows with its size."""
+    tag = read_latest(ckpt_dir)
+    if tag is None:
         return None
-    _, client = engine.load_checkpoint(str(ckpt_dir))
-    tag_dir = ckpt_dir / (ckpt_dir / "latest").read_text().strip()
-    _set_rng_state(torch.load(tag_dir / f"rng_rank{rank}.pt", weights_only=False))
+    verify_tag(ckpt_dir / tag)
+    # DeepSpeed's loader unpickles (weights_only=False); the files it reads were just checked.
+    _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
+    _set_rng_state(torch.load(ckpt_dir / tag / f"rng_rank{rank}.pt", weights_only=True))
     return client
 
 
@@ -296,8 +305,10 @@ def _save(
     engine, ckpt_dir: Path, step: int, global_batch: int, rank: int, run: RunConfig, extra: dict | None = None
 ) -> None:
     """DeepSpeed checkpoint (module, ZeRO optimizer shards, expert files) plus the data position and
-    every rank's RNG states; the RNG file is written first so that 'latest' never names a tag without it."""
-    tag = f"step_{step:08d}"
+    every rank's RNG states; the RNG file is written first so that 'latest' never names a tag without it.
+    Once every rank's files exist, rank 0 records their sha256 (checkpoint_hashes.json) and then names
+    the tag in 'latest'; hashing reads the whole tag, so the cost grows with the checkpoint's size."""
+    tag = checkpoint_tag(step)
     (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
     torch.save(_rng_state(), ckpt_dir / tag / f"rng_rank{rank}.pt")
     client = {"step": step, "samples_seen": step * global_batch, "run_config": dataclasses.asdict(run)}
@@ -308,9 +319,8 @@ def _save(
     if tdist.is_initialized() and tdist.get_world_size() > 1:
         tdist.barrier()
     if rank == 0:
-        partial = ckpt_dir / "latest.tmp"
-        partial.write_text(tag)
-        os.replace(partial, ckpt_dir / "latest")
+        write_tag_hashes(ckpt_dir / tag)
+        write_latest(ckpt_dir, tag)
 
 
 def _parse_args(argv=None) -> argparse.Namespace:

@@ -15,6 +15,7 @@ import yaml
 from pipelines.dedup import DedupConfig
 from pipelines.langid import LanguageIdConfig
 from pipelines.quality import QualityConfig
+from pipelines.readers.budgets import ByteBudgets
 from pipelines.robots import RobotsConfig
 
 
@@ -24,7 +25,8 @@ class CurationConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     robots: RobotsConfig = field(default_factory=RobotsConfig)
-    max_document_bytes: int = 10_000_000
+    max_document_bytes: int = 10_000_000  # one record's raw bytes (a JSON line, a text cell, a WARC payload)
+    budgets: ByteBudgets = field(default_factory=ByteBudgets)  # per file, Parquet column chunk, shard buffer
 
 
 def _override(obj: Any, values: dict[str, Any], where: str) -> Any:

@@ -11,6 +11,13 @@ NO_TEXT = "no_text"
 NO_TEXT_COLUMN = "no_text_column"
 DOCUMENT_TOO_LARGE = "document_too_large"
 HTML_EXTRACTION_FAILED = "html_extraction_failed"
+# Byte budgets (pipelines.readers.budgets): the rest of a file past max_file_bytes decompressed bytes,
+# a Parquet row group with a column chunk over max_column_chunk_bytes (never decoded)
+FILE_TOO_LARGE = "file_too_large"
+COLUMN_CHUNK_TOO_LARGE = "column_chunk_too_large"
+# Entries of a snapshot folder that are not regular files: never followed, never opened
+SYMLINK = "symlink"
+NOT_A_REGULAR_FILE = "not_a_regular_file"
 
 # Language identification
 LANGUAGE_NOT_SELECTED = "language_not_selected"

@@ -161,3 +161,23 @@ def write_bad_inputs(out_dir: Path, *, seed: int = 0) -> Path:
     )
 
     return write_table(truth_path(out_dir), rows, BAD_TRUTH_SCHEMA)
+
+
+def write_gzip_of_large_lines(path: Path, *, num_lines: int = 100, line_bytes: int = 9_000_000) -> int:
+    """A small gzip that inflates to ``num_lines`` JSON lines of about ``line_bytes`` each (each under
+    the default per-record cap): issue 14's 877 KB file that peaked at 3.4 GB. One compressed member
+    repeated (a valid multi-member gzip), so writing it costs one line. Returns its size in bytes."""
+    line = json.dumps({"text": "a" * (line_bytes - 12)}).encode() + b"\n"
+    member = zlib.compressobj(9, zlib.DEFLATED, 31)
+    member = member.compress(line) + member.flush()
+    path.write_bytes(member * num_lines)
+    return path.stat().st_size
+
+
+def write_parquet_of_one_large_cell(path: Path, *, cell_bytes: int = 400_000_000) -> int:
+    """A small Parquet file (zstd) of two rows, one of whose ``text`` cells is ``cell_bytes`` long:
+    issue 14's 13 KB file that peaked at 2.7 GB. Returns its size in bytes."""
+    table = pa.table({"id": ["big", "small"], "text": ["b" * cell_bytes, "a small document"]})
+    pq.write_table(table, path, compression="zstd")
+    del table
+    return path.stat().st_size

@@ -9,6 +9,8 @@ and Polars as one table, whatever a given task happened to see first.
 from __future__ import annotations
 
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +21,7 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
 from pipelines import fields
+from pipelines.readers.budgets import DEFAULT_BUDGETS
 
 # (metadata key, arrow type), in column order after "id" and "text".
 METADATA_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -78,12 +81,21 @@ class DocumentShardWriter(ParquetWriter):
     """Writes documents as shards of ``SHARD_SCHEMA``, one file per task: ``{rank:05d}.parquet``.
 
     Compression and page layout are fixed so that the same documents in the same order give
-    byte-identical files, which is what makes a dataset version's id reproducible.
+    byte-identical files, which is what makes a dataset version's id reproducible. The buffer is
+    written as a row group every 1,000 documents or as soon as its strings take ``max_buffer_bytes``
+    of memory, whichever comes first: memory is bounded by bytes, not by a count of documents of any
+    size (one document over the budget is one row group).
     """
 
     name = "📒 Apertus shard"
 
-    def __init__(self, output_folder: DataFolderLike | Path, output_filename: str = "${rank}.parquet"):
+    def __init__(
+        self,
+        output_folder: DataFolderLike | Path,
+        output_filename: str = "${rank}.parquet",
+        *,
+        max_buffer_bytes: int = DEFAULT_BUDGETS.max_shard_buffer_bytes,
+    ):
         super().__init__(
             str(output_folder) if isinstance(output_folder, Path) else output_folder,
             output_filename=output_filename,
@@ -95,6 +107,23 @@ class DocumentShardWriter(ParquetWriter):
             use_content_defined_chunking=False,
             write_page_index=False,
         )
+        self.max_buffer_bytes = max_buffer_bytes
+        self._buffered_bytes: Counter[str] = Counter()
+
+    def _write(self, document: dict, file_handler, filename: str) -> None:
+        super()._write(document, file_handler, filename)  # max_file_size=-1: ``filename`` is the key
+        if not self._batches.get(filename):  # written just now (the count was reached)
+            return
+        # sys.getsizeof is O(1) and counts what the buffer really holds (1, 2 or 4 bytes a character).
+        self._buffered_bytes[filename] += sum(
+            sys.getsizeof(v) for v in document.values() if isinstance(v, str)
+        )
+        if self._buffered_bytes[filename] >= self.max_buffer_bytes:
+            self._write_batch(filename)
+
+    def _write_batch(self, filename: str) -> None:
+        self._buffered_bytes.pop(filename, None)
+        super()._write_batch(filename)
 
 
 class DocumentShardReader(BaseDiskReader):

@@ -24,11 +24,11 @@ from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
-from provenance.audit.lookup import build_lookup
+from provenance.audit.lookup import build_lookup, file_root
 from provenance.catalog import refresh_catalog
 from provenance.layout import DataLayout, new_staging
 from provenance.manifest import Manifest, seal
-from provenance.pins import pin_dataset_version
+from provenance.pins import pin_dataset_version, read_pin
 
 RAW_DOCUMENTS = "raw_documents"
 LANGUAGE_IDENTIFIED = "language_identified"
@@ -87,19 +87,32 @@ def finish_step(
         counts=counts,
     )
     folder = layout.datasets / asset / manifest.version_id
-    ledger_index = pin_version(layout, manifest, folder) if created else None
+    # Whether or not this run sealed it: a retry after a failed append (or a kill between seal and
+    # append) pins the version here.
+    pinned = pin_version(layout, manifest, folder, sealed_now=created)
+    ledger_index = pinned if created else None
     refresh_catalog(layout)
     return StepResult(
         manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index
     )
 
 
-def pin_version(layout: DataLayout, manifest: Manifest, folder: Path) -> int:
-    """Record a new version in the ledger and build its audit lookup; return the ledger index."""
-    index = pin_dataset_version(layout, manifest)
+def pin_version(layout: DataLayout, manifest: Manifest, folder: Path, *, sealed_now: bool = True) -> int:
+    """Build the version's audit lookup and ensure its creation entry pins the lookup's root; return
+    the entry's ledger index.
+
+    ``sealed_now``: this run sealed the version (it appends). Otherwise the version's pin marker
+    answers in O(1) and nothing is built; a version sealed earlier but never pinned gets its lookup
+    rebuilt (O(its rows)) and an entry flagged ``repinned`` (provenance.pins.ensure_pinned).
+    """
+    if not sealed_now:
+        pin = read_pin(layout, manifest.ref)
+        if pin is not None:
+            return pin.index
+    root = None
     if (folder / "index.parquet").exists():  # a version of documents (not a tokenizer, a report …)
-        build_lookup(layout, manifest, folder)
-    return index
+        root = file_root(build_lookup(layout, manifest, folder))
+    return pin_dataset_version(layout, manifest, lookup_root=root, sealed_now=sealed_now)
 
 
 def _quarantine_stats(staging: Path) -> dict | None:

@@ -190,17 +190,20 @@ def rollback(
     layout: DataLayout, alias: str, to_ref: str, *, by: str = "apertus"
 ) -> tuple[LedgerEntry, LedgerEntry]:
     """Move alias back to to_ref, which must be certified, intact (its files, its certified hashes) in a
-    ledger that verifies; appends ``rollback`` then ``alias_moved`` and returns both entries. ValueError
-    naming the reason when the target is refused or the alias was never set."""
+    ledger that verifies; appends ``rollback`` then ``alias_moved`` in one batch (consecutive entries under
+    one signed tree head, so a crash never leaves a rollback without its alias move) and returns both
+    entries. ValueError naming the reason when the target is refused or the alias was never set."""
     ledger = Ledger(layout.ledger)
     current = alias_target(layout, alias)
     if current is None:
         raise ValueError(f"alias {alias!r} was never set; nothing to roll back (apertus alias set)")
     ref, _, cert = _certified_target(layout, to_ref, ledger)
-    back = ledger.append(
-        ROLLBACK, {"alias": alias, "from": current, "to": ref, "certified_at": cert.index, "by": by}
+    back, moved = ledger.append_many(
+        [
+            (ROLLBACK, {"alias": alias, "from": current, "to": ref, "certified_at": cert.index, "by": by}),
+            (ALIAS_MOVED, {"alias": alias, "model_version": ref, "previous": current, "by": by}),
+        ]
     )
-    moved = ledger.append(ALIAS_MOVED, {"alias": alias, "model_version": ref, "previous": current, "by": by})
     return back, moved
 
 

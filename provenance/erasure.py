@@ -273,8 +273,7 @@ class Impact:
 
 
 def _connect(layout: DataLayout) -> duckdb.DuckDBPyConnection:
-    if not layout.catalog.exists():
-        refresh_catalog(layout)
+    refresh_catalog(layout)  # builds it, or adds what it lacks: O(versions) when current
     return duckdb.connect(str(layout.catalog), read_only=True)
 
 

@@ -176,8 +176,7 @@ def seal_examples(layout: DataLayout, path: str | Path) -> tuple[Manifest, bool]
         },
         counts={EXAMPLES_FILE: (len(examples), None)},
     )
-    if created:
-        pin_dataset_version(layout, manifest)
+    pin_dataset_version(layout, manifest, sealed_now=created)  # a retry pins what a failed run sealed
     return manifest, created
 
 
@@ -235,25 +234,23 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
         code_version=(record["code"].get("commit") or record["code"].get("source_sha256") or "")[:16],
         stats={"certifiable": run["certifiable"], "examples": run["examples"]["count"], **run["metrics"]},
     )
-    if not created:
-        return manifest, None
-    from provenance.ledger import MODEL_TRAINED, Ledger
+    from provenance.ledger import MODEL_TRAINED
+    from provenance.pins import ensure_pinned
 
     folder = layout.datasets / manifest.ref
-    entry = Ledger(layout.ledger).append(
-        MODEL_TRAINED,
-        {
-            "model_version": manifest.ref,
-            "kind": "finetune",
-            "parents": list(manifest.parents),
-            "manifest_sha256": sha256_file(folder / MANIFEST),
-            "record_sha256": sha256_file(folder / RECORD_FILE),
-            "model_sha256": model_sha,
-            "examples_root": run["examples"]["root"],
-            "certifiable": run["certifiable"],
-        },
-    )
-    return manifest, entry.index
+    payload = {
+        "model_version": manifest.ref,
+        "kind": "finetune",
+        "parents": list(manifest.parents),
+        "manifest_sha256": sha256_file(folder / MANIFEST),
+        "record_sha256": sha256_file(folder / RECORD_FILE),
+        "model_sha256": model_sha,
+        "examples_root": run["examples"]["root"],
+        "certifiable": run["certifiable"],
+    }
+    # Also when the same bytes were sealed before: a retry pins what a failed run sealed.
+    index = ensure_pinned(layout, manifest.ref, MODEL_TRAINED, payload, sealed_now=created)
+    return manifest, index if created else None
 
 
 def hardware_record() -> dict:

@@ -11,12 +11,32 @@ work/                             staging and intermediate files; safe to delete
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 DATA_ENV = "APERTUS_DATA"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A snapshot name is a folder name under inbox/ and a Dagster partition key: one path component that
+# cannot climb (".", ".."), hide ("."), read as an option ("-") or hold separators or control characters.
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_snapshot_name(name: str) -> str:
+    """``name`` unchanged when it is a valid snapshot name; ValueError naming it and the rule otherwise.
+
+    The one check every entry point uses (``apertus ingest`` and ``curate``, the inbox sensor, the remote
+    inbox, ``DataLayout.snapshot_dir``): a letter or digit, then up to 127 letters, digits, ``.``, ``_``
+    or ``-``. So ``..``, ``.``, the empty name, ``a/b``, ``.hidden``, ``-x`` and control characters are
+    refused, and a name is always one folder directly under ``inbox/``.
+    """
+    if not isinstance(name, str) or not SNAPSHOT_NAME.fullmatch(name):
+        raise ValueError(
+            f"snapshot name {name!r} is not valid: use a letter or digit, then letters, digits, '.', '_' "
+            "or '-' (at most 128 characters; no '/', no leading '.' or '-')"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,8 @@ class DataLayout:
         return self.root / "catalog.duckdb"
 
     def snapshot_dir(self, snapshot: str) -> Path:
-        return self.inbox / snapshot
+        """``inbox/<snapshot>``; ValueError for a name ``validate_snapshot_name`` refuses."""
+        return self.inbox / validate_snapshot_name(snapshot)
 
     def snapshots(self) -> list[str]:
         """Names of the snapshot folders in the inbox, sorted."""

@@ -96,13 +96,13 @@ def version_id_of(files: list[FileEntry] | tuple[FileEntry, ...]) -> str:
 def hash_folder(
     folder: Path, counts: dict[str, tuple[int | None, int | None]] | None = None
 ) -> list[FileEntry]:
-    """FileEntry for every file under ``folder`` except the manifest, sorted by path.
+    """FileEntry for every file under ``folder`` except its own (top-level) manifest, sorted by path.
 
     ``counts`` maps a relative path to its (documents, tokens), recorded in its entry.
     """
     counts = counts or {}
     entries = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / MANIFEST):
         rel = path.relative_to(folder).as_posix()
         num_documents, num_tokens = counts.get(rel, (None, None))
         entries.append(FileEntry(rel, path.stat().st_size, sha256_file(path), num_documents, num_tokens))
@@ -177,22 +177,49 @@ def version_folder(datasets_root: Path, ref: str) -> Path:
 
 
 def verify_version(folder: Path) -> list[str]:
-    """Re-hash a version folder against its manifest; return what differs (empty list = intact)."""
+    """Re-hash a version folder against its manifest; return what differs (empty list = intact).
+
+    Every file at any depth is checked except the top-level manifest itself (a ``manifest.json``
+    deeper down is an ordinary file). A sealed version holds only regular files and folders: every
+    symbolic link inside it, to a file or a folder, is reported and never followed.
+    """
     manifest = load_manifest(folder)
     problems = []
     recorded = {f.path: f for f in manifest.files}
-    present = {f.path: f for f in hash_folder(folder)}
-    for path in sorted(recorded.keys() - present.keys()):
+    files, links = _walk(folder)
+    for rel, target in sorted(links.items()):
+        problems.append(
+            f"{folder / rel}: a symbolic link (to {target}); a sealed version holds only regular files"
+        )
+    present = {rel: sha256_file(folder / rel) for rel in files}
+    for path in sorted(recorded.keys() - present.keys() - links.keys()):
         problems.append(f"{folder / path}: missing (recorded in {MANIFEST})")
     for path in sorted(present.keys() - recorded.keys()):
         problems.append(f"{folder / path}: not recorded in {MANIFEST}")
     for path in sorted(recorded.keys() & present.keys()):
-        if recorded[path].sha256 != present[path].sha256:
+        if recorded[path].sha256 != present[path]:
             problems.append(
-                f"{folder / path}: sha256 {present[path].sha256[:16]}… differs from recorded {recorded[path].sha256[:16]}…"
+                f"{folder / path}: sha256 {present[path][:16]}… differs from recorded {recorded[path].sha256[:16]}…"
             )
     if version_id_of(manifest.files) != manifest.version_id:
         problems.append(f"{folder / MANIFEST}: version_id does not match the Merkle root of its files")
     if folder.name != manifest.version_id:
         problems.append(f"{folder}: folder name differs from the manifest's version_id {manifest.version_id}")
     return problems
+
+
+def _walk(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """(relative paths of the regular files under ``folder`` but its manifest, symlink path -> target),
+    following no link."""
+    files, links = [], {}
+    for directory, subfolders, names in os.walk(folder, followlinks=False):
+        base = Path(directory)
+        for name in [*subfolders, *names]:
+            path = base / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                links[rel] = os.readlink(path)
+            elif name in names and path != folder / MANIFEST:
+                files.append(rel)
+        subfolders[:] = [d for d in subfolders if not (base / d).is_symlink()]
+    return files, links

@@ -25,7 +25,6 @@ from pathlib import Path
 from provenance.audit.versions import MODEL_ASSETS
 from provenance.hashing import sha256_file
 from provenance.layout import REPO_ROOT, DataLayout
-from provenance.ledger import Ledger
 from provenance.ledger.format import MODEL_TRAINED
 from provenance.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
 
@@ -192,24 +191,24 @@ def seal_model(
         code_version=(record["code"].get("commit") or record["code"].get("source_sha256") or "")[:16],
         stats={"metrics": record["metrics"], "parameters": record["model"].get("parameters")},
     )
-    if not created:
-        return manifest, None
     from provenance.catalog import refresh_catalog
+    from provenance.pins import ensure_pinned
 
     folder = layout.datasets / asset / manifest.version_id
-    entry = Ledger(layout.ledger).append(
-        MODEL_TRAINED,
-        {
-            "model_version": manifest.ref,
-            "kind": "finetune" if asset == FINETUNED_MODEL else "pretrain",
-            "parents": list(manifest.parents),
-            "manifest_sha256": sha256_file(folder / MANIFEST),
-            "record_sha256": sha256_file(folder / RECORD),
-            "model_sha256": record["export"].get("sha256"),
-        },
-    )
+    payload = {
+        "model_version": manifest.ref,
+        "kind": "finetune" if asset == FINETUNED_MODEL else "pretrain",
+        "parents": list(manifest.parents),
+        "manifest_sha256": sha256_file(folder / MANIFEST),
+        "record_sha256": sha256_file(folder / RECORD),
+        "model_sha256": record["export"].get("sha256"),
+    }
+    # Also when the same bytes were sealed before: a retry pins what a failed run sealed.
+    index = ensure_pinned(layout, manifest.ref, MODEL_TRAINED, payload, sealed_now=created)
+    if not created:
+        return manifest, None
     refresh_catalog(layout)
-    return manifest, entry.index
+    return manifest, index
 
 
 def load_record(folder: Path) -> dict:

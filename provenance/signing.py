@@ -1,15 +1,24 @@
-"""Canonical JSON, the ledger's Ed25519 key files, and signed tree heads.
+"""Canonical JSON, the ledger's Ed25519 key files, and signed tree heads in two formats.
 
-What is signed: the canonical JSON (see `canonical_json`) of a tree head *without* its
-"signature" field, i.e. the object {"key_id", "root_hash", "timestamp", "tree_size", "type"}.
-The "type" string separates these signatures from any other use of the same key.
+`Checkpoint` (written by every append now): a C2SP signed note (c2sp.org/signed-note) whose text
+is a tlog checkpoint (c2sp.org/tlog-checkpoint): origin line, tree size, base64 root, then a blank
+line and `— <key name> base64(key hash || Ed25519 signature)`. The key name is the origin, the key
+hash SHA-256(name || 0x0A || 0x01 || raw public key)[:4]. Other tools that speak the format
+(witnesses, sigsum, Go's golang.org/x/mod/sumdb/note) can check and cosign these heads.
+
+`SignedTreeHead` (written by older code, still verified): what is signed is the canonical JSON
+(see `canonical_json`) of a head *without* its "signature" field, i.e. the object
+{"key_id", "root_hash", "timestamp", "tree_size", "type"}.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +29,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 TREE_HEAD_TYPE = "apertus.ledger.tree_head.v1"
+CHECKPOINT_TYPE = "c2sp.org/tlog-checkpoint"
+# Read only by `apertus init --adopt`: where older code may have kept the private key.
 KEY_ENV = "APERTUS_LEDGER_KEY"
+ED25519_NOTE_TYPE = b"\x01"  # signed-note signature type of Ed25519
+SIGNATURE_PREFIX = "\u2014 "  # em dash, space
+MAX_NOTE_SIGNATURES = 16
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -34,23 +48,23 @@ def canonical_json(obj: Any) -> bytes:
     ).encode()
 
 
-def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
-    """Return the Ed25519 key stored at `path` (unencrypted PKCS#8 PEM), generating it if absent.
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """Return the Ed25519 key stored at `path` (unencrypted PKCS#8 PEM).
 
-    A new key file is created with mode 0600 in a 0700 folder. An existing key readable by group
-    or others is refused with a ValueError, as ssh does, since anyone who reads it can forge
-    tree heads. Callers serialize creation (the ledger does it under its lock).
+    A key readable by group or others is refused with a ValueError, as ssh does, since anyone who
+    reads it can forge tree heads.
     """
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ValueError(f"ledger private key {path} has mode {oct(mode)}; run `chmod 600 {path}`")
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"ledger private key {path} is not an Ed25519 key")
-        return key
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ValueError(f"ledger private key {path} has mode {oct(mode)}; run `chmod 600 {path}`")
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"ledger private key {path} is not an Ed25519 key")
+    return key
+
+
+def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write `key` to a new file `path` with mode 0600 (FileExistsError if it exists), fsynced."""
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -61,7 +75,6 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return key
 
 
 def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
@@ -149,3 +162,158 @@ class SignedTreeHead:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+def _raw(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def note_key_hash(name: str, public_key: Ed25519PublicKey) -> bytes:
+    """Return the signed-note key hash of an Ed25519 key: SHA-256(name || 0x0A || 0x01 || raw key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n" + ED25519_NOTE_TYPE + _raw(public_key)).digest()[:4]
+
+
+def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
+    """Return the signed-note verifier key `<name>+<hex key hash>+<base64(0x01 || raw key)>`."""
+    encoded = base64.b64encode(ED25519_NOTE_TYPE + _raw(public_key)).decode()
+    return f"{name}+{note_key_hash(name, public_key).hex()}+{encoded}"
+
+
+def _check_key_name(name: str) -> None:
+    if not name or re.search(r"[\s+]", name):
+        raise ValueError(f"key name {name!r} must be non-empty, without spaces or '+'")
+
+
+@dataclass(frozen=True)
+class NoteSignature:
+    """One signature line of a signed note."""
+
+    name: str
+    key_hash: bytes  # 4 bytes
+    signature: bytes
+
+
+def split_note(text: str) -> tuple[str, list[NoteSignature]]:
+    """Split a signed note into its text (final newline included) and signatures; ValueError if malformed."""
+    if any(ord(c) < 0x20 and c != "\n" for c in text):
+        raise ValueError("a signed note must not contain control characters other than newline")
+    if not text.endswith("\n"):
+        raise ValueError("a signed note must end with a newline")
+    cut = text.rfind("\n\n")
+    if cut < 0:
+        raise ValueError("a signed note needs a blank line between its text and its signatures")
+    body, lines = text[: cut + 1], text[cut + 2 :].splitlines()
+    if not lines or len(lines) > MAX_NOTE_SIGNATURES:
+        raise ValueError(f"a signed note needs 1 to {MAX_NOTE_SIGNATURES} signature lines, got {len(lines)}")
+    signatures = []
+    for line in lines:
+        name, _, encoded = line.removeprefix(SIGNATURE_PREFIX).partition(" ")
+        try:
+            if not line.startswith(SIGNATURE_PREFIX):
+                raise ValueError
+            _check_key_name(name)
+            raw = base64.b64decode(encoded, validate=True)
+        except (ValueError, binascii.Error):
+            raise ValueError(f"malformed signature line {line!r}") from None
+        if len(raw) < 5:
+            raise ValueError(f"signature line {line!r} is shorter than a key hash and a signature")
+        signatures.append(NoteSignature(name, raw[:4], raw[4:]))
+    return body, signatures
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A tlog checkpoint as a C2SP signed note: the log `origin` has `tree_size` entries with root `root_hash`."""
+
+    origin: str
+    tree_size: int
+    root_hash: str  # hex of the RFC 6962 root (base64 in the note)
+    signatures: tuple[NoteSignature, ...] = ()
+
+    def body(self) -> bytes:
+        """Return the note text the signatures cover: origin, size and base64 root, one per line."""
+        root = base64.b64encode(bytes.fromhex(self.root_hash)).decode()
+        return f"{self.origin}\n{self.tree_size}\n{root}\n".encode()
+
+    def note(self) -> str:
+        """Return the signed note: the text, a blank line, then one `— name signature` line per signature."""
+        lines = [
+            f"{SIGNATURE_PREFIX}{s.name} {base64.b64encode(s.key_hash + s.signature).decode()}\n"
+            for s in self.signatures
+        ]
+        return self.body().decode() + "\n" + "".join(lines)
+
+    def to_json(self) -> str:
+        """Return the line stored in tree_heads.jsonl: canonical JSON of {"checkpoint": note, "type"}."""
+        return canonical_json({"checkpoint": self.note(), "type": CHECKPOINT_TYPE}).decode()
+
+    @classmethod
+    def from_note(cls, text: str | bytes) -> Checkpoint:
+        """Parse a checkpoint note; ValueError naming the problem. Extension lines are refused (we write none)."""
+        if isinstance(text, bytes):
+            text = text.decode()
+        body, signatures = split_note(text)
+        lines = body[:-1].split("\n")
+        if len(lines) != 3:
+            raise ValueError(f"a checkpoint's text has 3 lines (origin, size, root), got {len(lines)}")
+        origin, size, root = lines
+        if not origin:
+            raise ValueError("the checkpoint's origin line is empty")
+        if not re.fullmatch(r"0|[1-9][0-9]*", size):
+            raise ValueError(f"the checkpoint's tree size {size!r} is not a decimal without leading zeros")
+        try:
+            root_bytes = base64.b64decode(root, validate=True)
+        except binascii.Error:
+            root_bytes = b""
+        if len(root_bytes) != 32:
+            raise ValueError(f"the checkpoint's root hash {root!r} is not the base64 of 32 bytes")
+        head = cls(origin, int(size), root_bytes.hex(), tuple(signatures))
+        if head.body().decode() != body:  # e.g. base64 with stray padding bits: the signed bytes would differ
+            raise ValueError(f"the checkpoint's root hash {root!r} is not in canonical base64")
+        return head
+
+    @classmethod
+    def sign(cls, key: Ed25519PrivateKey, origin: str, tree_size: int, root_hash: str) -> Checkpoint:
+        """Return the checkpoint for (origin, tree_size, root_hash) signed by `key` under key name `origin`."""
+        _check_key_name(origin)
+        unsigned = cls(origin, tree_size, root_hash)
+        signature = NoteSignature(origin, note_key_hash(origin, key.public_key()), key.sign(unsigned.body()))
+        return cls(origin, tree_size, root_hash, (signature,))
+
+    def verify(self, public_key: Ed25519PublicKey | str | bytes, key_name: str | None = None) -> bool:
+        """Return True iff the key named `key_name` (default: the origin) with `public_key` signed this note.
+
+        As signed-note requires, signatures by other keys are ignored, and one signature by the
+        known key that fails rejects the note. Never raises.
+        """
+        try:
+            pub = public_key if isinstance(public_key, Ed25519PublicKey) else load_public_key(public_key)
+            name = self.origin if key_name is None else key_name
+            expected = note_key_hash(name, pub)
+            known = [s for s in self.signatures if s.name == name and s.key_hash == expected]
+            for s in known:
+                pub.verify(s.signature, self.body())
+        except (InvalidSignature, ValueError):
+            return False
+        return bool(known)
+
+
+TreeHead = SignedTreeHead | Checkpoint
+
+
+def parse_head(text: str | bytes) -> TreeHead:
+    """Parse a tree head in any form we write or publish: a tree_heads.jsonl line (either format),
+    an older JSON head, or a bare checkpoint note. ValueError naming the problem."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    if not text.lstrip().startswith("{"):
+        return Checkpoint.from_note(text)
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"tree head is not JSON: {e}") from None
+    if isinstance(d, dict) and d.get("type") == CHECKPOINT_TYPE:
+        if set(d) != {"checkpoint", "type"} or not isinstance(d["checkpoint"], str):
+            raise ValueError('a stored checkpoint must have exactly the fields ["checkpoint", "type"]')
+        return Checkpoint.from_note(d["checkpoint"])
+    return SignedTreeHead.from_json(text.strip())

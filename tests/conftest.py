@@ -13,6 +13,19 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def instance_keys(tmp_path_factory):
+    """One key folder for the whole session, as `apertus init` makes it, named by APERTUS_KEYS in
+    os.environ so every ledger append (in this process or a subprocess) can sign. Tests that need
+    no key folder, or another one, monkeypatch APERTUS_KEYS. Returns the folder."""
+    from provenance.keys import KEYS_ENV, create_identity
+
+    folder = tmp_path_factory.mktemp("instance-keys")
+    create_identity(folder)
+    os.environ[KEYS_ENV] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_snapshot(tmp_path_factory):
     """A 600-document crawl snapshot generated from the bundled sample; returns (folder, truth)."""

@@ -1,12 +1,13 @@
-"""JSON lines, plain or gzipped (``.jsonl``, ``.jsonl.gz``, ``.json.gz``), one record per line.
+"""JSON lines, plain, gzip or zstd (decided by the first bytes, not the name), one record per line.
 
 Lines are read one at a time with a size cap, so neither a 1 GB file nor a 1 GB line is ever held
-in memory; a line over the cap is skipped in chunks and reported with its first bytes only.
+in memory; a line over the cap is skipped in chunks and reported with its first bytes only. The
+decompressed bytes of the whole file are capped too (``max_file_bytes``): past the cap the rest of
+the file is quarantined as one ``file_too_large`` row instead of being inflated.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from typing import BinaryIO
 
 from pipelines import reasons
 from pipelines.readers.base import EXCERPT_CHARS, Bad, Record
+from pipelines.readers.budgets import CountingReader, FileBudgetExceeded, GiB
+from pipelines.readers.compression import decompressed
 
 _SKIP_CHUNK = 1 << 20
 
@@ -53,13 +56,18 @@ def parse_line(line: bytes, offset: int) -> Record | Bad:
     return Record(offset, fields, len(line), line)
 
 
-def read_jsonl(stream: BinaryIO, *, gzipped: bool, max_document_bytes: int) -> Iterator[Record | Bad]:
+def read_jsonl(
+    stream: BinaryIO, *, max_document_bytes: int, max_file_bytes: int = 4 * GiB
+) -> Iterator[Record | Bad]:
     """Every line of ``stream`` as a ``Record`` (offset: 0-based line number) or a ``Bad``.
 
-    Blank lines are skipped. A gzip stream cut short yields every complete line before the cut,
-    then ``truncated_file`` at the line it reached; a file without records yields ``empty_file``.
+    Blank lines are skipped. A gzip or zstd stream cut short yields every complete line before the
+    cut, then ``truncated_file`` at the line it reached; a file without records yields ``empty_file``;
+    past ``max_file_bytes`` decompressed bytes, ``file_too_large`` at the line reached (the rest of the
+    file, unread). Memory holds one line of at most ``max_document_bytes``.
     """
-    source = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream
+    compression, source = decompressed(stream)
+    source = CountingReader(source, max_file_bytes)
     offset, num_records = 0, 0
     try:
         for line, size, whole in _lines(source, max_document_bytes):
@@ -73,6 +81,10 @@ def read_jsonl(stream: BinaryIO, *, gzipped: bool, max_document_bytes: int) -> I
                 yield Bad(offset, reasons.DOCUMENT_TOO_LARGE, detail, line, size)
             num_records += 1
             offset += 1
+    except FileBudgetExceeded as error:
+        detail = f"{error}; lines from {offset} on are not read ({compression or 'uncompressed'} file)"
+        yield Bad(offset, reasons.FILE_TOO_LARGE, detail, raw_bytes=error.num_bytes)
+        return
     except EOFError as error:
         yield Bad(
             offset, reasons.TRUNCATED_FILE, f"compressed stream ends early after {offset} lines: {error}"

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.io import DataFolderLike
+from datatrove.io import DataFolderLike, _get_true_fs
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.logging import logger
+from fsspec.implementations.local import LocalFileSystem
 
 from pipelines import fields, reasons
 from pipelines.readers.base import Bad, Record
+from pipelines.readers.budgets import DEFAULT_BUDGETS, ByteBudgets
 from pipelines.readers.jsonl import read_jsonl
 from pipelines.readers.parquet import read_parquet
 from pipelines.readers.quarantine import QuarantineWriter, as_datafolder
 from pipelines.readers.warc import read_warc
+from provenance.layout import validate_snapshot_name
 
-FORMATS = {  # suffix -> format; longest suffixes first, so ".jsonl.gz" is not taken for ".gz"
-    ".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz", ".jsonl": "jsonl", ".parquet": "parquet",
-    ".warc.gz": "warc", ".warc": "warc",
+FORMATS = {  # suffix -> format; compression is decided by a file's first bytes, not by its suffix
+    ".jsonl.gz": "jsonl", ".json.gz": "jsonl", ".jsonl.zst": "jsonl", ".json.zst": "jsonl",
+    ".jsonl": "jsonl", ".parquet": "parquet", ".warc.gz": "warc", ".warc": "warc",
 }  # fmt: skip
 # Record fields kept under another name: the reader's own keys mean something else downstream
 # (``language`` is what language identification finds; the input's claim is ``declared_language``).
@@ -54,9 +58,12 @@ def metadata_key(name: str) -> str:
 class SnapshotReader(BaseDiskReader):
     """Reads every file of a snapshot folder (local path or fsspec URL) as documents.
 
-    Files are split over tasks by ``data_folder.get_shard(rank, world_size, recursive=True)`` (sorted,
-    round-robin), so a task count always gives the same split. Formats by suffix: ``.jsonl``,
-    ``.jsonl.gz``, ``.json.gz``, ``.parquet``, ``.warc``, ``.warc.gz`` (main text by trafilatura).
+    Files are split over tasks from the sorted listing of the folder (round-robin), so a task count
+    always gives the same split. Formats by suffix: ``.jsonl``, ``.jsonl.gz``, ``.json.gz``,
+    ``.jsonl.zst``, ``.parquet``, ``.warc``, ``.warc.gz`` (main text by trafilatura); compression
+    (gzip, zstd or none) by the first bytes, whatever the suffix says. In a local folder, symbolic
+    links (to files or folders) and special files are listed, never followed nor opened: each is one
+    quarantine row (``symlink``, naming link and target; ``not_a_regular_file``).
 
     A document's id is ``"{snapshot}/{file}#{offset}"`` (line, row or WARC byte offset) and its
     metadata holds ``SNAPSHOT``, ``SOURCE_ID`` (the record's own id, or None), ``SOURCE_FILE``,
@@ -64,7 +71,8 @@ class SnapshotReader(BaseDiskReader):
     ``declared_language``). Nothing bad stops the run: each bad record or file becomes a row of
     ``quarantine_folder/{rank:05d}.parquet`` with its reason (``pipelines.reasons``), and a stat.
     Files are streamed; ``max_document_bytes`` caps a record's raw size (the JSON line, the text
-    value, the WARC payload), and a record over it is quarantined without being read whole.
+    value, the WARC payload), and a record over it is quarantined without being read whole;
+    ``budgets`` (``ByteBudgets``) caps a file's decompressed bytes and a Parquet column chunk.
     """
 
     name = "📸 Apertus snapshot"
@@ -80,25 +88,60 @@ class SnapshotReader(BaseDiskReader):
         id_key: str = "id",
         url_key: str = "url",
         batch_size: int = 1024,
+        budgets: ByteBudgets = DEFAULT_BUDGETS,
     ):
         super().__init__(
             as_datafolder(snapshot_dir), text_key=text_key, id_key=id_key, recursive=True, add_file_path=False
         )
-        if not snapshot or "/" in snapshot or "#" in snapshot:
-            raise ValueError(f"snapshot name {snapshot!r} must be non-empty and hold no '/' or '#'")
-        self.snapshot = snapshot
+        self.snapshot = validate_snapshot_name(snapshot)
+        self.budgets = budgets
         self.quarantine_folder = as_datafolder(quarantine_folder)
         self.max_document_bytes = max_document_bytes
         self.url_key = url_key
         self.batch_size = batch_size
         self._quarantine: QuarantineWriter | None = None
+        self._not_files: dict[str, Bad] = {}  # path -> why it is not read (links, special files)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
         with QuarantineWriter(self.quarantine_folder, rank) as quarantine:
             self._quarantine = quarantine
-            yield from super().run(data, rank, world_size)
+            files = self._listing()
+            if not files:  # as BaseDiskReader: an empty snapshot folder is an error, not an empty version
+                raise RuntimeError(f"No files found on {self.data_folder.path}!")
+            for document in self.read_files_shard(files[rank::world_size]):
+                self.update_doc_stats(document)
+                yield document
+
+    def _listing(self) -> list[str]:
+        """Every entry of the snapshot folder, relative and sorted. A local folder is walked without
+        following links, and entries that are not regular files are noted in ``_not_files``."""
+        if not isinstance(_get_true_fs(self.data_folder.fs), LocalFileSystem):
+            return self.data_folder.list_files(recursive=True)
+        root = self.data_folder.path
+        paths = []
+        for parent, dirs, files in os.walk(root):  # os.walk lists a link to a folder in dirs, unfollowed
+            for name in dirs + files:
+                path = os.path.join(parent, name)
+                relative = os.path.relpath(path, root).replace(os.sep, "/")
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode):
+                    target = os.readlink(path)
+                    detail = f"symbolic link {relative} -> {target}: links are not followed"
+                    self._not_files[relative] = Bad(None, reasons.SYMLINK, detail, target, 0)
+                elif stat.S_ISDIR(mode):
+                    continue
+                elif not stat.S_ISREG(mode):
+                    detail = f"{relative} is not a regular file (mode {stat.filemode(mode)}): not opened"
+                    self._not_files[relative] = Bad(None, reasons.NOT_A_REGULAR_FILE, detail, "", 0)
+                paths.append(relative)
+        return sorted(paths)
 
     def read_file(self, filepath: str) -> DocumentsPipeline:
+        if filepath in self._not_files:
+            self._reject(filepath, self._not_files[filepath])
+            return
         fmt = file_format(filepath)
         keys = WARC_KEYS if fmt == "warc" else (self.text_key, self.id_key, self.url_key)
         for item in self._items(filepath, fmt):
@@ -131,11 +174,20 @@ class SnapshotReader(BaseDiskReader):
             yield Bad(None, reasons.UNREADABLE_FILE, f"{type(error).__name__}{where}: {error}")
 
     def _parse(self, stream: BinaryIO, fmt: str) -> Iterator[Record | Bad]:
+        max_file_bytes = self.budgets.max_file_bytes
         if fmt == "warc":
-            return read_warc(stream, max_document_bytes=self.max_document_bytes)
+            return read_warc(
+                stream, max_document_bytes=self.max_document_bytes, max_file_bytes=max_file_bytes
+            )
         if fmt == "parquet":
-            return read_parquet(stream, text_key=self.text_key, batch_size=self.batch_size)
-        return read_jsonl(stream, gzipped=fmt == "jsonl.gz", max_document_bytes=self.max_document_bytes)
+            return read_parquet(
+                stream,
+                text_key=self.text_key,
+                batch_size=self.batch_size,
+                max_column_chunk_bytes=self.budgets.max_column_chunk_bytes,
+                max_file_bytes=max_file_bytes,
+            )
+        return read_jsonl(stream, max_document_bytes=self.max_document_bytes, max_file_bytes=max_file_bytes)
 
     def _document(
         self, filepath: str, record: Record, text_key: str, id_key: str, url_key: str
@@ -177,7 +229,7 @@ class SnapshotReader(BaseDiskReader):
             # Whole-file problem: its size, and its first bytes unless they are compressed or binary.
             if bad.raw_bytes is None:
                 bad.raw_bytes = self._size(filepath)
-            if bad.raw is None and not filepath.lower().endswith((".gz", ".parquet")):
+            if bad.raw is None and not filepath.lower().endswith((".gz", ".zst", ".parquet")):
                 bad.raw = self._head(filepath)
         self._quarantine.write(self.snapshot, filepath, bad)
         self.stat_update("quarantined", f"quarantined_{bad.reason}")

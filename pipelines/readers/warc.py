@@ -18,6 +18,7 @@ from warcio.limitreader import LimitReader
 
 from pipelines import reasons
 from pipelines.readers.base import Bad, Record
+from pipelines.readers.budgets import GiB
 from pipelines.readers.html import extract_main_text
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -61,17 +62,63 @@ def _page(record, payload: bytes, offset: int, content_type: str) -> Record | Ba
     return Record(offset, fields, len(payload), payload)
 
 
-def read_warc(stream: BinaryIO, *, max_document_bytes: int) -> Iterator[Record | Bad]:
+MAX_HEADER_LINE_BYTES = 1 << 20  # a WARC or HTTP header line; real ones are a few KB
+
+
+class HeaderTooLarge(ValueError):
+    """A header line, or a record's header lines together, over their budget."""
+
+
+class _CappedHeaders:
+    """Bounds what warcio reads line by line (WARC and HTTP headers, the blank lines between records):
+    one line to ``MAX_HEADER_LINE_BYTES``, a record's lines together to ``max_record_bytes``. warcio's
+    own ``readline`` reads to the newline however far it is, so a gzip of one long header line would
+    inflate whole."""
+
+    def __init__(self, reader, max_record_bytes: int):
+        self.readline_uncapped = reader.readline
+        self.max_record_bytes = max_record_bytes
+        self.num_bytes = 0  # since the last record was handed out
+        reader.readline = self.readline
+
+    def readline(self, length=None) -> bytes:
+        cap = MAX_HEADER_LINE_BYTES + 1
+        line = self.readline_uncapped(cap if not length or length < 0 else min(length, cap))
+        if len(line) > MAX_HEADER_LINE_BYTES:
+            raise HeaderTooLarge(f"a header line longer than {MAX_HEADER_LINE_BYTES} bytes")
+        self.num_bytes += len(line)
+        if self.num_bytes > self.max_record_bytes:
+            raise HeaderTooLarge(f"header lines of one record over {self.max_record_bytes} bytes")
+        return line
+
+
+def read_warc(
+    stream: BinaryIO, *, max_document_bytes: int, max_file_bytes: int = 4 * GiB
+) -> Iterator[Record | Bad]:
     """Every HTML (or plain-text) response of the WARC in ``stream`` as a ``Record`` whose text is the
     page's main text, or a ``Bad``: ``truncated_file`` (a record shorter than its Content-Length, or
     the archive cut inside headers), ``document_too_large`` (payload over ``max_document_bytes``,
-    never read whole), ``bad_utf8``, ``html_extraction_failed``, ``unreadable_file``, ``empty_file``.
+    never read whole), ``bad_utf8``, ``html_extraction_failed``, ``unreadable_file`` (also a header
+    line over ``MAX_HEADER_LINE_BYTES``, or a record's header lines over ``max_document_bytes``,
+    never read whole), ``empty_file``,
+    ``file_too_large`` (the records from the one whose Content-Length takes the file past
+    ``max_file_bytes``, not read).
     """
     iterator = ArchiveIterator(stream)
-    num_records = 0
+    headers_read = _CappedHeaders(iterator.reader, max_document_bytes)
+    num_records, num_bytes = 0, 0
     try:
         for record in iterator:
+            headers_read.num_bytes = 0
             num_records += 1
+            num_bytes += max(record.length or 0, 0)
+            if num_bytes > max_file_bytes:
+                detail = (
+                    f"Content-Lengths add up to {num_bytes} bytes, over max_file_bytes={max_file_bytes}; "
+                    "this record and the rest of the file are not read"
+                )
+                yield Bad(iterator.get_record_offset(), reasons.FILE_TOO_LARGE, detail, raw_bytes=num_bytes)
+                return
             if record.rec_type not in ("response", "resource"):
                 continue
             headers = record.http_headers or record.rec_headers

@@ -3,7 +3,8 @@
 The answer is per document: its trail through the versions of its chain (kept, or dropped by
 that version's step with the reason and the numbers behind it), and the target versions it is
 kept in. "In" means kept in at least one target version. Targets default to the ends of every
-curation chain in the catalog; a model's provenance record will name its dataset versions by
+curation chain in the catalog (versions of documents only: a tokenizer, a curriculum, token
+shards or fine-tuning examples index no documents and are never in scope); a model's provenance record will name its dataset versions by
 curriculum stage, and those become the targets (``targets`` accepts any list of versions).
 """
 
@@ -15,7 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provenance.audit.lookup import Row, find_rows
-from provenance.audit.versions import MODEL_ASSETS, ancestors, depth, leaves, load_versions, resolve
+from provenance.audit.versions import (
+    DOCUMENT_INDEX,
+    MODEL_ASSETS,
+    ancestors,
+    depth,
+    holds_documents,
+    leaves,
+    load_versions,
+    resolve,
+)
 from provenance.layout import DataLayout
 
 IN, DROPPED, NOT_SEEN = "in", "dropped", "not_seen"
@@ -73,9 +83,21 @@ def scope_of(layout: DataLayout, targets: list[str] | None) -> tuple[dict, list[
     models = [r for r in resolved if versions[r].asset in MODEL_ASSETS]
     if models:
         raise ValueError(f"{models[0]} is a model, not a dataset version: ask with --model")
+    others = [r for r in resolved if not holds_documents(versions[r])]
+    if others:
+        raise ValueError(
+            f"{others[0]} holds no documents (no {DOCUMENT_INDEX} of kept or dropped documents), so it "
+            "cannot contain one: name a "
+            f"curated version with --version (one of: {', '.join(leaves(versions)) or 'none'}), a model "
+            "with --model, or a fine-tuning example with --example"
+        )
     scope: list[str] = []
     for target in resolved:
-        scope += [r for r in ancestors(versions, target) if r in versions and r not in scope]
+        scope += [
+            r
+            for r in ancestors(versions, target)
+            if r in versions and r not in scope and holds_documents(versions[r])
+        ]
     return versions, resolved, scope
 
 
@@ -106,7 +128,7 @@ def contains(
         snippet = normalize_snippet(text or "")
         if not snippet.strip():
             raise ValueError("--text: the snippet is empty")
-        hashes = _hashes_with_text(layout, scope, snippet)
+        hashes = _hashes_with_text(layout, versions, scope, snippet)
         query, rows = {"text": snippet}, find_rows(layout, scope, sha256s=hashes) if hashes else []
     order = {ref: (depth(versions, ref), ref) for ref in scope}
     documents = [_fate(doc_rows, resolved, order) for _, doc_rows in sorted(_by_document(rows).items())]
@@ -136,16 +158,28 @@ def _fate(rows: list[Row], targets: list[str], order: dict[str, tuple[int, str]]
     )
 
 
-def _hashes_with_text(layout: DataLayout, scope: list[str], snippet: str) -> list[str]:
-    """sha256 of every document whose text, in any version in scope, contains ``snippet``."""
+def _hashes_with_text(layout: DataLayout, versions: dict, scope: list[str], snippet: str) -> list[str]:
+    """sha256 of every document whose text, in any version in scope, contains ``snippet``.
+
+    A full scan of the versions' shards, so each file is first checked against its manifest's
+    sha256 (the same order of cost): a changed shard raises ValueError naming it, never an answer.
+    """
     import duckdb
 
-    files = [
-        p
-        for ref in scope
-        for sub in ("shards", "excluded")
-        for p in sorted((layout.datasets / ref / sub).glob("*.parquet"))
-    ]
+    from provenance.hashing import sha256_file
+
+    files = []
+    for ref in scope:
+        recorded = {f.path: f.sha256 for f in versions[ref].files}
+        for sub in ("shards", "excluded"):
+            for path in sorted((layout.datasets / ref / sub).glob("*.parquet")):
+                rel = f"{sub}/{path.name}"
+                if recorded.get(rel) is None or sha256_file(path) != recorded[rel]:
+                    raise ValueError(
+                        f"{path}: its sha256 differs from {layout.datasets / ref / 'manifest.json'} (or it "
+                        "is not recorded there); run `apertus audit verify`"
+                    )
+                files.append(path)
     if not files:
         return []
     listing = "[" + ", ".join(_quote(p) for p in files) + "]"

@@ -5,25 +5,29 @@ second over millions of documents, process start included, so it cannot scan eve
 version, nor even pay for loading a query engine. For each dataset version this module writes,
 beside the data (not inside the sealed version folder, whose files the manifest fixes), one file
 
-    <data>/lookup/<asset>/<version id>/lookup.bin      (format "apertus.lookup/2", docs/audit.md)
+    <data>/lookup/<asset>/<version id>/lookup.bin      (format "apertus.lookup/3", docs/audit.md)
 
 holding one row per document of the version's ``index.parquet`` (kept) and ``exclusions.parquet``
-(dropped, with the step, reason and details), in four sections:
+(dropped, with the step, reason and details), in five sections:
 
     sha256         the rows' 32-byte sha256 digests, ascending: row r is the r-th (binary search)
     url_keys       12 bytes per row with a URL: first 8 bytes of sha256(url), then the row number
                    as a big-endian uint32; ascending (binary search)
     block_offsets  where each block of BLOCK_ROWS rows starts in ``blocks`` (big-endian uint64)
     blocks         the other answer columns of each block, column by column, zlib-compressed
+    block_hashes   sha256 of every HASH_BLOCK (16 KiB) piece of the file before this section; its
+                   own sha256 is the file's root, pinned in the version's ledger entry
 
 A probe is a binary search over a memory-mapped fixed-width section and the inflation of one
 block, so a query reads a few pages per version; Python's standard library reads it all
 (``provenance.audit.lookup_file``: the format's constants, header and reader), so ``contains``
 starts without DuckDB or pyarrow. The file is about the size of the version's own
 Parquet tables (the 32-byte digests are half of it; the SQLite lookups of format 1 were 4x). The files
-are derived: ``build_lookup`` rebuilds them from the version's tables (pyarrow and numpy),
-``lookup_problems`` compares them with those tables, and a version without a lookup file is
-answered by a DuckDB scan of its tables.
+are derived but sealed: ``build_lookup`` rebuilds them from the version's tables (pyarrow and
+numpy; the same tables give the same bytes, so the same root), ``lookup_problems`` compares them
+with those tables, and a query checks every piece it reads against the pinned root
+(``LookupIntegrityError``, never an answer, when one differs). A version without a lookup file is
+answered by a DuckDB scan of its tables, after checking their sha256 against the manifest.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import NamedTuple
 
 from provenance.audit.lookup_file import (
     BLOCK_ROWS,
+    HASH_BLOCK,
     NULL_INT,
     NULL_LENGTH,
     SECTIONS,
@@ -44,6 +49,8 @@ from provenance.audit.lookup_file import (
     STRINGS,
     URL_WIDTH,
     LookupFile,
+    LookupIntegrityError,
+    block_hashes,
     header,
 )
 from provenance.layout import DataLayout
@@ -142,12 +149,15 @@ def build_lookup(layout: DataLayout, manifest: Manifest, folder: Path) -> Path:
     }
     head = header(fields, lengths)
     staging = target.with_name(f".{LOOKUP}-{uuid.uuid4().hex[:8]}")
-    with open(staging, "wb") as f:
+    with open(staging, "w+b") as f:
         f.write(head)
         for name in SECTIONS[:3]:
             f.write(bodies[name])
         for blob in compressed:
             f.write(blob)
+        f.seek(0)
+        hashes = b"".join(block_hashes(piece) for piece in iter(lambda: f.read(HASH_BLOCK), b""))
+        f.write(hashes)
     staging.replace(target)
     (target.parent / LEGACY_LOOKUP).unlink(missing_ok=True)
     return target
@@ -323,8 +333,12 @@ def find_rows(
 ) -> list[Row]:
     """Every row of the versions ``refs`` whose url equals ``url`` or whose sha256 is in ``sha256s``.
 
-    Versions with a lookup file are answered from it (binary searches and one block per hit);
-    the others by a DuckDB scan of their index and exclusions.
+    Versions with a lookup file are answered from it, checked against the lookup_root pinned in
+    the version's ledger entry (the pin marker, provenance.pins): binary searches and one block
+    per hit, each 16 KiB piece read hashed once, so the cost grows with log(rows) per version and
+    the file's size / 512 for its block hashes, never with the ledger. The others are answered by
+    a DuckDB scan of their index and exclusions, once their sha256 match the manifest. Raises
+    LookupIntegrityError (a ValueError naming the file) when a file differs from what was pinned.
     """
     hashes = sorted(set(sha256s or []))
     rows: list[Row] = []
@@ -334,7 +348,8 @@ def find_rows(
         if not path.exists():
             slow.append(ref)
             continue
-        with LookupFile(path) as lookup:
+        root, where = pinned_root(layout, ref)
+        with LookupFile(path, root, where) as lookup:
             if url is not None:
                 found = (lookup.row(r) for r in lookup.rows_with_url_key(url_key(url)))
                 rows += [Row(ref, *values) for values in found if values[2] == url]
@@ -343,6 +358,38 @@ def find_rows(
     if slow:
         rows += _scan(layout, slow, url, hashes)
     return rows
+
+
+def pinned_root(layout: DataLayout, ref: str) -> tuple[str, str]:
+    """(lookup_root, where it is pinned) of ``ref``'s lookup; LookupIntegrityError if none is pinned."""
+    from provenance.pins import read_pin
+
+    path = lookup_path(layout, ref)
+    pin = read_pin(layout, ref)
+    root = None if pin is None else pin.payload.get("lookup_root")
+    if root is None:
+        where = "no pin marker" if pin is None else f"no lookup_root in {pin.where(layout)}"
+        raise LookupIntegrityError(
+            f"{path}: no root pinned for it ({where}), so its answers cannot be checked; "
+            "pin it with `apertus audit repin` (after `apertus audit index --rebuild` for a folder "
+            "older than lookup format 3)"
+        )
+    return root, pin.where(layout)
+
+
+def _check_tables(layout: DataLayout, ref: str) -> None:
+    """The version's index and exclusions hash as its manifest records (O(their bytes))."""
+    from provenance.hashing import sha256_file
+    from provenance.manifest import load_manifest
+
+    folder = layout.datasets / ref
+    recorded = {f.path: f.sha256 for f in load_manifest(folder).files}
+    for name in TABLES:
+        if recorded.get(name) is None or sha256_file(folder / name) != recorded[name]:
+            raise LookupIntegrityError(
+                f"{folder / name}: its sha256 differs from {folder / 'manifest.json'} (or it is not "
+                "recorded there); run `apertus audit verify`"
+            )
 
 
 def _scan(layout: DataLayout, refs: list[str], url: str | None, hashes: list[str]) -> list[Row]:
@@ -354,6 +401,8 @@ def _scan(layout: DataLayout, refs: list[str], url: str | None, hashes: list[str
         where, params = "sha256 IN (" + ", ".join("?" for _ in hashes) + ")", hashes
     else:
         return []
+    for ref in refs:
+        _check_tables(layout, ref)
     con = duckdb.connect()
     try:
         rows = []
@@ -368,11 +417,20 @@ def _scan(layout: DataLayout, refs: list[str], url: str | None, hashes: list[str
 # Checking ------------------------------------------------------------------------------------
 
 
-def lookup_problems(layout: DataLayout, manifest: Manifest, folder: Path) -> list[str]:
-    """What is wrong with a version's lookup file: unreadable, built from other tables, or rows that differ."""
+def file_root(path: Path) -> str:
+    """The lookup_root of the lookup file at ``path`` as it is now (what to pin after building it)."""
+    with LookupFile(path) as lookup:
+        return lookup.root()
+
+
+def lookup_problems(
+    layout: DataLayout, manifest: Manifest, folder: Path, root: str | None = None, where: str = ""
+) -> list[str]:
+    """What is wrong with a version's lookup file: unreadable, other bytes than the pinned ``root``
+    (when given; ``where`` names the entry), built from other tables, or rows that differ."""
     path = lookup_path(layout, manifest.ref)
     try:
-        with LookupFile(path) as lookup:
+        with LookupFile(path, root, where) as lookup:
             if lookup.header.get("sources") != _sources(manifest):
                 return [
                     f"{path}: built from other tables than {manifest.ref}'s; rebuild it (apertus audit index --rebuild)"
@@ -384,6 +442,8 @@ def lookup_problems(layout: DataLayout, manifest: Manifest, folder: Path) -> lis
                 and lookup.url_keys() == expected.url_keys
                 and all(lookup.block(b) == block for b, block in enumerate(expected.blocks))
             )
+    except LookupIntegrityError as e:
+        return [str(e)]
     except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
         return [f"{path}: unreadable ({e}); rebuild it (apertus audit index --rebuild)"]
     if not same:

@@ -8,8 +8,13 @@ For each dataset version in scope (all of them, or the named one and its ancesto
    is the sha256 of the manifest as it is now (a rewritten manifest is caught even when the files
    agree with it), and that the entry's inclusion proof verifies offline against the latest
    signed tree head (``provenance.ledger.verify_entry_offline``);
-3. if the version has lookup files, check they were built from its index and exclusions and
-   hold exactly their rows.
+3. if the version has a lookup file, check its bytes against the ``lookup_root`` pinned in that
+   entry (a lookup with no pinned root is a problem: ``apertus audit repin`` pins it), and that it
+   was built from the version's index and exclusions and holds exactly their rows; check that the
+   version's pin marker (``<data>/pins/``), if any, copies the entry that pins it.
+A version whose creation entry carries ``"repinned": true`` (appended by a run that did not seal
+it: a step's retry, or ``apertus audit repin``) is not a problem but a note: "pinned late, at
+entry N".
 Then the whole ledger: ``Ledger.verify()`` (every entry, leaf hash, tree head and signature).
 Each problem is one line that starts with the file it concerns.
 """
@@ -20,10 +25,11 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provenance.audit.lookup import has_lookup, lookup_problems
+from provenance.audit.lookup import has_lookup, lookup_path, lookup_problems
 from provenance.audit.versions import LedgerRecord, ancestors, ledger_records, load_versions, resolve
 from provenance.layout import DataLayout
 from provenance.manifest import MANIFEST, verify_version
+from provenance.pins import REPINNED
 
 
 @dataclass
@@ -34,6 +40,7 @@ class Report:
     num_files: int = 0
     ledger_entries: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts worth knowing that are not failures
 
     @property
     def ok(self) -> bool:
@@ -41,7 +48,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "versions": self.versions, "num_files": self.num_files,
-                "ledger_entries": self.ledger_entries, "problems": self.problems}  # fmt: skip
+                "ledger_entries": self.ledger_entries, "problems": self.problems,
+                "notes": self.notes}  # fmt: skip
 
 
 def verify(layout: DataLayout, ref: str | None = None) -> Report:
@@ -80,8 +88,11 @@ def verify(layout: DataLayout, ref: str | None = None) -> Report:
             )
         else:
             report.problems += _check_record(layout, ledger, record, folder, head if proofs_usable else None)
+            report.problems += _check_marker(layout, version, record)
+            if record.payload.get(REPINNED):
+                report.notes.append(f"{folder / MANIFEST}: pinned late, at entry {record.index}")
         if has_lookup(layout, version) and not folder_problems:
-            report.problems += lookup_problems(layout, manifest, folder)
+            report.problems += _check_lookup(layout, ledger, manifest, folder, record)
     if ref is None:
         for version, record in sorted(records.items()):
             if version not in versions and not (layout.datasets / version / MANIFEST).exists():
@@ -103,6 +114,34 @@ def _latest_head(ledger, report: Report) -> tuple[str | None, bool]:
     except ValueError as e:
         report.problems.append(f"{path}: the latest tree head cannot be read: {e}")
         return None, False
+
+
+def _check_marker(layout: DataLayout, version: str, record: LedgerRecord) -> list[str]:
+    from provenance.pins import marker_path, read_pin
+
+    try:
+        pin = read_pin(layout, version)
+    except ValueError as e:
+        return [str(e)]
+    if pin is not None and pin.index != record.index:
+        return [
+            f"{marker_path(layout, version)}: names entry {pin.index}, but entry {record.index} is the "
+            "last that pins the version; rewrite markers with `apertus audit repin`"
+        ]
+    return []
+
+
+def _check_lookup(
+    layout: DataLayout, ledger, manifest, folder: Path, record: LedgerRecord | None
+) -> list[str]:
+    root = None if record is None else record.payload.get("lookup_root")
+    if record is not None and root is None:
+        return [
+            f"{lookup_path(layout, manifest.ref)}: no lookup_root pinned for it in entry {record.index} "
+            "(a folder older than lookup format 3): `apertus audit index --rebuild`, then `apertus audit repin`"
+        ]
+    where = "" if record is None else f"{ledger.root / 'entries.jsonl'} entry {record.index}"
+    return lookup_problems(layout, manifest, folder, root, where)
 
 
 def _check_record(

@@ -16,6 +16,7 @@ from provenance.manifest import MANIFEST, Manifest, load_manifest
 # provenance.ledger.format's event types, without its imports; the payload key naming the version.
 # Versions that are models (provenance.models), not data: never a target of a document query.
 MODEL_ASSETS = ("trained_model", "finetuned_model")
+DOCUMENT_INDEX = "index.parquet"  # pipelines.tables writes it; membership is answered from it
 CREATION_EVENTS = {"dataset_version_created": "dataset_version", "model_trained": "model_version"}
 
 
@@ -89,10 +90,20 @@ def depth(versions: dict[str, Manifest], ref: str) -> int:
     return 1 + max(depth(versions, p) for p in parents) if parents else 0
 
 
+def holds_documents(manifest: Manifest) -> bool:
+    """A version of documents: it has a document index and its step kept or dropped documents (the
+    curated versions; not a tokenizer, a classifier, a curriculum, token shards, fine-tuning
+    examples or a model, whose index.parquet, when a step writes one, is empty), so membership can
+    be asked of it. Reads only the manifest (its ``stats``, as pipelines.tables counts them)."""
+    stats = manifest.stats or {}
+    documents = sum(int((stats.get(side) or {}).get("documents") or 0) for side in ("kept", "excluded"))
+    return documents > 0 and any(f.path == DOCUMENT_INDEX for f in manifest.files)
+
+
 def leaves(versions: dict[str, Manifest]) -> list[str]:
-    """Dataset versions no other dataset version derives from: the ends of the curation chains
-    (models are not data, so a version a model was trained from is still an end)."""
-    data = {r: m for r, m in versions.items() if m.asset not in MODEL_ASSETS}
+    """Versions of documents no other version of documents derives from: the ends of the curation
+    chains (a version a model, a curriculum or a tokenizer was made from is still an end)."""
+    data = {r: m for r, m in versions.items() if holds_documents(m)}
     used = {p for m in data.values() for p in m.parents}
     return sorted(r for r in data if r not in used)
 

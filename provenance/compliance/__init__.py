@@ -18,6 +18,28 @@ from provenance.layout import DataLayout
 DOCUMENTS = ("training-content-summary", "annex-xi", "gdpr-art30", "model-card")
 
 
+def ledger_anchor(layout: DataLayout, cited: list[int | None]) -> dict | None:
+    """The signing key id and the ledger head the documents were made under: the smallest tree that
+    holds every cited entry (the model's pin and certification, the erasure requests), so the same
+    records give the same documents however the ledger grew since. A reader checks it with a
+    consistency proof to any later head (``apertus audit verify --head``). None when nothing is cited.
+    Cost: hashes the leaf cache up to that size."""
+    from provenance.ledger import Ledger
+    from provenance.signing import key_id, load_public_key
+
+    ledger = Ledger(layout.ledger)
+    indices = [i for i in cited if i is not None]
+    if not indices or not ledger.public_key_path.exists():
+        return None
+    size = max(indices) + 1
+    return {
+        "key_id": key_id(load_public_key(ledger.public_key_pem())),
+        "origin": ledger.origin(),
+        "tree_size": size,
+        "root_hash": ledger.root_at(size),
+    }
+
+
 def write_documents(
     layout: DataLayout, model_ref: str, out_dir: Path, config: ComplianceConfig | None = None
 ) -> list[Path]:
@@ -28,11 +50,16 @@ def write_documents(
 
     facts = gather(layout, model_ref, config or ComplianceConfig())
     entry = ledger_records(layout).get(facts.model_ref)
+    from provenance.certify import certification
+
+    certified = certification(layout, facts.model_ref)
+    cited = [entry and entry.index, certified and certified.index, *(r.ledger_index for r in facts.requests)]
+    anchor = ledger_anchor(layout, cited)
     documents = {
         "training-content-summary": public_summary(facts),
         "annex-xi": annex_xi(facts),
         "gdpr-art30": gdpr_art30(facts),
-        "model-card": model_card(facts, entry.index if entry else None),
+        "model-card": model_card(facts, entry.index if entry else None, anchor),
     }
     written = [path for name, doc in documents.items() for path in write(doc, out_dir, name)]
     sources = {
@@ -40,10 +67,19 @@ def write_documents(
         "ledger_index": entry.index if entry else None,
         "versions": facts.chain,
         "erasure_requests": [r.request_id for r in facts.requests],
+        "ledger_head": anchor,
     }
     path = Path(out_dir) / "sources.json"
     path.write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
     return [*written, path]
 
 
-__all__ = ["DOCUMENTS", "ComplianceConfig", "Facts", "gather", "load_compliance_config", "write_documents"]
+__all__ = [
+    "DOCUMENTS",
+    "ledger_anchor",
+    "ComplianceConfig",
+    "Facts",
+    "gather",
+    "load_compliance_config",
+    "write_documents",
+]

@@ -175,8 +175,7 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
         for s in sorted(index["stages"], key=lambda s: s["stage_index"])
     ]  # fmt: skip
     raws = [r for r in chain if versions[r].asset == "raw_documents"]
-    if not layout.catalog.exists():
-        refresh_catalog(layout)
+    refresh_catalog(layout)  # builds it, or adds what it lacks: O(versions) when current
     con = duckdb.connect(str(layout.catalog), read_only=True)
     try:
         by_language = con.execute(

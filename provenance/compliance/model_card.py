@@ -6,7 +6,9 @@ from provenance.compliance.facts import ERASURE_REASON, ROBOTS_REASON, Facts
 from provenance.compliance.render import Document, Fields, Heading, Paragraph, Table, fmt
 
 
-def model_card(facts: Facts, ledger_index: int | None = None) -> Document:
+def model_card(facts: Facts, ledger_index: int | None = None, anchor: dict | None = None) -> Document:
+    """The card; ``anchor`` (provenance.compliance.ledger_anchor) names the signing key and the ledger
+    head it was made under."""
     record, config = facts.record, facts.config
     model, metrics = record["model"], record.get("metrics") or {}
     parameters = model.get("parameters") or {}
@@ -59,9 +61,11 @@ def model_card(facts: Facts, ledger_index: int | None = None) -> Document:
     doc.add(Fields([
         ("Weights sha256", f"`{record['export'].get('sha256')}`"),
         ("Ledger entry", ledger_index),
+        ("Signing key id", f"`{anchor['key_id']}`" if anchor else "none (the ledger is empty)"),
+        ("Ledger head", f"{anchor['tree_size']} entries, root `{anchor['root_hash']}`, ledger `{anchor['origin']}`" if anchor else None),
         ("Code commit", f"`{record['code'].get('commit')}`"),
         ("Token shards", f"`{record['datasets']['token_shards']}`"),
         ("Tokenizer", f"`{record['datasets']['tokenizer']}`"),
-        ("Check", f"`apertus audit verify {facts.model_ref}`; `apertus audit lineage {facts.model_ref}`"),
+        ("Check", f"`apertus audit verify {facts.model_ref} --trusted-key KEY --head HEAD`; `apertus audit lineage {facts.model_ref}`"),
     ]))  # fmt: skip
     return doc

@@ -5,6 +5,7 @@ from provenance.ledger.format import (
     DATASET_VERSION_CREATED,
     ERASURE_REQUESTED,
     EVENT_TYPES,
+    KEY_ADOPTED,
     MODEL_CERTIFIED,
     MODEL_TRAINED,
     ROLLBACK,
@@ -12,16 +13,18 @@ from provenance.ledger.format import (
 )
 from provenance.ledger.log import Ledger
 from provenance.ledger.verify import verify_entry_offline, verify_ledger_files
-from provenance.signing import SignedTreeHead
+from provenance.signing import Checkpoint, SignedTreeHead
 
 __all__ = [
     "ALIAS_MOVED",
     "DATASET_VERSION_CREATED",
     "ERASURE_REQUESTED",
     "EVENT_TYPES",
+    "KEY_ADOPTED",
     "MODEL_CERTIFIED",
     "MODEL_TRAINED",
     "ROLLBACK",
+    "Checkpoint",
     "Ledger",
     "LedgerEntry",
     "SignedTreeHead",

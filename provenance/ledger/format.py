@@ -20,8 +20,17 @@ MODEL_CERTIFIED = "model_certified"
 ALIAS_MOVED = "alias_moved"
 ERASURE_REQUESTED = "erasure_requested"
 ROLLBACK = "rollback"
+KEY_ADOPTED = "key_adopted"  # `apertus init --adopt` moved the signing key out of the data folder
 EVENT_TYPES = frozenset(
-    {DATASET_VERSION_CREATED, MODEL_TRAINED, MODEL_CERTIFIED, ALIAS_MOVED, ERASURE_REQUESTED, ROLLBACK}
+    {
+        DATASET_VERSION_CREATED,
+        MODEL_TRAINED,
+        MODEL_CERTIFIED,
+        ALIAS_MOVED,
+        ERASURE_REQUESTED,
+        ROLLBACK,
+        KEY_ADOPTED,
+    }
 )
 
 ENTRIES = "entries.jsonl"
@@ -29,6 +38,8 @@ LEAF_HASHES = "leaf_hashes.bin"
 TREE_HEADS = "tree_heads.jsonl"
 LATEST_TREE_HEAD = "latest_tree_head.json"
 PUBLIC_KEY = "public_key.pem"
+ORIGIN = "origin"  # the ledger's name, the first line of its checkpoints; written once, at its first append
+ORIGIN_PREFIX = "apertus.ledger/"
 LOCK = ".lock"
 ENTRY_FIELDS = frozenset({"event_type", "index", "payload", "timestamp"})
 

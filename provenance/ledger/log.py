@@ -3,10 +3,14 @@
 Files in the ledger folder (`<data>/ledger/`; formats in docs/ledger.md):
     entries.jsonl          one canonical JSON entry per line; the line's bytes are the Merkle leaf
     leaf_hashes.bin        32-byte RFC 6962 leaf hash per entry, a cache that verify() re-derives
-    tree_heads.jsonl       one signed tree head per append (or batch, append_many), append-only
+    tree_heads.jsonl       one signed tree head per append (or batch, append_many), append-only;
+                           a C2SP checkpoint note now, older JSON heads before it stay as written
     latest_tree_head.json  a copy of the last tree head, for publishing
-    public_key.pem         the Ed25519 key that verifies every tree head
-    keys/ledger_ed25519.pem  the private key (0600), unless APERTUS_LEDGER_KEY names another path
+    public_key.pem         the Ed25519 key that verifies every tree head, published for readers
+    origin                 the ledger's name (first line of its checkpoints), written at its first append
+
+The private key is not here: it is in the instance's key folder (provenance.keys, `apertus init`),
+outside the data folder. Appending without it raises a ValueError naming `apertus init`.
 
 An entry is committed once its leaf hash is in leaf_hashes.bin. Appends (one entry, or a batch)
 hold an exclusive flock on `.lock` from reading the tail to writing the tree head, so concurrent
@@ -19,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,20 +38,23 @@ from provenance.ledger.format import (
     LATEST_TREE_HEAD,
     LEAF_HASHES,
     LOCK,
+    ORIGIN,
+    ORIGIN_PREFIX,
     PUBLIC_KEY,
     TREE_HEADS,
     LedgerEntry,
     utc_now,
 )
 from provenance.ledger.verify import verify_ledger_files
-from provenance.merkle import HASH_SIZE, consistency_proof, frontier_append, frontier_root, inclusion_proof
-from provenance.signing import (
-    KEY_ENV,
-    SignedTreeHead,
-    canonical_json,
-    load_or_create_private_key,
-    public_key_pem,
+from provenance.merkle import (
+    HASH_SIZE,
+    consistency_proof,
+    frontier_append,
+    frontier_root,
+    inclusion_proof,
+    root_from_leaf_hashes,
 )
+from provenance.signing import Checkpoint, TreeHead, canonical_json, parse_head, public_key_pem
 
 
 def _append_durably(path: Path, data: bytes) -> None:
@@ -82,7 +90,6 @@ class Ledger:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
-        self.key_path = Path(os.environ.get(KEY_ENV) or self.root / "keys" / "ledger_ed25519.pem")
         self.public_key_path = self.root / PUBLIC_KEY
         self._key: Ed25519PrivateKey | None = None
         # Compact range of the first _num_cached leaves: appends cost O(log n), not a log re-read.
@@ -102,20 +109,59 @@ class Ledger:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
+    def key_folder(self) -> Path:
+        """The instance's key folder (provenance.keys.keys_folder: ``APERTUS_KEYS``, or beside this
+        ledger's data folder); ValueError if it is inside the data folder (the parent of a folder
+        named ``ledger``, as DataLayout lays it out) or inside this folder."""
+        from provenance.keys import check_outside, keys_folder
+        from provenance.layout import DataLayout
+
+        in_layout = self.root.name == "ledger"
+        folder = keys_folder(DataLayout(self.root.parent) if in_layout else None)
+        check_outside(folder, self.root)
+        return folder
+
     def _signing_key(self) -> Ed25519PrivateKey:
-        """Load (or on first use create) the private key and publish its public key. Call under the lock."""
+        """Load the key folder's private key and publish its public key here. Call under the lock.
+
+        ValueError naming `apertus init` when there is no key folder, or `apertus init --adopt`
+        when older code left a private key in this folder or signed with another key.
+        """
+        from provenance.keys import LEGACY_KEY, load_signing_key
+
         if self._key is None:
-            key = load_or_create_private_key(self.key_path)
+            folder = self.key_folder()
+            legacy = self.root / LEGACY_KEY
+            if legacy.exists():
+                raise ValueError(
+                    f"a private key written by older code is still in the data folder ({legacy}); run "
+                    "`apertus init --adopt` to move it into the key folder (APERTUS_KEYS)"
+                )
+            key = load_signing_key(folder)
             pem = public_key_pem(key)
             if not self.public_key_path.exists():
                 _replace_atomically(self.public_key_path, pem)
             elif self.public_key_path.read_text() != pem:
                 raise ValueError(
-                    f"private key {self.key_path} does not match {self.public_key_path}; "
-                    f"point {KEY_ENV} at the ledger's key"
+                    f"the key in {folder} does not match {self.public_key_path}, which signed this ledger; "
+                    "point APERTUS_KEYS at this instance's key folder (or, for a data folder written by "
+                    "older code, run `apertus init --adopt` with its old key)"
                 )
             self._key = key
         return self._key
+
+    def origin(self) -> str | None:
+        """Return this ledger's origin (the first line of its checkpoints), or None before its first append."""
+        path = self._path(ORIGIN)
+        return path.read_text().strip() if path.exists() else None
+
+    def _ensure_origin(self) -> str:
+        """The origin, created once (random, so two ledgers never share one). Call under the lock."""
+        origin = self.origin()
+        if origin is None:
+            origin = ORIGIN_PREFIX + secrets.token_hex(16)
+            _replace_atomically(self._path(ORIGIN), origin + "\n")
+        return origin
 
     def _recover(self) -> int:
         """Cut off what an interrupted append left behind and return the committed size. Under the lock."""
@@ -176,6 +222,7 @@ class Ledger:
             return []
         with self._locked():
             key = self._signing_key()
+            origin = self._ensure_origin()
             num = self._recover()
             self._sync_frontier(num)
             now = utc_now()
@@ -188,7 +235,7 @@ class Ledger:
             for k, h in enumerate(hashes):
                 frontier_append(self._frontier, num + k, h)
             self._num_cached = num + len(entries)
-            head = SignedTreeHead.sign(key, self._num_cached, frontier_root(self._frontier).hex(), now)
+            head = Checkpoint.sign(key, origin, self._num_cached, frontier_root(self._frontier).hex())
             _append_durably(self._path(TREE_HEADS), head.to_json().encode() + b"\n")
             # A convenience copy: tree_heads.jsonl is authoritative, so no fsync for this one.
             _replace_atomically(self._path(LATEST_TREE_HEAD), head.to_json() + "\n")
@@ -218,13 +265,14 @@ class Ledger:
                 return e
         raise ValueError(f"ledger {self.root} has no entry {index} (size {self.size()})")
 
-    def tree_head(self) -> SignedTreeHead:
-        """Return the latest signed tree head (the last line of tree_heads.jsonl); ValueError if none."""
+    def tree_head(self) -> TreeHead:
+        """Return the latest signed tree head (the last line of tree_heads.jsonl): a Checkpoint, or a
+        SignedTreeHead written by older code; ValueError if none."""
         path = self._path(TREE_HEADS)
         line = last_line(path) if path.exists() else b""
         if not line:
             raise ValueError(f"ledger {self.root} has no signed tree head yet (nothing appended)")
-        return SignedTreeHead.from_json(line)
+        return parse_head(line)
 
     def public_key_pem(self) -> str:
         """Return the published public key (PEM) that verifies this ledger's tree heads."""
@@ -234,6 +282,10 @@ class Ledger:
         if not 0 <= upto <= self.size():
             raise ValueError(f"tree size {upto} is outside the ledger's 0..{self.size()} entries")
         return read_leaf_hashes(self._path(LEAF_HASHES), 0, upto)
+
+    def root_at(self, tree_size: int) -> str:
+        """Return the hex RFC 6962 root of the first `tree_size` entries (from the leaf cache; O(n) hashes)."""
+        return root_from_leaf_hashes(self._leaf_hashes(tree_size)).hex()
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[str]:
         """Return the hex RFC 6962 audit path of entry `index` in the tree of `tree_size` entries.

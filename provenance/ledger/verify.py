@@ -17,6 +17,7 @@ from provenance.ledger.format import (
     EVENT_TYPES,
     LATEST_TREE_HEAD,
     LEAF_HASHES,
+    ORIGIN,
     PUBLIC_KEY,
     TREE_HEADS,
     LedgerEntry,
@@ -29,7 +30,7 @@ from provenance.merkle import (
     leaf_hash,
     verify_inclusion,
 )
-from provenance.signing import SignedTreeHead, canonical_json, load_public_key
+from provenance.signing import Checkpoint, TreeHead, canonical_json, load_public_key, parse_head
 
 MAX_LISTED = 10  # one changed entry can fail thousands of later checks; list a few, count the rest
 
@@ -106,16 +107,22 @@ def _check_tree_heads(root: Path, leaves: list[bytes], problems: list[str]) -> N
         pub = load_public_key((root / PUBLIC_KEY).read_bytes())
     except (OSError, ValueError) as e:
         problems.append(f"{PUBLIC_KEY}: cannot load the public key ({e}); no signature can be checked")
-    heads: list[tuple[int, SignedTreeHead]] = []
+    heads: list[tuple[int, TreeHead]] = []
     previous = 0
+    origin = (root / ORIGIN).read_text().strip() if (root / ORIGIN).exists() else None
     for lineno, line in enumerate(lines, start=1):
         try:
-            head = SignedTreeHead.from_json(line)
+            head = parse_head(line)
         except ValueError as e:
             problems.append(f"{TREE_HEADS} line {lineno}: {e}")
             continue
         if head.to_json().encode() != line:
             problems.append(f"{TREE_HEADS} line {lineno}: not in canonical JSON form")
+        if isinstance(head, Checkpoint) and head.origin != origin:
+            problems.append(
+                f"{TREE_HEADS} line {lineno}: checkpoint origin {head.origin!r} is not this ledger's "
+                f"({ORIGIN} file: {origin!r})"
+            )
         if pub is not None and not head.verify(pub):
             problems.append(f"{TREE_HEADS} line {lineno}: signature does not verify with {PUBLIC_KEY}")
         if head.tree_size < previous:
@@ -137,7 +144,7 @@ def _check_tree_heads(root: Path, leaves: list[bytes], problems: list[str]) -> N
         problems.append(f"{LATEST_TREE_HEAD} is not the last line of {TREE_HEADS}")
 
 
-def _check_roots(leaves: list[bytes], heads: list[tuple[int, SignedTreeHead]], problems: list[str]) -> None:
+def _check_roots(leaves: list[bytes], heads: list[tuple[int, TreeHead]], problems: list[str]) -> None:
     """Compare each head's root with the entries; the first mismatch after a match pins the changed lines."""
     roots = _roots_at(leaves, {h.tree_size for _, h in heads})
     matched = 0  # entries below this size are as signed
@@ -174,12 +181,13 @@ def verify_entry_offline(
 ) -> bool:
     """Return True iff the entry (its exact stored line) sits at `index` under a genuinely signed head.
 
+    `tree_head_json`: a checkpoint note, a tree_heads.jsonl line, or an older JSON head.
     Needs only the published public key: checks the head's Ed25519 signature, that the entry's
     own index field equals `index`, then the RFC 6962 inclusion proof from SHA-256(0x00 || entry)
     to the head's root. Never raises on malformed input; returns False.
     """
     try:
-        head = SignedTreeHead.from_json(tree_head_json)
+        head = parse_head(tree_head_json)
         if not head.verify(load_public_key(public_key_pem)):
             return False
         data = entry_json.rstrip("\n").encode()

@@ -55,6 +55,13 @@ def test_release_certifies_documents_and_moves_production(released):
         assert (folder / f"{name}.md").exists() and (folder / f"{name}.html").exists(), name
     assert json.loads((folder / "sources.json").read_text())["model_version"] == model.ref
     assert event.metadata["model_card"].value.startswith("#")
+    # The release names the signing key and the ledger head it was made under (docs/security.md).
+    from provenance.signing import key_id, load_public_key
+
+    anchor = event.metadata["ledger_head"].value
+    assert event.metadata["ledger_key_id"].value == anchor["key_id"]
+    assert anchor["key_id"] == key_id(load_public_key(Ledger(layout.ledger).public_key_pem()))
+    assert anchor["key_id"] in event.metadata["model_card"].value
     assert aliases(layout)["production"] == model.ref
     events = [e.event_type for e in Ledger(layout.ledger).entries()]
     assert events.count("model_certified") == 1 and events.count("alias_moved") == 1

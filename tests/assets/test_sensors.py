@@ -59,6 +59,84 @@ def test_a_snapshot_in_the_remote_inbox_is_copied_whole_then_registered_once(tmp
     fs.rm(remote, recursive=True)
 
 
+def test_folders_with_invalid_names_are_skipped_and_bogus_partitions_deleted(tmp_path, monkeypatch):
+    monkeypatch.setenv("APERTUS_DATA", str(tmp_path / "data"))
+    inbox = tmp_path / "data" / "inbox"
+    for name in ("good-1", "has space", "-dash", "tab\tname"):
+        (inbox / name).mkdir(parents=True)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("snapshots", ["..", "../../../../etc"])  # left by older code
+        result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in result.run_requests] == ["good-1"]
+        add, delete = result.dynamic_partitions_requests
+        assert list(add.partition_keys) == ["good-1"]
+        assert sorted(delete.partition_keys) == ["..", "../../../../etc"]
+        instance.add_dynamic_partitions("snapshots", ["good-1"])
+        instance.delete_dynamic_partition("snapshots", "..")
+        instance.delete_dynamic_partition("snapshots", "../../../../etc")
+        again = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert not again.run_requests and not again.dynamic_partitions_requests
+        skip = again.skip_reason.skip_message
+        assert "'has space' is not valid" in skip and "'-dash' is not valid" in skip
+
+
+def _remote_inbox(monkeypatch, tmp_path, name: str):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    remote = f"memory://apertus-test-{name}"
+    if fs.exists(remote):
+        fs.rm(remote, recursive=True)
+    monkeypatch.setenv("APERTUS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("APERTUS_INBOX_URL", remote)
+    return fs, remote
+
+
+def test_remote_keys_that_leave_the_snapshot_are_refused(tmp_path, monkeypatch):
+    fs, remote = _remote_inbox(monkeypatch, tmp_path, "escape")
+    fs.pipe(f"{remote}/evil/ok.jsonl", b'{"text": "fine"}\n')
+    fs.pipe(f"{remote}/evil/../../../../escaped.jsonl", b'{"text": "outside"}\n')
+    fs.pipe(f"{remote}/good/a.jsonl", b'{"text": "fine"}\n')
+    with dg.instance_for_test() as instance:
+        result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in result.run_requests] == ["good"]
+    assert not list(tmp_path.rglob("escaped.jsonl"))
+    assert not (tmp_path / "data" / "inbox" / "evil").exists()
+    assert not list((tmp_path / "data" / "inbox").glob(".fetching-*/**/*.jsonl"))  # nothing staged
+    fs.rm(remote, recursive=True)
+
+
+def test_remote_backslash_and_absolute_keys_are_refused():
+    from pipelines.remote_inbox import staged_path
+
+    assert staged_path("a/b.jsonl").as_posix() == "a/b.jsonl"
+    for key in ("../x", "a/../../x", "/etc/passwd", "a\\..\\..\\x", "a//b", "./a", "", "a/\x00b"):
+        with pytest.raises(ValueError, match="would leave the snapshot folder"):
+            staged_path(key)
+
+
+def test_symlinks_in_a_file_drop_are_not_copied_as_their_targets(tmp_path, monkeypatch):
+    secret = tmp_path / "host" / "secret.jsonl"
+    secret.parent.mkdir()
+    secret.write_text('{"text": "HOST SECRET"}\n')
+    drop = tmp_path / "drop" / "delivery"
+    drop.mkdir(parents=True)
+    (drop / "a.jsonl").write_text('{"text": "fine"}\n')
+    (drop / "key.jsonl").symlink_to(secret)
+    (drop / "hostdir").symlink_to(secret.parent, target_is_directory=True)
+    monkeypatch.setenv("APERTUS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("APERTUS_INBOX_URL", f"file://{tmp_path / 'drop'}")
+    with dg.instance_for_test() as instance:
+        result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in result.run_requests] == ["delivery"]
+    copied = tmp_path / "data" / "inbox" / "delivery"
+    assert (copied / "a.jsonl").read_text() == '{"text": "fine"}\n'
+    assert (copied / "key.jsonl").is_symlink() and (copied / "hostdir").is_symlink()
+    assert not any(
+        "HOST SECRET" in p.read_text() for p in copied.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
 def _erasure_request(data, name: str, body: dict):
     folder = data / "requests" / "erasure"
     folder.mkdir(parents=True, exist_ok=True)

@@ -386,7 +386,7 @@ def test_bad_files(tmp_path):
         ("no_text.parquet", None): reasons.NO_TEXT_COLUMN,
         ("corrupt.parquet", None): reasons.UNREADABLE_FILE,
         ("notes.csv", None): reasons.UNREADABLE_FILE,
-        ("garbage.jsonl.gz", None): reasons.UNREADABLE_FILE,
+        ("garbage.jsonl.gz", 0): reasons.BAD_JSON,  # not gzip by its bytes: read as plain JSONL
         ("cut.warc.gz", offsets[-1]): reasons.TRUNCATED_FILE,
         ("odd.warc.gz", odd[0]["offset"]): reasons.HTML_EXTRACTION_FAILED,
         ("odd.warc.gz", odd[1]["offset"]): reasons.BAD_UTF8,

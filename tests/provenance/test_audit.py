@@ -168,7 +168,9 @@ def test_lookup_files_give_the_same_answers_as_a_scan(curated, data_copy):
     data[at] ^= 0x01
     path.write_bytes(bytes(data))
     problems = verify(copy).problems
-    assert len(problems) == 1 and problems[0].startswith(f"{path}: its rows differ")
+    assert len(problems) == 1 and problems[0].startswith(
+        f"{path}: bytes 0..16384 differ from their pinned hash"
+    )
 
 
 def test_verify_passes_on_intact_records(curated, monkeypatch, capsys):
@@ -233,13 +235,13 @@ def test_one_byte_in_a_ledger_entry_fails_verify_naming_it(data_copy, monkeypatc
 def test_forged_tree_head_is_rejected(data_copy, monkeypatch, capsys):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from provenance.signing import SignedTreeHead
+    from provenance.signing import Checkpoint, parse_head
 
     copy, _ = data_copy
     heads = copy.ledger / "tree_heads.jsonl"
     lines = heads.read_text().splitlines()
-    real = SignedTreeHead.from_json(lines[-1])
-    forged = SignedTreeHead.sign(Ed25519PrivateKey.generate(), real.tree_size, "ab" * 32, real.timestamp)
+    real = parse_head(lines[-1])
+    forged = Checkpoint.sign(Ed25519PrivateKey.generate(), real.origin, real.tree_size, "ab" * 32)
     heads.write_text("\n".join(lines[:-1] + [forged.to_json()]) + "\n")
     (copy.ledger / "latest_tree_head.json").write_text(forged.to_json() + "\n")
     code, out = _audit(monkeypatch, capsys, copy, "verify", "--json")

@@ -1,4 +1,4 @@
-"""The catalog's views over a curated snapshot, and the read-only guard of `apertus audit sql`."""
+"""The catalog's tables over a curated snapshot, and the read-only guard of `apertus audit sql`."""
 
 from __future__ import annotations
 

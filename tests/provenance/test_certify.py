@@ -36,6 +36,7 @@ from provenance.finetune import (
 from provenance.hashing import sha256_file
 from provenance.layout import DataLayout
 from provenance.ledger import MODEL_CERTIFIED, MODEL_TRAINED, Ledger, verify_entry_offline
+from provenance.ledger.format import TREE_HEADS
 from provenance.manifest import verify_version
 from provenance.models import load_record
 from tests.model.test_finetune import PASSING, SAMPLE, build_base
@@ -162,10 +163,15 @@ def test_certify_alias_and_rollback_restore_the_certified_bytes(runs, tmp_path):
     served_b = materialize_alias(layout, "production", tmp_path / "served-b.safetensors")
     assert served_b.read_bytes() == (layout.datasets / b / "model.safetensors").read_bytes()
 
+    heads = (layout.ledger / TREE_HEADS).read_text().splitlines()
     back, moved = rollback(layout, "production", a, by="ops")
     assert (
         back.payload["from"] == b and back.payload["to"] == a and back.payload["certified_at"] == cert_a.index
     )
+    # One batch: consecutive entries, one signed tree head covering both, no head after the rollback alone.
+    assert moved.index == back.index + 1 and back.timestamp == moved.timestamp
+    assert len((layout.ledger / TREE_HEADS).read_text().splitlines()) == len(heads) + 1
+    assert Ledger(layout.ledger).tree_head().tree_size == moved.index + 1
     assert alias_target(layout, "production") == a
     restored = materialize_alias(layout, "production", tmp_path / "restored.safetensors")
     assert restored.read_bytes() == (layout.datasets / a / "model.safetensors").read_bytes()

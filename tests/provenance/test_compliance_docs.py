@@ -163,3 +163,25 @@ def test_robots_opt_outs_are_reported_from_the_versions_record(documents, tmp_pa
     text = to_markdown(public_summary(facts))
     assert "3 hosts with a file" in text and f"any of {len(AI_AGENTS)} AI crawler user agents" in text
     assert "was left out: 7 documents" in text and "GPTBot" in text
+
+
+def test_model_card_names_the_key_and_the_ledger_head_it_was_made_under(documents):
+    from provenance.ledger import Ledger
+    from provenance.signing import key_id, load_public_key, parse_head
+
+    layout, _, _, texts = documents
+    anchor = json.loads(texts["sources.json"])["ledger_head"]
+    ledger = Ledger(layout.ledger)
+    assert anchor["key_id"] == key_id(load_public_key(ledger.public_key_pem()))
+    # The smallest head holding every cited entry: here the last erasure request, the last entry written.
+    assert anchor["tree_size"] == ledger.size() and anchor["origin"] == ledger.origin()
+    (signed,) = [
+        head
+        for head in map(parse_head, (layout.ledger / "tree_heads.jsonl").read_text().splitlines())
+        if head.tree_size == anchor["tree_size"]
+    ]
+    assert signed.root_hash == anchor["root_hash"] and signed.verify(ledger.public_key_pem())
+    card = texts["model-card.md"]
+    assert (
+        anchor["key_id"] in card and anchor["root_hash"] in card and f"{anchor['tree_size']} entries" in card
+    )

@@ -7,6 +7,7 @@ Transparency vectors in test_merkle.py) for roots and consistency.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import multiprocessing
@@ -23,6 +24,7 @@ from provenance.ledger import (
     DATASET_VERSION_CREATED,
     ERASURE_REQUESTED,
     EVENT_TYPES,
+    KEY_ADOPTED,
     MODEL_CERTIFIED,
     MODEL_TRAINED,
     ROLLBACK,
@@ -32,7 +34,7 @@ from provenance.ledger import (
 )
 from provenance.ledger import log as ledger_log
 from provenance.merkle import merkle_root, verify_consistency
-from provenance.signing import KEY_ENV
+from provenance.signing import Checkpoint, parse_head
 
 EVENTS = [
     (DATASET_VERSION_CREATED, {"asset": "deduplicated", "version": "ab" * 32, "shards": 3}),
@@ -42,11 +44,6 @@ EVENTS = [
     (ERASURE_REQUESTED, {"url": "https://example.org/a?b=c", "nested": {"z": 1, "a": [1, {"k": True}]}}),
     (ROLLBACK, {"alias": "prod", "to": None}),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _default_key_location(monkeypatch):
-    monkeypatch.delenv(KEY_ENV, raising=False)
 
 
 @pytest.fixture
@@ -89,7 +86,9 @@ def test_append_and_read_back(ledger: Ledger):
     assert (ledger.root / "latest_tree_head.json").read_text().strip() == head.to_json()
     assert ledger.entry(3).payload == EVENTS[3][1]
     assert ledger.verify() == []
-    assert {t for t, _ in EVENTS} == EVENT_TYPES  # every event type round-trips
+    assert {t for t, _ in EVENTS} | {
+        KEY_ADOPTED
+    } == EVENT_TYPES  # every event type round-trips (key_adopted: test_keys)
 
 
 def test_a_second_instance_continues_the_same_log(ledger: Ledger):
@@ -121,9 +120,47 @@ def test_bad_event_type_or_payload_is_refused(tmp_path: Path):
     assert led.size() == 0
 
 
-def test_tree_head_signature_and_forgeries(ledger: Ledger):
+def test_tree_head_is_a_signed_checkpoint_and_forgeries_fail(ledger: Ledger):
     head, pub = ledger.tree_head(), _public_key(ledger)
+    assert isinstance(head, Checkpoint) and head.origin == ledger.origin()
     assert head.verify(pub) and head.verify(ledger.public_key_pem())
+    # Ground truth (c2sp.org/signed-note): plain Ed25519 over the note text, behind a 4-byte key hash.
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    text, signature_line = head.note().split("\n\n")
+    assert (
+        text == f"{head.origin}\n{head.tree_size}\n{base64.b64encode(bytes.fromhex(head.root_hash)).decode()}"
+    )
+    name, encoded = signature_line.rstrip("\n").removeprefix("\u2014 ").split(" ")
+    signature = base64.b64decode(encoded)
+    assert name == head.origin
+    assert signature[:4] == hashlib.sha256(name.encode() + b"\n\x01" + raw).digest()[:4]
+    pub.verify(signature[4:], (text + "\n").encode())  # raises if invalid
+
+    other = Ed25519PrivateKey.generate()
+    forgeries = {
+        "changed root": Checkpoint(head.origin, head.tree_size, "00" * 32, head.signatures),
+        "changed size": Checkpoint(head.origin, head.tree_size + 1, head.root_hash, head.signatures),
+        "changed origin": Checkpoint("apertus.ledger/other", head.tree_size, head.root_hash, head.signatures),
+        "other key": Checkpoint.sign(other, head.origin, head.tree_size, head.root_hash),
+    }
+    for name, forged in forgeries.items():
+        assert not forged.verify(pub), name
+        assert parse_head(forged.to_json()) == forged and parse_head(forged.note()) == forged
+
+    # A forged head written into the log is named by verify().
+    heads_path = ledger.root / "tree_heads.jsonl"
+    lines = _lines(heads_path)
+    lines[2] = forgeries["other key"].to_json().encode()
+    heads_path.write_bytes(b"\n".join(lines) + b"\n")
+    problems = ledger.verify()
+    assert any(re.search(r"tree_heads\.jsonl line 3\b.*signature", p) for p in problems), problems
+
+
+def test_older_json_tree_heads_still_verify_and_forgeries_fail():
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key()
+    head = SignedTreeHead.sign(key, 5, "ab" * 32, "2026-11-28T08:49:10.740247Z")
+    assert head.verify(pub) and parse_head(head.to_json()) == head
     # Ground truth: the signature is plain Ed25519 over the canonical JSON of the unsigned fields.
     unsigned = json.loads(head.to_json())
     del unsigned["signature"]
@@ -163,14 +200,6 @@ def test_tree_head_signature_and_forgeries(ledger: Ledger):
     for name, forged in forgeries.items():
         assert not forged.verify(pub), name
         assert SignedTreeHead.from_json(forged.to_json()) == forged
-
-    # A forged head written into the log is named by verify().
-    heads_path = ledger.root / "tree_heads.jsonl"
-    lines = _lines(heads_path)
-    lines[2] = forgeries["other key"].to_json().encode()
-    heads_path.write_bytes(b"\n".join(lines) + b"\n")
-    problems = ledger.verify()
-    assert any(re.search(r"tree_heads\.jsonl line 3\b.*signature", p) for p in problems), problems
 
 
 def _set_byte(path: Path, offset: int, value: int) -> bytes:
@@ -245,7 +274,8 @@ def test_inclusion_proofs_verify_offline_with_only_published_files(ledger: Ledge
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    head = SignedTreeHead.from_json(head_json)
+    head = parse_head(head_json)
+    wrong_root = Checkpoint(head.origin, head.tree_size, "11" * 32, head.signatures).to_json()
     for i, line in enumerate(lines):
         proof = ledger.inclusion_proof(i)
         assert verify_entry_offline(line, i, proof, head_json, pem)
@@ -257,7 +287,7 @@ def test_inclusion_proofs_verify_offline_with_only_published_files(ledger: Ledge
             line.replace('"payload":{', '"payload":{"x":1,'), i, proof, head_json, pem
         )
         assert not verify_entry_offline(line, i, proof, head_json, other_pem)
-        assert not verify_entry_offline(line, i, proof, head_json.replace(head.root_hash, "11" * 32), pem)
+        assert not verify_entry_offline(line, i, proof, wrong_root, pem)
         if proof:
             assert not verify_entry_offline(line, i, proof[:-1], head_json, pem)
         # ... and against every older signed head that already contained it.
@@ -270,7 +300,7 @@ def test_inclusion_proofs_verify_offline_with_only_published_files(ledger: Ledge
 def test_consistency_between_tree_heads(ledger: Ledger):
     for _ in range(5):
         ledger.append(MODEL_TRAINED, {"more": True})
-    heads = [SignedTreeHead.from_json(x) for x in (ledger.root / "tree_heads.jsonl").read_text().splitlines()]
+    heads = [parse_head(x) for x in (ledger.root / "tree_heads.jsonl").read_text().splitlines()]
     pub = _public_key(ledger)
     for old in heads:
         for new in heads[old.tree_size - 1 :]:
@@ -285,12 +315,13 @@ def test_consistency_between_tree_heads(ledger: Ledger):
         ledger.consistency_proof(3, ledger.size() + 1)
 
 
-def test_key_files_permissions_and_override(tmp_path: Path, monkeypatch):
+def test_the_key_lives_in_the_key_folder_not_the_data_folder(tmp_path: Path, instance_keys: Path):
     led = Ledger(tmp_path / "a")
     led.append(MODEL_TRAINED, {})
-    key_file = tmp_path / "a" / "keys" / "ledger_ed25519.pem"
+    assert not (tmp_path / "a" / "keys").exists()
+    key_file = instance_keys / "ledger_ed25519.pem"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(instance_keys.stat().st_mode) == 0o700
     private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     published = (tmp_path / "a" / "public_key.pem").read_bytes()
     assert (
@@ -299,17 +330,6 @@ def test_key_files_permissions_and_override(tmp_path: Path, monkeypatch):
         )
         == published
     )
-
-    elsewhere = tmp_path / "secrets" / "ledger.pem"
-    monkeypatch.setenv(KEY_ENV, str(elsewhere))
-    Ledger(tmp_path / "b").append(MODEL_TRAINED, {})
-    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o600 and not (tmp_path / "b" / "keys").exists()
-    with pytest.raises(ValueError, match="does not match"):  # another ledger's key cannot sign here
-        Ledger(tmp_path / "a").append(MODEL_TRAINED, {})
-
-    elsewhere.chmod(0o644)
-    with pytest.raises(ValueError, match="chmod 600"):
-        Ledger(tmp_path / "b").append(MODEL_TRAINED, {})
 
 
 def test_interrupted_appends_are_cut_off_by_the_next_append(ledger: Ledger):
@@ -387,7 +407,7 @@ def test_append_many_commits_a_batch_under_one_signed_head(ledger: Ledger):
     assert [e.canonical_json.encode() for e in entries] == lines[6:]
     assert (ledger.root / "tree_heads.jsonl").read_bytes().count(b"\n") == heads_before + 1  # one head
     head = ledger.tree_head()
-    assert head.tree_size == 56 and head.timestamp == entries[0].timestamp
+    assert head.tree_size == 56
     assert head.root_hash == merkle_root(lines).hex()  # over the raw lines
     for e in (entries[0], entries[17], entries[-1]):  # every entry of the batch proves against it
         proof = ledger.inclusion_proof(e.index)

@@ -1,4 +1,4 @@
-"""Lookup files (format apertus.lookup/2): layout on disk, answers equal to a scan, size, checks.
+"""Lookup files (format apertus.lookup/3): layout on disk, answers equal to a scan, size, checks.
 
 Runs on a copy of the shared `curated` data folder; ground truth is read from the versions'
 index and exclusions Parquet with pyarrow and hashlib, independently of the lookup code.
@@ -68,9 +68,16 @@ def test_file_layout_is_as_documented(copy):
     assert Counter(k[:8] for k in keys) == Counter(
         hashlib.sha256(r["url"].encode()).digest()[:8] for r in rows if r["url"] is not None
     )
-    sections = [header["sections"][s] for s in ("sha256", "url_keys", "block_offsets", "blocks")]
+    names = ("sha256", "url_keys", "block_offsets", "blocks", "block_hashes")
+    sections = [header["sections"][s] for s in names]
     assert sections[0][0] == 12 + size and sections[-1][0] + sections[-1][1] == len(blob)
     assert all(a[0] + a[1] == b[0] for a, b in zip(sections, sections[1:], strict=False))
+    # block_hashes: sha256 of every 16 KiB piece of what precedes it; the root is their sha256.
+    start, length = header["sections"]["block_hashes"]
+    pieces = [blob[i : min(i + 16384, start)] for i in range(0, start, 16384)]
+    assert blob[start:] == b"".join(hashlib.sha256(p).digest() for p in pieces)
+    with LookupFile(path) as opened:
+        assert opened.root() == hashlib.sha256(blob[start:]).hexdigest()
 
 
 def test_every_row_is_found_by_url_and_by_sha256_as_in_the_tables(copy):

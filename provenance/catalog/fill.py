@@ -1,0 +1,325 @@
+"""Filling the catalog: a sealed version's rows from its own verified files, and the ledger's new entries.
+
+Only files a version's manifest lists are read, each checked against its recorded sha256 before
+its bytes are decoded; a folder without a manifest, or a file its manifest does not list, never
+reaches the catalog. Nothing here globs a folder or re-reads a version already catalogued.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+
+from provenance.catalog.tables import CATALOG_FORMAT, create_schema
+from provenance.hashing import sha256_bytes
+from provenance.layout import DataLayout
+from provenance.ledger import Ledger, LedgerEntry
+from provenance.ledger.format import ENTRIES, LEAF_HASHES
+from provenance.manifest import MANIFEST, Manifest, version_id_of
+from provenance.merkle import HASH_SIZE
+from provenance.signing import canonical_json
+
+# The files of a version that have rows in the catalog, by their path in the version folder.
+INDEX_FILE = "index.parquet"
+EXCLUSIONS_FILE = "exclusions.parquet"
+QUARANTINE_FILE = re.compile(r"quarantine/[^/]+\.parquet")
+SEQUENCES_FILE = re.compile(r"stages/([^/]+)/sequences\.parquet")  # of token_shards versions
+SEQUENCE_USE_FILE = "sequence_use.parquet"  # of model versions (model/usage.py)
+TOKEN_SHARDS = "token_shards"
+# A listed path is read only if it is plain: relative, no "..", no glob or quoting characters.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """What a current-format catalog holds: its versions (``asset/id``) and ledger entries."""
+
+    refs: frozenset[str]
+    ledger_entries: int
+
+
+def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """A writable connection to a catalog file that reads no other file: rows arrive as Arrow
+    tables decoded here from verified bytes, never through a DuckDB file reader."""
+    return duckdb.connect(
+        str(path),
+        config={
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
+
+
+def read_state(layout: DataLayout) -> CatalogState | None:
+    """The catalog's contents, or None when it is missing or of an older format (views, absolute
+    paths). Cost: O(catalogued versions)."""
+    if not layout.catalog.exists():
+        return None
+    con = duckdb.connect(str(layout.catalog), read_only=True)
+    try:
+        try:
+            state = dict(con.execute("SELECT name, value FROM catalog_state").fetchall())
+        except duckdb.CatalogException:
+            return None
+        if state.get("format") != CATALOG_FORMAT:
+            return None
+        refs = con.execute("SELECT asset || '/' || dataset_version FROM dataset_versions").fetchall()
+        (entries,) = con.execute("SELECT count(*) FROM ledger_entries").fetchone()
+        return CatalogState(frozenset(r for (r,) in refs), entries)
+    finally:
+        con.close()
+
+
+def sealed_refs(layout: DataLayout) -> set[str]:
+    """``asset/id`` of every folder ``datasets/<asset>/<id>/`` holding a manifest (symlinked folders
+    are not versions). Lists two directory levels and reads no file: O(versions)."""
+    refs = set()
+    if not layout.datasets.is_dir():
+        return refs
+    for asset in layout.datasets.iterdir():
+        if asset.name.startswith(".") or asset.is_symlink() or not asset.is_dir():
+            continue
+        for folder in asset.iterdir():
+            if not folder.is_symlink() and (folder / MANIFEST).is_file():
+                refs.add(f"{asset.name}/{folder.name}")
+    return refs
+
+
+def committed_entries(layout: DataLayout) -> int:
+    """The number of committed ledger entries (from the size of its leaf-hash file: O(1))."""
+    return Ledger(layout.ledger).size()
+
+
+@contextmanager
+def catalog_lock(layout: DataLayout, *, shared: bool = False) -> Iterator[None]:
+    """Writers of the catalog hold it exclusively, readers shared: DuckDB refuses to open a file
+    another process is writing, so a reader waits for the writer here instead of failing, and
+    the other way round. A reader of a data folder it cannot write (a read-only copy) reads
+    without the lock: no writer can be there either."""
+    path = layout.root / ".catalog.lock"
+    try:
+        if not shared:
+            layout.root.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a")  # noqa: SIM115 (closed below; a with-block would not cover the fallback)
+    except OSError:
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.close()  # releases the lock
+
+
+def rebuild(layout: DataLayout) -> None:
+    """Write a new catalog from every sealed version and the whole ledger, then swap it in (readers
+    holding the old file keep it). Caller holds ``catalog_lock``. Cost: O(all versions' catalogued
+    files + ledger entries); only for a missing or older-format catalog."""
+    fresh = layout.catalog.with_name(layout.catalog.name + ".rebuild")
+    for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = connect_for_writing(fresh)
+    try:
+        create_schema(con)
+        add_versions(con, layout, sealed_refs(layout))
+        append_ledger(con, layout)
+    finally:
+        con.close()
+    layout.catalog.with_name(layout.catalog.name + ".wal").unlink(missing_ok=True)
+    os.replace(fresh, layout.catalog)
+
+
+def add_versions(con: duckdb.DuckDBPyConnection, layout: DataLayout, refs: set[str]) -> None:
+    """Add the versions ``refs`` in the order they were sealed (so a rebuild orders rows as the
+    incremental catalog did). Cost: O(their catalogued files)."""
+    manifests = [_checked_manifest(layout, ref) for ref in refs]
+    for raw, manifest in sorted(manifests, key=lambda m: (m[1].created_at, m[1].ref)):
+        _add_version(con, layout.datasets / manifest.asset / manifest.version_id, raw, manifest)
+
+
+def _checked_manifest(layout: DataLayout, ref: str) -> tuple[dict, Manifest]:
+    asset, _, version_id = ref.partition("/")
+    path = layout.datasets / asset / version_id / MANIFEST
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest.from_dict(raw)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: not a readable manifest ({error}); run `apertus audit verify`") from None
+    if (manifest.asset, manifest.version_id) != (asset, version_id) or version_id_of(
+        manifest.files
+    ) != version_id:
+        raise ValueError(
+            f"{path}: its asset, version_id or files do not match the folder {ref}; run `apertus audit verify`"
+        )
+    return raw, manifest
+
+
+def _add_version(con: duckdb.DuckDBPyConnection, folder: Path, raw: dict, manifest: Manifest) -> None:
+    con.begin()
+    try:
+        for entry in manifest.files:
+            target = _rows_of(manifest, entry.path)
+            if target is not None:
+                table, constants = target
+                _insert(con, table, constants, _verified_parquet(folder, entry.path, entry.sha256))
+        con.execute(
+            "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?::JSON, ?::JSON, ?::JSON)",
+            [
+                manifest.version_id, manifest.asset, manifest.snapshot, list(manifest.parents),
+                manifest.code_version, manifest.created_at, json.dumps(raw.get("config", {})),
+                json.dumps(raw.get("stats", {})), json.dumps([asdict(f) for f in manifest.files]),
+            ],
+        )  # fmt: skip
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def _rows_of(manifest: Manifest, path: str) -> tuple[str, dict[str, str | None]] | None:
+    """The table a listed file's rows go to, with the columns the version gives them; None for a
+    file with no rows in the catalog (shards, text, weights)."""
+    version = {"asset": manifest.asset, "dataset_version": manifest.version_id}
+    if path == INDEX_FILE:
+        return "document_index", version
+    if path == EXCLUSIONS_FILE:
+        return "exclusions", version
+    if QUARANTINE_FILE.fullmatch(path):
+        return "quarantine", {"dataset_version": manifest.version_id}
+    stage = SEQUENCES_FILE.fullmatch(path)
+    if stage and manifest.asset == TOKEN_SHARDS:
+        return "sequences", {"token_shards_version": manifest.version_id, "stage": stage.group(1)}
+    if path == SEQUENCE_USE_FILE:
+        # The token_shards version a model trained on is its manifest's token_shards parent.
+        shards = [p.partition("/")[2] for p in manifest.parents if p.startswith(TOKEN_SHARDS + "/")]
+        return "training_use", {
+            "model_asset": manifest.asset,
+            "model_version": manifest.version_id,
+            "token_shards_version": shards[0] if shards else None,
+        }
+    return None
+
+
+def _verified_parquet(folder: Path, path: str, sha256: str):
+    """The Parquet table of a listed file, decoded from the very bytes whose hash was checked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    location = folder / path
+    if not _PLAIN_PATH.fullmatch(path) or ".." in path.split("/"):
+        raise ValueError(f"{folder / MANIFEST}: lists {path!r}, not a plain relative path")
+    parts = [folder.joinpath(*path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
+    if any(p.is_symlink() for p in parts):
+        raise ValueError(f"{location}: a symlink inside a version; run `apertus audit verify`")
+    data = location.read_bytes()
+    if sha256_bytes(data) != sha256:
+        raise ValueError(
+            f"{location}: sha256 differs from the one recorded in {folder / MANIFEST}; run `apertus audit verify`"
+        )
+    return pq.read_table(pa.BufferReader(data))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, constants: dict, rows) -> None:
+    """Insert ``rows`` (an Arrow table) into ``table`` by column name, with ``constants`` as the
+    version's columns; a column the table lacks is added (as a union of the files' columns would)."""
+    con.register("incoming", rows)
+    try:
+        existing = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        incoming = con.execute("DESCRIBE incoming").fetchall()
+        for name, kind, *_ in incoming:
+            if name not in existing and name not in constants:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {_quoted(name)} {kind}")
+        shadowed = [_quoted(n) for n, *_ in incoming if n in constants]
+        columns = ", ".join(f"?::VARCHAR AS {_quoted(n)}" for n in constants)
+        rest = f"* EXCLUDE ({', '.join(shadowed)})" if shadowed else "*"
+        con.execute(
+            f"INSERT INTO {table} BY NAME SELECT {columns}, {rest} FROM incoming", list(constants.values())
+        )
+    finally:
+        con.unregister("incoming")
+
+
+def append_ledger(con: duckdb.DuckDBPyConnection, layout: DataLayout) -> None:
+    """Append the committed ledger entries past the last one the catalog holds, each checked against
+    its leaf hash. Cost: O(new entries); O(all entries) only if the entries file is no longer the
+    one the catalog read (it shrank or its line at the stored offset is not the next entry)."""
+    committed = committed_entries(layout)
+    held = con.execute("SELECT count(*) FROM ledger_entries").fetchone()[0]
+    (offset,) = con.execute("SELECT value FROM catalog_state WHERE name = 'ledger_offset'").fetchone()
+    if committed == held:
+        return
+    new = None
+    if committed > held:
+        try:
+            new, end = _read_entries(layout, held, committed, offset)
+        except ValueError:
+            new = None  # not the file the catalog read: read it whole again
+    if new is None:
+        held = 0
+        new, end = _read_entries(layout, 0, committed, 0)  # ValueError naming the file if it is bad
+    import pyarrow as pa
+
+    rows = pa.table(
+        {
+            "index": pa.array([e.index for e in new], pa.int64()),
+            "timestamp": [e.timestamp for e in new],
+            "event_type": [e.event_type for e in new],
+            "payload": [canonical_json(e.payload).decode() for e in new],
+        }
+    )
+    con.begin()
+    try:
+        if held == 0:
+            con.execute("DELETE FROM ledger_entries")
+        con.register("incoming", rows)
+        con.execute(
+            'INSERT INTO ledger_entries SELECT "index", timestamp, event_type, payload::JSON FROM incoming'
+        )
+        con.unregister("incoming")
+        con.execute("UPDATE catalog_state SET value = ? WHERE name = 'ledger_offset'", [end])
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def _read_entries(layout: DataLayout, first: int, end: int, offset: int) -> tuple[list[LedgerEntry], int]:
+    """Entries ``first`` … ``end - 1`` read from byte ``offset`` of the entries file, each matched to
+    its leaf hash; and the offset past them. ValueError naming the file when they do not match."""
+    entries, hashes = layout.ledger / ENTRIES, layout.ledger / LEAF_HASHES
+    with open(hashes, "rb") as f:
+        f.seek(first * HASH_SIZE)
+        leaves = f.read((end - first) * HASH_SIZE)
+    found = []
+    with open(entries, "rb") as f:
+        f.seek(offset)
+        for index in range(first, end):
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                raise ValueError(f"{entries}: entry {index} is missing; run `apertus audit verify`")
+            try:
+                entry = LedgerEntry.from_line(line[:-1])
+            except ValueError as error:
+                raise ValueError(f"{entries}: entry {index}: {error}; run `apertus audit verify`") from None
+            leaf = leaves[(index - first) * HASH_SIZE : (index - first + 1) * HASH_SIZE]
+            if entry.index != index or bytes.fromhex(entry.leaf_hash) != leaf:
+                raise ValueError(
+                    f"{entries}: entry {index} does not match its leaf hash in {hashes}; run `apertus audit verify`"
+                )
+            found.append(entry)
+        return found, f.tell()

@@ -1,0 +1,57 @@
+"""Run a snapshot folder through the reader and the shard writer under an address-space limit, in a
+process of its own: ``python -m tests.pipelines.budget_probe HEADROOM_BYTES SNAPSHOT_DIR WORK_DIR [BUDGETS_JSON]``.
+
+The limit (RLIMIT_AS) is the address space mapped once the libraries are imported and Arrow's memory
+pool is started (about 1.4 GB, most of it mimalloc's reservation, barely resident), plus
+``HEADROOM_BYTES``. Prints one JSON line: the documents written (their text lengths), the quarantine
+rows, the baseline and the peak resident memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+def main() -> None:
+    headroom, snapshot_dir, work = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    budgets = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    from pipelines.readers import SnapshotReader, read_quarantine
+    from pipelines.readers.budgets import ByteBudgets
+    from pipelines.shards import DocumentShardWriter
+
+    pa.array(["start the memory pool"]).to_pylist()
+    baseline = _mapped_bytes()
+    resource.setrlimit(resource.RLIMIT_AS, (baseline + headroom, baseline + headroom))
+    reader = SnapshotReader(snapshot_dir, "hostile", work / "quarantine", budgets=ByteBudgets(**budgets))
+    writer = DocumentShardWriter(work / "shards")
+    for _ in writer.run(reader.run()):
+        pass
+    writer.close()  # datatrove closes in run(); a second close is a no-op
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before reading the output back
+    documents = []  # text length of each document written, a row group at a time
+    for shard in sorted((work / "shards").glob("*.parquet")):
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=1, columns=["text"]):
+            documents += pc.binary_length(batch.column(0)).to_pylist()
+    quarantine = [
+        {k: r[k] for k in ("file", "offset", "reason", "detail")}
+        for r in read_quarantine(work / "quarantine")
+    ]
+    print(
+        json.dumps({"documents": documents, "quarantine": quarantine, "baseline": baseline, "peak_rss": peak})
+    )
+
+
+def _mapped_bytes() -> int:
+    """This process's address space now (VmSize), in bytes."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmSize:")[1].split()[0]) * 1024
+
+
+if __name__ == "__main__":
+    main()
