@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import dagster as dg
+import pytest
 
 from assets.definitions import defs
 from assets.sensors import erasure_requests, new_snapshots
