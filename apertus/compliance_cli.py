@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from provenance.layout import DataLayout
 
@@ -27,10 +28,18 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _impact(args: argparse.Namespace) -> int:
-    from provenance.erasure import find_request, impact
+    from provenance.erasure import find_request, impact, recorded_entries
 
     layout = DataLayout.from_env()
-    result = impact(layout, find_request(layout, args.request))
+    request = find_request(layout, args.request)
+    entries = recorded_entries(layout, request.request_id)
+    if len(entries) > 1:  # older code could record one request twice; it is still one request
+        print(
+            f"note: request {request.request_id[:12]} is recorded {len(entries)} times (ledger entries "
+            f"{', '.join(map(str, entries))}); the first, entry {entries[0]}, is shown",
+            file=sys.stderr,
+        )
+    result = impact(layout, request)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1, sort_keys=True))
         return 0

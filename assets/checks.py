@@ -1,5 +1,7 @@
 """Asset checks every dataset-version asset runs after it materializes, and how to report them."""
 
+from collections.abc import Collection
+
 import dagster as dg
 
 from pipelines.steps import StepResult
@@ -13,9 +15,12 @@ VERSION_CHECKS = ("version_verifies", "ledger_verifies")
 Outcome = tuple[bool, dict]
 
 
-def check_specs(asset: str, *extra: str) -> list[dg.AssetCheckSpec]:
-    """The version checks plus ``extra`` asset-specific ones, declared on the asset."""
-    return [dg.AssetCheckSpec(name, asset=asset) for name in (*VERSION_CHECKS, *extra)]
+def check_specs(asset: str, *extra: str, blocking: Collection[str] = ()) -> list[dg.AssetCheckSpec]:
+    """The version checks plus ``extra`` asset-specific ones, declared on the asset. A check named in
+    ``blocking`` that fails fails the step, so the run fails and nothing downstream of it runs."""
+    return [
+        dg.AssetCheckSpec(name, asset=asset, blocking=name in blocking) for name in (*VERSION_CHECKS, *extra)
+    ]
 
 
 def version_outcomes(result: StepResult, layout: DataLayout) -> dict[str, Outcome]:

@@ -30,10 +30,13 @@ _EXTRA_CHECKS = {
     steps.DEDUPLICATED: ("not_empty", "dedup_rate_within_bounds"),
 }
 MAX_DEDUP_RATE = 0.5  # more than half a snapshot removed as duplicates means something upstream broke
+# A kept document that an applied erasure request names is a leak: the run must fail (and `apertus
+# curate` exit non-zero) before anything downstream reads the version.
+BLOCKING_CHECKS = ("erasure_requests_suppressed",)
 
 
 def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return check_specs(asset, *_EXTRA_CHECKS[asset])
+    return check_specs(asset, *_EXTRA_CHECKS[asset], blocking=BLOCKING_CHECKS)
 
 
 def _outcomes(asset: str, result: steps.StepResult, layout) -> dict:

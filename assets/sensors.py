@@ -70,6 +70,7 @@ def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 
 ERASURE_REQUESTS = ("requests", "erasure")  # under the data folder, outside the inbox (not a snapshot)
+REJECTED = "rejected"  # beside the request files: malformed ones, each with <name>.reason.txt
 REQUEST_FIELDS = ("kind", "value", "note", "requested_at")
 
 
@@ -92,26 +93,43 @@ def read_request_file(path: Path) -> dict:
         raise ValueError(
             f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_FIELDS)}"
         )
+    if not all(isinstance(body.get(k), str) for k in ("kind", "value")) or not all(
+        body.get(k) is None or isinstance(body[k], str) for k in ("note", "requested_at")
+    ):
+        raise ValueError(f"{path}: kind, value, note and requested_at must be strings")
     return body
 
 
 def _record(layout: DataLayout, path: Path, body: dict) -> str:
-    """Record the request in the ledger unless it is there already (a re-read file, a reset cursor);
-    return its request id. Without ``requested_at`` the file's modification time stands in, so the
-    same file always yields the same request."""
-    from provenance.erasure import normalize_value, record_request, request_id_of, requests
+    """Record the request in the ledger unless it is there already (a re-read file, a reset cursor,
+    another writer at the same moment: ``record_request`` checks and appends under its lock); return
+    its request id. Without ``requested_at`` the file's modification time stands in, so the same
+    file always yields the same request."""
+    from provenance.erasure import record_request
 
     requested_at = body.get("requested_at") or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(
         timespec="seconds"
     ).replace("+00:00", "Z")
-    kind, note = body["kind"], body.get("note")
     try:
-        request_id = request_id_of(kind, normalize_value(kind, body["value"]), requested_at, note)
+        request = record_request(
+            layout, body["kind"], body["value"], body.get("note"), requested_at=requested_at
+        )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    if request_id not in {r.request_id for r in requests(layout)}:
-        record_request(layout, kind, body["value"], note, requested_at=requested_at)
-    return request_id
+    return request.request_id
+
+
+def reject_request_file(path: Path, reason: str) -> Path:
+    """Move a malformed request file into ``rejected/`` beside it, with ``<name>.reason.txt`` saying
+    why (a name already taken there gets a numbered suffix); return its new path."""
+    folder = path.parent / REJECTED
+    folder.mkdir(exist_ok=True)
+    target, n = folder / path.name, 1
+    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
+        target, n = folder / f"{path.stem}.{n}{path.suffix}", n + 1
+    path.replace(target)
+    target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+    return target
 
 
 @dg.sensor(
@@ -120,10 +138,12 @@ def _record(layout: DataLayout, path: Path, body: dict) -> str:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Records every new erasure request file in <data>/requests/erasure/ in the ledger and "
-        "re-curates every snapshot with it applied, once per file content."
+        "re-curates every snapshot with it applied, once per file content; a malformed file is "
+        "moved to requests/erasure/rejected/ with its reason."
     ),
 )
 def erasure_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Cost per tick: one hash per request file in the folder, one ledger read per new file."""
     layout = DataLayout.from_env()
     folder = erasure_request_folder(layout)
     processed = set(json.loads(context.cursor)) if context.cursor else set()
@@ -137,11 +157,18 @@ def erasure_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if not new:
         return dg.SensorResult(skip_reason=f"no new erasure request files in {folder}")
     names = context.instance.get_dynamic_partitions(snapshots.name)
-    requests = []
+    requests, rejected = [], []
     for path, digest in new:
         if digest in processed:  # two files with the same content in one tick: one request
             continue
-        request_id = _record(layout, path, read_request_file(path))
+        try:
+            request_id = _record(layout, path, read_request_file(path))
+        except ValueError as exc:
+            # One bad file must not stop the valid ones: it leaves the folder, with its reason.
+            moved = reject_request_file(path, str(exc))
+            context.log.warning(f"rejected erasure request file {path}: {exc} (moved to {moved})")
+            rejected.append(path.name)
+            continue
         context.log.info(f"erasure request {request_id[:12]} from {path}: re-curating {len(names)} snapshots")
         requests += [
             dg.RunRequest(
@@ -156,8 +183,12 @@ def erasure_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             for name in names
         ]
         processed.add(digest)
+    recorded = len(new) - len(rejected)
+    skip = f"recorded {recorded} request(s); no snapshots to re-curate" if recorded else "no valid request"
+    if rejected:
+        skip += f"; rejected {', '.join(rejected)} (see {folder / REJECTED})"
     return dg.SensorResult(
         run_requests=requests,
         cursor=json.dumps(sorted(processed)),
-        skip_reason=None if requests else f"recorded {len(new)} request(s); no snapshots to re-curate",
+        skip_reason=None if requests else skip,
     )

@@ -36,4 +36,7 @@ NEAR_DUPLICATE = "near_duplicate"
 # Rights of others (ingest): an erasure or opt-out request recorded in the ledger (details name it),
 # and a robots.txt that reserves the page from AI crawlers (details name the agent, file and rule)
 SUPPRESSED_ERASURE_REQUEST = "suppressed:erasure_request"
+# A document whose text could not be searched for the requests' patterns within the per-document
+# budget: dropped, fail closed (details name the requests, the time spent and the budget)
+SUPPRESSION_TIMEOUT = "suppression:timeout"
 OPTOUT_ROBOTS_TXT = "optout:robots_txt"

@@ -10,37 +10,45 @@ and the id names it everywhere else (the suppression filter's exclusion rows, th
 ``impact`` answers "where is it?": every dataset version holding a matching document, kept or only
 excluded (and whether that exclusion row still carries the text), and every model version whose
 token shards hold it, with the sequences that were trained on. Matching documents are found in the
-catalog (URL, host, hash) or in the shards' text (DuckDB ``regexp_matches``, RE2 syntax); they are
-then followed by document id through every version, because later steps rewrite the text (PII
-redaction) but never the id. docs/compliance.md describes the workflow.
+catalog (URL, host, hash) or in the shards' text (``provenance.erasure_match``, RE2, the matcher the
+suppression filter and its check use too); they are then followed by document id through every
+version, because later steps rewrite the text (PII redaction) but never the id.
+
+Requests are recorded under an advisory lock of their own (``<data>/requests/.lock``), held from
+reading the recorded requests to appending the new one, so concurrent writers (the sensor, the CLI,
+in any process) record the same request once. docs/compliance.md describes the workflow.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from provenance.audit.versions import depth, load_versions
 from provenance.catalog import refresh_catalog
+from provenance.erasure_match import HOST_PATTERN, KINDS, RequestMatcher, compile_pattern, url_host
 from provenance.erasure_models import ModelImpact, model_impacts, tokenizer_impacts
 from provenance.layout import DataLayout
 from provenance.ledger import ERASURE_REQUESTED, Ledger
 from provenance.signing import canonical_json
 
-KINDS = ("url", "domain", "sha256", "regex")
 REQUEST_FORMAT = "apertus.erasure-request/1"
-# The host of a URL, for ``domain`` requests: the same pattern in Python ``re`` and DuckDB (RE2).
-HOST_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^@/?#]*@)?(\[[^\]/?#]*\]|[^:/?#]*)"
-_HOST = re.compile(HOST_PATTERN)
+# Serializes request writers across processes (read the recorded requests, then append); see
+# ``request_lock``. Beside the request files, outside the ledger folder.
+REQUESTS_LOCK = ("requests", ".lock")
 _DOMAIN = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 SUPPRESSED = "suppressed:erasure_request"  # pipelines.reasons.SUPPRESSED_ERASURE_REQUEST
+SUPPRESSION_TIMEOUT = "suppression:timeout"  # pipelines.reasons.SUPPRESSION_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -58,14 +66,6 @@ class ErasureRequest:
     def as_filter(self) -> dict:
         """What the suppression filter needs, as plain data: id, kind and value."""
         return {"request_id": self.request_id, "kind": self.kind, "value": self.value}
-
-
-def url_host(url: str | None) -> str | None:
-    """The lower-cased host of ``url`` (no user, port or trailing dot); None when it has none."""
-    match = _HOST.match(url or "")
-    if match is None:
-        return None
-    return match.group(1).lower().rstrip(".") or None
 
 
 def normalize_value(kind: str, value: str) -> str:
@@ -88,27 +88,23 @@ def normalize_value(kind: str, value: str) -> str:
         if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
             raise ValueError(f"--sha256 {value!r}: expected 64 hex digits (sha256 of the normalized text)")
     if kind == "regex":
-        _check_regex(value)
+        compile_pattern(value)  # the one matcher's syntax (RE2): refused here, never at curation
     return value
 
 
-def _check_regex(pattern: str) -> None:
-    """The suppression filter matches with Python ``re``, impact and checks with RE2 (DuckDB): a
-    pattern must compile in both, so that the two agree on which documents it names."""
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise ValueError(f"--regex {pattern!r}: not a valid regular expression ({e})") from None
-    con = duckdb.connect()
-    try:
-        con.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
-    except duckdb.Error as e:
-        raise ValueError(
-            f"--regex {pattern!r}: outside the RE2 syntax DuckDB matches with (no look-around or "
-            f"back-references): {e}"
-        ) from None
-    finally:
-        con.close()
+@contextmanager
+def request_lock(layout: DataLayout) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock`` on ``<data>/requests/.lock``) serializing every
+    writer of requests, in any process: whoever holds it reads the recorded requests and appends
+    a new one before the next writer reads. Only ``record_request`` takes it."""
+    path = layout.root.joinpath(*REQUESTS_LOCK)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def request_id_of(kind: str, value: str, requested_at: str, note: str | None) -> str:
@@ -128,7 +124,8 @@ def record_request(
 ) -> ErasureRequest:
     """Validate a request and append it to the ledger as ``erasure_requested``; return it. The same
     request (same fields, hence the same id) recorded again is not appended twice: the recorded one
-    is returned.
+    is returned; the check and the append happen under ``request_lock``, so concurrent calls with
+    the same request append it once. Cost: one read of the ledger's entries (as ``requests``).
 
     ``note``: a reference to the request's paper trail (ticket number, requester reference); it is
     published in the ledger, so it must hold no personal data beyond the value itself.
@@ -136,9 +133,6 @@ def record_request(
     value = normalize_value(kind, value)
     requested_at = requested_at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     request_id = request_id_of(kind, value, requested_at, note)
-    recorded = next((r for r in requests(layout) if r.request_id == request_id), None)
-    if recorded is not None:
-        return recorded
     payload = {
         "format": REQUEST_FORMAT,
         "request_id": request_id,
@@ -147,7 +141,11 @@ def record_request(
         "requested_at": requested_at,
         "note": note,
     }
-    entry = Ledger(layout.ledger).append(ERASURE_REQUESTED, payload)
+    with request_lock(layout):
+        recorded = next((r for r in requests(layout) if r.request_id == request_id), None)
+        if recorded is not None:
+            return recorded
+        entry = Ledger(layout.ledger).append(ERASURE_REQUESTED, payload)
     refresh_catalog(layout)  # the ledger_entries view exists only once the ledger has entries
     return ErasureRequest(request_id, kind, value, requested_at, note, entry.index)
 
@@ -179,41 +177,38 @@ def requests(layout: DataLayout) -> list[ErasureRequest]:
 
 
 def find_request(layout: DataLayout, id_or_prefix: str) -> ErasureRequest:
-    """The recorded request whose id starts with ``id_or_prefix``; ValueError unless exactly one does."""
+    """The recorded request whose id is or starts with ``id_or_prefix``; ValueError when none does,
+    or when the prefix names several different requests. A request recorded more than once (older
+    code could, see ``record_request``) is the same request: its first entry is returned
+    (``recorded_entries`` lists them all)."""
     prefix = id_or_prefix.strip().lower()
     matches = [r for r in requests(layout) if r.request_id.startswith(prefix)] if prefix else []
-    if len(matches) != 1:
-        found = "no recorded request matches" if not matches else f"{len(matches)} requests match"
+    ids = sorted({r.request_id for r in matches})
+    if len(ids) != 1:
+        found = "no recorded request matches" if not ids else f"{len(ids)} different requests match"
         raise ValueError(f"{id_or_prefix!r}: {found} (record one with `apertus compliance request`)")
     return matches[0]
 
 
+def recorded_entries(layout: DataLayout, request_id: str) -> list[int]:
+    """The ledger entries recording ``request_id`` (more than one only for duplicates of older code)."""
+    return [r.ledger_index for r in requests(layout) if r.request_id == request_id]
+
+
 def matcher(request: Mapping) -> Callable[[str | None, str | None, str], bool]:
-    """A function (url, sha256, text) -> bool that is True for the documents ``request`` names:
-    the Python side of the matching that ``impact`` and ``suppression_check`` do in SQL."""
-    kind, value = request["kind"], request["value"]
-    if kind == "url":
-        return lambda url, sha256, text: url == value
-    if kind == "domain":
-
-        def in_domain(url, sha256, text):
-            host = url_host(url)
-            return host is not None and (host == value or host.endswith("." + value))
-
-        return in_domain
-    if kind == "sha256":
-        return lambda url, sha256, text: sha256 == value
-    if kind == "regex":
-        pattern = re.compile(value)
-        return lambda url, sha256, text: pattern.search(text or "") is not None
-    raise ValueError(f"request kind {kind!r}: expected one of {', '.join(KINDS)}")
+    """A function (url, sha256, text) -> bool that is True for the documents ``request`` names,
+    through the one matcher (``provenance.erasure_match``) the filter, impact and check use."""
+    one = RequestMatcher([{"request_id": "", "kind": request["kind"], "value": request["value"]}])
+    return lambda url, sha256, text: bool(one.all_matches(url, sha256, text))
 
 
 def sql_condition(
     request: Mapping, *, url: str = "url", sha256: str = "sha256", text: str = "text"
 ) -> tuple[str, list]:
-    """(SQL boolean expression, parameters) naming the rows ``request`` matches, over the given columns."""
+    """(SQL boolean expression, parameters) naming the rows ``request`` matches by URL, host or hash,
+    over the given columns. Patterns are never matched in SQL: only ``RequestMatcher`` searches text."""
     kind, value = request["kind"], request["value"]
+    assert kind != "regex", "patterns are matched by provenance.erasure_match, not in SQL"
     if kind == "url":
         return f"{url} = ?", [value]
     if kind == "domain":
@@ -221,8 +216,6 @@ def sql_condition(
         return f"({host} = ? OR ends_with({host}, ?))", [HOST_PATTERN, value, HOST_PATTERN, "." + value]
     if kind == "sha256":
         return f"{sha256} = ?", [value]
-    if kind == "regex":
-        return f"regexp_matches({text}, ?)", [value]
     raise ValueError(f"request kind {kind!r}: expected one of {', '.join(KINDS)}")
 
 
@@ -235,7 +228,7 @@ class DocumentHit:
     url: str | None
     kept: bool
     reason: str | None = None
-    text_retained: bool = True  # False for rows the suppression filter wrote (text erased)
+    text_retained: bool = True  # False for rows the suppression filter wrote (text erased, timeouts too)
     request_id: str | None = None  # the request a suppression row names
 
 
@@ -284,10 +277,6 @@ def _connect(layout: DataLayout) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(layout.catalog), read_only=True)
 
 
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _matching_doc_ids(con, layout: DataLayout, request: ErasureRequest) -> list[str]:
     if request.kind != "regex":
         condition, params = sql_condition(request.as_filter())
@@ -300,12 +289,25 @@ def _matching_doc_ids(con, layout: DataLayout, request: ErasureRequest) -> list[
     files = sorted(layout.datasets.glob("*/*/shards/*.parquet")) + sorted(
         layout.datasets.glob("*/*/excluded/*.parquet")
     )
-    if not files:
-        return []
-    listing = "[" + ", ".join(_quote(p) for p in files) + "]"
-    condition, params = sql_condition(request.as_filter())
-    sql = f"SELECT DISTINCT id FROM read_parquet({listing}, union_by_name = true) WHERE {condition}"
-    return [r[0] for r in con.execute(sql, params).fetchall()]
+    return sorted(text_matches(files, RequestMatcher([request.as_filter()])))
+
+
+def text_matches(files: list[Path], matcher: RequestMatcher, batch_rows: int = 1024) -> set[str]:
+    """Ids of the documents in the Parquet ``files`` (columns ``id``, ``text``) whose text a
+    pattern of ``matcher`` occurs in. Reads one batch of rows at a time, so memory is bounded by the
+    batch, not the files. Cost: linear in the bytes of text read."""
+    found = set()
+    for path in files:
+        shard = pq.ParquetFile(path)
+        if not {"id", "text"} <= set(shard.schema_arrow.names):
+            continue
+        for batch in shard.iter_batches(batch_size=batch_rows, columns=["id", "text"]):
+            for doc_id, text in zip(
+                batch.column("id").to_pylist(), batch.column("text").to_pylist(), strict=True
+            ):
+                if matcher.by_pattern(text)[0]:
+                    found.add(doc_id)
+    return found
 
 
 def impact(layout: DataLayout, request: ErasureRequest) -> Impact:
@@ -332,7 +334,8 @@ def impact(layout: DataLayout, request: ErasureRequest) -> Impact:
     for asset, version, snapshot, doc_id, sha256, url, kept, reason, details in rows:
         documents.setdefault(doc_id, {"doc_id": doc_id, "sha256": sha256, "url": url})
         request_id = json.loads(details).get("request_id") if reason == SUPPRESSED and details else None
-        hit = DocumentHit(doc_id, sha256, url, bool(kept), reason, reason != SUPPRESSED, request_id)
+        erased = reason in (SUPPRESSED, SUPPRESSION_TIMEOUT)
+        hit = DocumentHit(doc_id, sha256, url, bool(kept), reason, not erased, request_id)
         by_version.setdefault((asset, version, snapshot), []).append(hit)
     manifests = load_versions(layout)
     order = {ref: depth(manifests, ref) for ref in manifests}

@@ -208,8 +208,46 @@ def test_erasure_request_folder_is_not_a_snapshot_and_bad_files_are_named(tmp_pa
     (data / "inbox" / "crawl-a").mkdir(parents=True)
     assert DataLayout(data).snapshots() == ["crawl-a"]
     with dg.instance_for_test() as instance:
-        with pytest.raises(ValueError, match=f"{path}.*kind.*value"):
-            erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        result = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert not result.run_requests and "rejected bad.json" in result.skip_reason.skip_message
+        rejected = path.parent / "rejected"
+        assert (rejected / "bad.json").exists() and not path.exists()
+        assert (
+            f"{path}: an erasure request is a JSON object with"
+            in (rejected / "bad.json.reason.txt").read_text()
+        )
         path.write_text(json.dumps({"kind": "url", "value": "https://example.org/", "reason": "x"}))
-        with pytest.raises(ValueError, match=f"{path}: unknown field.*reason"):
-            erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert f"{path}: unknown field(s) reason" in (rejected / "bad.1.json.reason.txt").read_text()
+
+
+def test_a_malformed_file_is_rejected_and_the_valid_one_after_it_recorded_in_the_same_tick(
+    tmp_path, monkeypatch
+):
+    """One bad file made the sensor fail every tick, so the requests after it were never recorded."""
+    from provenance.erasure import requests
+    from provenance.layout import DataLayout
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("APERTUS_DATA", str(data))
+    folder = data / "requests" / "erasure"
+    folder.mkdir(parents=True)
+    (folder / "a-broken.json").write_text('{"kind": "url", "value": ')  # sorted first
+    _erasure_request(data, "b-lookaround.json", {"kind": "regex", "value": "(?<=Mr )Smith"})
+    good = _erasure_request(data, "c-good.json", {"kind": "domain", "value": "example.org"})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("snapshots", ["crawl-a"])
+        result = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        (recorded,) = requests(DataLayout(data))
+        assert (recorded.kind, recorded.value) == ("domain", "example.org")
+        assert [r.tags["apertus/erasure_request_file"] for r in result.run_requests] == [str(good)]
+        assert sorted(p.name for p in folder.iterdir()) == ["c-good.json", "rejected"]
+        reasons = {p.name: p.read_text() for p in (folder / "rejected").glob("*.reason.txt")}
+        assert "not a JSON erasure request" in reasons["a-broken.json.reason.txt"]
+        assert "RE2 cannot compile it" in reasons["b-lookaround.json.reason.txt"]
+        assert (folder / "rejected" / "b-lookaround.json").exists()
+        # The next tick has nothing new: the rejected files are not read again.
+        again = erasure_requests(
+            dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor)
+        )
+        assert not again.run_requests and len(requests(DataLayout(data))) == 1

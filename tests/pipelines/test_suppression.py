@@ -18,6 +18,7 @@ from pipelines.steps import deduplicate_version, filter_quality, identify_langua
 from pipelines.suppression import (
     SUPPRESSION_RECORD,
     SuppressionFilter,
+    suppression_blocks,
     suppression_check,
     suppression_outcome,
 )
@@ -150,3 +151,113 @@ def test_a_new_request_changes_the_version_even_when_it_matches_nothing(recurate
     assert third.created and third.manifest.version_id != new_raw.manifest.version_id
     assert third.kept["documents"] == new_raw.kept["documents"]
     assert len(third.manifest.config["suppression"]) == len(requests) + 1
+
+
+# --- One matcher (issue 14, finding 10): the filter, impact and the check agree, in linear time ----
+
+ONE_EXECUTOR = ExecutorConfig(tasks=1, workers=1)
+
+
+def _tiny_snapshot(layout: DataLayout, name: str, texts: dict[str, str]) -> None:
+    """A snapshot of one JSONL file, one document per (url, text)."""
+    folder = layout.snapshot_dir(name)
+    folder.mkdir(parents=True)
+    lines = [
+        json.dumps({"id": url.rsplit("/", 1)[1], "url": url, "text": text}) for url, text in texts.items()
+    ]
+    (folder / "part-0.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _index_urls(result) -> set[str]:
+    return {r["url"] for r in _rows(result.folder, "index.parquet")}
+
+
+def test_a_posix_class_pattern_erases_the_document_impact_lists(tmp_path):
+    """Python ``re`` read ``[[:digit:]]`` as a set of characters: impact (RE2) listed the document
+    and the filter kept it."""
+    layout = DataLayout(tmp_path / "data")
+    phone, other = "https://a.example/phone", "https://a.example/other"
+    texts = {phone: "Call me on 555-1234 after six.", other: "Nothing to see in this text."}
+    _tiny_snapshot(layout, "tiny", texts)
+    before = ingest_snapshot(layout, "tiny", CurationConfig(), ONE_EXECUTOR)
+    assert _index_urls(before) == {phone, other}
+    request = record_request(layout, "regex", r"[[:digit:]]{3}-[[:digit:]]{4}")
+    listed = impact(layout, request)
+    assert [d["url"] for d in listed.documents] == [phone] and listed.kept_in == [before.manifest.ref]
+
+    after = ingest_snapshot(layout, "tiny", CurationConfig(), ONE_EXECUTOR)
+    assert _index_urls(after) == {other}  # the document impact listed is gone
+    found = impact(layout, request)
+    assert found.suppressed_in == [after.manifest.ref] and after.manifest.ref not in found.kept_in
+    assert suppression_check(after.folder, [request.as_filter()]) == []
+    assert len(suppression_check(before.folder, [request.as_filter()])) == 1
+
+
+CATASTROPHIC = r"^(\w+\s?)*$"  # exponential in Python re on a text of words ending in a non-word
+
+
+def test_a_catastrophic_pattern_curates_in_seconds_and_drops_only_what_matches(tmp_path):
+    """``^(\\w+\\s?)*$`` on 40 words and a "!" backtracks for longer than the universe in ``re``;
+    RE2 is linear. Run in a subprocess so that a regression fails by timeout instead of hanging."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    layout = DataLayout(tmp_path / "data")
+    hostile, words = "https://a.example/hostile", "https://a.example/words"
+    texts = {hostile: " ".join(["lorem"] * 40) + " !", words: "only plain words here"}
+    _tiny_snapshot(layout, "one", {hostile: texts[hostile]})
+    _tiny_snapshot(layout, "two", texts)
+    record_request(layout, "regex", CATASTROPHIC)
+    code = (
+        "import json, time\n"
+        "from pipelines.config import CurationConfig\n"
+        "from pipelines.executor import ExecutorConfig\n"
+        "from pipelines.steps import ingest_snapshot\n"
+        "from provenance.layout import DataLayout\n"
+        "start, folders = time.perf_counter(), []\n"
+        "for name in ('one', 'two'):\n"
+        f"    layout = DataLayout({str(layout.root)!r})\n"
+        "    result = ingest_snapshot(layout, name, CurationConfig(), ExecutorConfig(tasks=1, workers=1))\n"
+        "    folders.append(str(result.folder))\n"
+        "print(json.dumps({'seconds': time.perf_counter() - start, 'folders': folders}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["seconds"] < 10, answer  # both curations, not the imports
+    raws = [Path(folder) for folder in answer["folders"]]
+    kept = [{r["url"] for r in pq.read_table(p / "index.parquet").to_pylist()} for p in raws]
+    assert kept == [{hostile}, {hostile}]  # the hostile text does not match; only "words" is dropped
+    dropped = pq.read_table(raws[1] / "exclusions.parquet").to_pylist()
+    assert [(r["url"], r["reason"]) for r in dropped] == [(words, reasons.SUPPRESSED_ERASURE_REQUEST)]
+
+
+def test_a_document_over_the_time_budget_is_dropped_as_a_timeout():
+    requests = [
+        {"request_id": "a" * 64, "kind": "regex", "value": r"never[[:digit:]]+here"},
+        {"request_id": "b" * 64, "kind": "url", "value": "https://x.org/named"},
+    ]
+    big = "plain words and nothing else " * 20_000  # 580 KB: far over a budget of 1 ns
+    block = SuppressionFilter(requests, budget_ms=1e-6)
+    slow = _doc(big, "https://x.org/slow")
+    assert block.filter(slow) == (False, reasons.SUPPRESSION_TIMEOUT)
+    details = slow.metadata[fields.FILTER_DETAILS]
+    assert details["request_ids"] == ["a" * 64] and details["budget_ms"] == 1e-6
+    assert details["elapsed_ms"] > 0 and slow.text == ""  # fail closed: erased like a match
+    # Named by URL: a lookup, never timed out, reported as the request it is.
+    named = _doc(big, "https://x.org/named")
+    assert block.filter(named) == (False, reasons.SUPPRESSED_ERASURE_REQUEST)
+    # With the default budget the same text is searched in full and kept.
+    assert SuppressionFilter(requests).filter(_doc(big, "https://x.org/slow")) is True
+
+
+def test_the_budget_comes_from_the_environment_and_is_recorded(tmp_path, monkeypatch):
+    requests = [{"request_id": "a" * 64, "kind": "regex", "value": "x"}]
+    monkeypatch.setenv("APERTUS_SUPPRESSION_BUDGET_MS", "7.5")
+    (block,) = suppression_blocks(requests, tmp_path)
+    assert block.budget_ms == 7.5
+    assert json.loads((tmp_path / SUPPRESSION_RECORD).read_text())["budget_ms"] == 7.5
+    monkeypatch.setenv("APERTUS_SUPPRESSION_BUDGET_MS", "soon")
+    with pytest.raises(ValueError, match="APERTUS_SUPPRESSION_BUDGET_MS='soon'"):
+        suppression_blocks(requests, tmp_path)

@@ -89,8 +89,9 @@ def test_request_is_a_ledger_entry_named_by_its_content_hash(tmp_path):
         ("sha256", "abc", "64 hex digits"),
         ("url", "example.org/page", "absolute URL"),
         ("domain", "https://example.org/x", "host name"),
-        ("regex", "(unclosed", "not a valid regular expression"),
-        ("regex", r"(?<=a)b", "RE2"),
+        ("regex", "(unclosed", "RE2 cannot compile it (missing ): (unclosed)"),
+        ("regex", r"(?<=a)b", "RE2 cannot compile it"),
+        ("regex", r"(a)\1", "no look-around or back-references"),
         ("phone", "123", "expected one of"),
     ],
 )
@@ -239,3 +240,43 @@ def test_a_request_naming_nothing_has_an_empty_impact(world):
     layout, *_ = world
     found = impact(layout, record_request(layout, "domain", "nothing-here.invalid"))
     assert (found.documents, found.versions, found.models, found.tokenizers) == ([], [], [], [])
+
+
+def _record_at_once(root: str, barrier) -> str:
+    barrier.wait()  # every process reads the recorded requests at the same moment
+    request = record_request(
+        DataLayout(root), "url", "https://example.org/race", "ticket 4", requested_at="2026-01-01T00:00:00Z"
+    )
+    return request.request_id
+
+
+def test_four_identical_requests_at_once_are_recorded_once(tmp_path):
+    """The duplicate check ran outside the ledger's lock: four processes recorded three entries."""
+    import multiprocessing
+
+    root = str(tmp_path / "data")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(4)
+        with context.Pool(4) as pool:
+            ids = pool.starmap(_record_at_once, [(root, barrier)] * 4)
+    assert len(set(ids)) == 1
+    entries = [e for e in Ledger(DataLayout(root).ledger).entries() if e.event_type == ERASURE_REQUESTED]
+    assert len(entries) == 1 and [r.request_id for r in requests(DataLayout(root))] == ids[:1]
+    assert (tmp_path / "data" / "requests" / ".lock").exists()  # the lock is the requests' own
+
+
+def test_impact_accepts_a_request_recorded_twice_by_older_code(world, monkeypatch, capsys):
+    """Older code could record one request twice; impact then refused it, even by its full id."""
+    layout, _, target, _, _ = world
+    first = record_request(layout, "url", target["url"], "ticket 11", requested_at="2026-02-02T00:00:00Z")
+    Ledger(layout.ledger).append(ERASURE_REQUESTED, {"format": "apertus.erasure-request/1", **first.as_filter(),
+                                                     "requested_at": first.requested_at, "note": first.note})  # fmt: skip
+    assert [r.request_id for r in requests(layout)].count(first.request_id) == 2
+    assert find_request(layout, first.request_id) == first
+    assert find_request(layout, first.request_id[:10]) == first
+    monkeypatch.setenv("APERTUS_DATA", str(layout.root))
+    assert _cli(["compliance", "impact", first.request_id]) == 0
+    captured = capsys.readouterr()
+    assert target["doc_id"] in captured.out
+    assert f"recorded 2 times (ledger entries {first.ledger_index}, " in captured.err
