@@ -26,7 +26,7 @@ from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
 from provenance.audit.lookup import build_lookup, file_root
 from provenance.catalog import refresh_catalog
-from provenance.layout import DataLayout, new_staging
+from provenance.layout import DataLayout, discard_on_failure, new_staging
 from provenance.manifest import Manifest, seal
 from provenance.pins import pin_dataset_version, read_pin
 
@@ -128,6 +128,13 @@ def _quarantine_stats(staging: Path) -> dict | None:
     return {"records": len(rows), "by_reason": dict(sorted(by_reason.items()))}
 
 
+def has_documents(shards: Path) -> bool:
+    """Whether a version's ``shards/`` folder holds any shard file (a version that kept nothing has
+    none: the readers refuse an empty folder, so a step over it writes an empty version instead).
+    Cost: one directory listing, stopped at the first shard."""
+    return shards.is_dir() and next(shards.glob("*.parquet"), None) is not None
+
+
 def task_logs(layout: DataLayout, staging: Path) -> Path:
     return layout.work / "logs" / staging.name
 
@@ -156,29 +163,33 @@ def ingest_snapshot(
         )
     suppress = [r.as_filter() for r in erasure_requests(layout)]  # read once, at step start
     staging = new_staging(layout, RAW_DOCUMENTS)
-    blocks = [
-        SnapshotReader(
-            str(source), snapshot, str(staging / "quarantine"), max_document_bytes=config.max_document_bytes
-        ),
-        Normalizer(),
-        *suppression_blocks(suppress, staging),
-        *robots_blocks(layout.robots, staging, config.robots),
-        DocumentShardWriter(staging / "shards"),
-    ]
-    run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
-    return finish_step(
-        layout,
-        staging,
-        asset=RAW_DOCUMENTS,
-        snapshot=snapshot,
-        parents=(),
-        config={
-            "max_document_bytes": config.max_document_bytes,
-            "tasks": executor.tasks,
-            "robots": asdict(config.robots),
-            **suppression_config(suppress),
-        },
-    )
+    with discard_on_failure(staging):
+        blocks = [
+            SnapshotReader(
+                str(source),
+                snapshot,
+                str(staging / "quarantine"),
+                max_document_bytes=config.max_document_bytes,
+            ),
+            Normalizer(),
+            *suppression_blocks(suppress, staging),
+            *robots_blocks(layout.robots, staging, config.robots),
+            DocumentShardWriter(staging / "shards"),
+        ]
+        run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
+        return finish_step(
+            layout,
+            staging,
+            asset=RAW_DOCUMENTS,
+            snapshot=snapshot,
+            parents=(),
+            config={
+                "max_document_bytes": config.max_document_bytes,
+                "tasks": executor.tasks,
+                "robots": asdict(config.robots),
+                **suppression_config(suppress),
+            },
+        )
 
 
 def transform_version(
@@ -195,20 +206,23 @@ def transform_version(
     ``blocks`` gets the staging folder so that filters can write their exclusions there.
     """
     staging = new_staging(layout, asset)
-    pipeline = [
-        DocumentShardReader(layout.datasets / parent.asset / parent.version_id / "shards"),
-        *blocks(staging),
-        DocumentShardWriter(staging / "shards"),
-    ]
-    run_pipeline(pipeline, logging_dir=task_logs(layout, staging), config=executor)
-    return finish_step(
-        layout,
-        staging,
-        asset=asset,
-        snapshot=parent.snapshot,
-        parents=(parent.ref,),
-        config={**config, "tasks": executor.tasks},
-    )
+    with discard_on_failure(staging):
+        shards = layout.datasets / parent.asset / parent.version_id / "shards"
+        if has_documents(shards):  # else an empty version: nothing kept, nothing excluded
+            pipeline = [
+                DocumentShardReader(shards),
+                *blocks(staging),
+                DocumentShardWriter(staging / "shards"),
+            ]
+            run_pipeline(pipeline, logging_dir=task_logs(layout, staging), config=executor)
+        return finish_step(
+            layout,
+            staging,
+            asset=asset,
+            snapshot=parent.snapshot,
+            parents=(parent.ref,),
+            config={**config, "tasks": executor.tasks},
+        )
 
 
 def identify_languages(
@@ -261,25 +275,28 @@ def deduplicate_version(
 
     staging = new_staging(layout, DEDUPLICATED)
     work_dir = layout.work / "dedup" / staging.name
-    try:
-        deduplicate(
-            str(layout.datasets / parent.asset / parent.version_id / "shards"),
-            str(staging / "shards"),
-            str(staging / "excluded"),
-            str(work_dir),
-            config=config.dedup,
-            executor=executor,
+    shards = layout.datasets / parent.asset / parent.version_id / "shards"
+    with discard_on_failure(staging):
+        try:
+            if has_documents(shards):  # else an empty version
+                deduplicate(
+                    str(shards),
+                    str(staging / "shards"),
+                    str(staging / "excluded"),
+                    str(work_dir),
+                    config=config.dedup,
+                    executor=executor,
+                )
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        return finish_step(
+            layout,
+            staging,
+            asset=DEDUPLICATED,
+            snapshot=parent.snapshot,
+            parents=(parent.ref,),
+            config={"dedup": asdict(config.dedup), "tasks": executor.tasks},
         )
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return finish_step(
-        layout,
-        staging,
-        asset=DEDUPLICATED,
-        snapshot=parent.snapshot,
-        parents=(parent.ref,),
-        config={"dedup": asdict(config.dedup), "tasks": executor.tasks},
-    )
 
 
 def curate_snapshot(

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +94,110 @@ class DataLayout:
         return sorted(p.name for p in self.inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+STAGING_OWNER_PREFIX = "owner-"  # work/staging/owner-<host>-<pid>-<start>/: one folder per process
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """A process, told apart from a later one reusing its pid by its start time (Linux clock ticks
+    since boot; 0 where ``/proc`` does not say)."""
+
+    host: str
+    pid: int
+    start: int
+
+    @classmethod
+    def current(cls) -> ProcessId:
+        return cls(_host(), os.getpid(), _start_ticks(os.getpid()))
+
+    @classmethod
+    def parse(cls, text: str) -> ProcessId | None:
+        """The inverse of ``str()``; None for text of another form."""
+        host, _, rest = text.rpartition("-")
+        host, _, pid = host.rpartition("-")
+        if not (host and pid.isdigit() and rest.isdigit()):
+            return None
+        return cls(host, int(pid), int(rest))
+
+    def __str__(self) -> str:
+        return f"{self.host}-{self.pid}-{self.start}"
+
+    def alive(self) -> bool | None:
+        """Whether the process still runs; None when it ran on another host (nothing here can tell)."""
+        if self.host != _host():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # it exists, under another user
+        stat = _proc_stat(self.pid)
+        if stat is None:
+            return True
+        state, start = stat
+        return state not in ("Z", "X") and (self.start == 0 or start == self.start)
+
+
+def _host() -> str:
+    # Folder-name safe; '-' separates the fields of ProcessId's text form, so it is replaced too.
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) from ``/proc/<pid>/stat``, or None without ``/proc``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
+    return fields[0], int(fields[19])
+
+
+def _start_ticks(pid: int) -> int:
+    stat = _proc_stat(pid)
+    return stat[1] if stat else 0
+
+
 def new_staging(layout: DataLayout, asset: str) -> Path:
-    """A fresh, empty folder under ``work/staging/`` for a version of ``asset`` about to be sealed."""
-    path = layout.work / "staging" / f"{asset}-{uuid.uuid4().hex[:12]}"
+    """A fresh, empty folder for a version of ``asset`` about to be sealed:
+    ``work/staging/owner-<this process>/<asset>-<random>``.
+
+    Steps of several processes (other snapshots, other runs) stage side by side; the owner folder
+    says whose each one is, so that ``remove_stale_staging`` (called here first) deletes only what
+    was left by processes of this host that are gone (a kill, where no ``finally`` ran).
+    Cost: one listing of ``work/staging`` and a ``/proc`` read per owner folder.
+    """
+    root = layout.work / "staging"
+    remove_stale_staging(root)
+    path = root / f"{STAGING_OWNER_PREFIX}{ProcessId.current()}" / f"{asset}-{uuid.uuid4().hex[:12]}"
     path.mkdir(parents=True)
     return path
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Delete the owner folders under ``root`` whose process ran on this host and is gone; return them.
+
+    Folders of live processes, of other hosts, and entries not made by ``new_staging`` are left alone.
+    """
+    removed = []
+    if not root.is_dir():
+        return removed
+    for folder in root.iterdir():
+        if not folder.name.startswith(STAGING_OWNER_PREFIX):
+            continue
+        owner = ProcessId.parse(folder.name[len(STAGING_OWNER_PREFIX) :])
+        if owner is not None and owner.alive() is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@contextmanager
+def discard_on_failure(staging: Path) -> Iterator[Path]:
+    """Remove ``staging`` if the block raises (or is interrupted); on success it is left to be sealed."""
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -86,3 +86,110 @@ def test_pii_is_redacted_in_everything_kept(curated):
     for text, strings in joined.select("text", "pii").iter_rows():
         for s in strings:
             assert s not in text
+
+
+def test_a_snapshot_filtered_to_nothing_gives_empty_versions_for_every_later_step(tmp_path):
+    """Finding 13: every document dropped at language identification; the later steps still seal and
+    pin a version, of 0 documents, with its tables present and empty."""
+    import dataclasses
+
+    from pipelines.langid import LanguageIdConfig
+    from pipelines.sample_crawl import generate_snapshot
+    from provenance.layout import DataLayout
+
+    layout = DataLayout(tmp_path / "data")
+    generate_snapshot(layout.snapshot_dir("nothing"), seed=3, num_documents=60)
+    config = dataclasses.replace(CurationConfig(), language=LanguageIdConfig(languages=("xx",)))
+    raw, languages, filtered, deduplicated = curate_snapshot(
+        layout, "nothing", config, ExecutorConfig(tasks=2, workers=1)
+    )
+    assert raw.kept["documents"] > 0 and languages.kept["documents"] == 0
+    ledger = Ledger(layout.ledger)
+    for step in (languages, filtered, deduplicated):
+        assert step.created and step.ledger_index is not None
+        assert step.kept["documents"] == 0
+        assert verify_version(step.folder) == []
+        assert pl.read_parquet(step.folder / "index.parquet").height == 0
+        assert (step.folder / "exclusions.parquet").exists()
+    assert ledger.verify() == []
+    pinned = [e.payload["dataset_version"] for e in ledger.entries()]
+    assert pinned == [r.manifest.ref for r in (raw, languages, filtered, deduplicated)]
+    assert pl.read_parquet(filtered.folder / "exclusions.parquet").height == 0
+    assert _staging_folders(layout) == []
+
+
+def test_a_step_that_fails_leaves_no_staging_folder(tmp_path):
+    """Finding 13: the staging folder of a failed step is removed (here the language model does not
+    match its recorded hash, so the step raises)."""
+    import dataclasses
+
+    import pytest
+
+    from pipelines.langid import LanguageIdConfig
+    from pipelines.sample_crawl import generate_snapshot
+    from pipelines.steps import identify_languages, ingest_snapshot
+    from provenance.layout import DataLayout
+
+    layout = DataLayout(tmp_path / "data")
+    generate_snapshot(layout.snapshot_dir("tiny"), seed=5, num_documents=20)
+    executor = ExecutorConfig(tasks=1, workers=1)
+    raw = ingest_snapshot(layout, "tiny", CurationConfig(), executor)
+    broken = dataclasses.replace(CurationConfig(), language=LanguageIdConfig(model_sha256="0" * 64))
+    with pytest.raises(ValueError, match="sha256"):
+        identify_languages(layout, raw.manifest, broken, executor)
+    assert _staging_folders(layout) == []
+
+
+def test_staging_left_by_a_dead_process_is_removed_and_others_are_kept(tmp_path):
+    """A kill runs no ``finally``: the next step removes staging folders whose owner process on this
+    host is gone, and leaves those of live processes (other snapshots' steps) and of other hosts."""
+    import subprocess
+    import sys
+
+    from provenance.layout import STAGING_OWNER_PREFIX, DataLayout, ProcessId, new_staging
+
+    layout = DataLayout(tmp_path / "data")
+    root = layout.work / "staging"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        here = ProcessId.current()
+        owners = {
+            "dead": ProcessId(here.host, _exited_pid(), 0),
+            "live": ProcessId.parse(f"{here.host}-{child.pid}-0"),
+            "remote": ProcessId("elsewhere.example", 1, 1),
+        }
+        for owner in owners.values():
+            (root / f"{STAGING_OWNER_PREFIX}{owner}" / "raw_documents-abc").mkdir(parents=True)
+        (root / "trained_model-run1").mkdir()  # not made by new_staging: not ours to judge
+        mine = new_staging(layout, "language_identified")
+        left = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*"))
+        assert left == sorted(
+            [
+                f"{STAGING_OWNER_PREFIX}{owners['live']}/raw_documents-abc",
+                f"{STAGING_OWNER_PREFIX}{owners['remote']}/raw_documents-abc",
+                mine.relative_to(root).as_posix(),
+            ]
+        )
+        assert (root / "trained_model-run1").is_dir()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _exited_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _staging_folders(layout) -> list[str]:
+    """Folders under ``work/staging`` other than the (empty) per-process owner folders."""
+    root = layout.work / "staging"
+    return [
+        p.name
+        for p in root.rglob("*")
+        if not (p.is_dir() and p.name.startswith("owner-") and p.parent == root)
+    ]
