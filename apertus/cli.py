@@ -16,24 +16,71 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_stoppable(launch) -> int:
+    """Run ``launch`` (a Dagster launch in this process) so that SIGTERM and SIGINT stop it: the run
+    is marked failed, its slots freed, and the exit code is 143 or 130 (apertus/stopping.py)."""
+    from apertus.snapshots import dagster_instance
+    from apertus.stopping import stoppable
+    from assets.run_claims import current_run_id, release_own_runs, take_signal_from_dagster, waiting_report
+
+    instance = dagster_instance()
+
+    def report_waiting() -> None:
+        run_id = current_run_id(instance)
+        if run_id is not None:
+            waiting_report(instance, run_id, lambda line: print(line, file=sys.stderr, flush=True))
+
+    def abandon(reason: str) -> None:
+        for run_id in release_own_runs(instance, reason):
+            print(f"apertus: run {run_id} marked failed, its slots freed", file=sys.stderr)
+
+    with stoppable(take_signal_from_dagster, on_tick=report_waiting, on_abandon=abandon) as stop:
+        try:
+            launch()
+        except BaseException:
+            # A stop may surface as Dagster's interrupt, our Stopped, or a step's error it caused.
+            if stop.signo is None:
+                raise
+    if stop.signo is None:
+        return 0
+    abandon(f"stopped by {stop.name}")
+    print(f"apertus: stopped by {stop.name}", file=sys.stderr)
+    return stop.exit_code
+
+
 def _curate(args: argparse.Namespace) -> int:
     from apertus.snapshots import curate
 
-    curate(args.snapshot, config_file=args.config, tasks=args.tasks)
-    return 0
+    return _run_stoppable(lambda: curate(args.snapshot, config_file=args.config, tasks=args.tasks))
 
 
 def _stage(args: argparse.Namespace) -> int:
     from apertus.snapshots import stage
 
-    stage(curriculum=args.curriculum, tasks=args.tasks)
-    return 0
+    return _run_stoppable(lambda: stage(curriculum=args.curriculum, tasks=args.tasks))
 
 
 def _train(args: argparse.Namespace) -> int:
     from apertus.snapshots import train
 
-    train(max_steps=args.max_steps)
+    return _run_stoppable(lambda: train(max_steps=args.max_steps))
+
+
+def _claims(args: argparse.Namespace) -> int:
+    from apertus.snapshots import dagster_instance
+    from assets.run_claims import pool_holders, release_run
+
+    instance = dagster_instance()
+    if args.release:
+        release_run(instance, args.release, "released by `apertus claims --release`")
+        print(f"run {args.release}: slots and pending claims freed")
+        return 0
+    holders = pool_holders(instance)
+    for holder in holders:
+        alive = {True: "alive", False: "gone", None: "unknown"}[holder.alive]
+        print(f"{holder.describe()}: process {alive}")
+    if not holders:
+        print("no run holds or waits for a slot in the pools")
     return 0
 
 
@@ -273,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--max-steps", type=int, help="optimizer steps across all stages (default 240)")
     train.set_defaults(func=_train)
+
+    claims = commands.add_parser(
+        "claims", help="runs holding or waiting for concurrency slots; free those of a dead run"
+    )
+    claims.add_argument(
+        "--release", metavar="RUN_ID", help="mark the run failed (if unfinished) and free its slots"
+    )
+    claims.set_defaults(func=_claims)
 
     demo = commands.add_parser(
         "demo",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from provenance.layout import REPO_ROOT, DataLayout, validate_snapshot_name
@@ -86,16 +87,20 @@ def _materialize(
 
     from assets.definitions import defs
     from assets.resources import CurationResource
+    from assets.run_claims import COMMAND_TAG, check_pools_before_launch, process_tags
 
     resource = CurationResource(data_folder=str(DataLayout.from_env().root), **resource_fields)
+    instance = dagster_instance()
+    # Claims left by killed runs would make this run wait forever (docs/operations.md).
+    check_pools_before_launch(instance, lambda line: print(line, file=sys.stderr, flush=True))
     return dg.materialize(
         list(defs.assets),
         selection=selection,
-        instance=dagster_instance(),
+        instance=instance,
         partition_key=partition_key,
         resources={"curation": resource},
         raise_on_error=raise_on_error,
-        tags={"apertus/command": command},
+        tags={COMMAND_TAG: command, **process_tags()},
         # The run's full event log is in the instance (and the UI); the terminal gets progress.
         run_config={
             "ops": {name: {"config": config} for name, config in (op_config or {}).items()},
