@@ -80,38 +80,57 @@ def _wait_for_slot_holder(
     )
 
 
+def _kill_then_stop(env, tmp_path: Path, instance) -> tuple[str, str]:
+    """`apertus curate` killed with SIGKILL in a step; a second one gets the slot (the first one's
+    claim released) and is stopped with SIGTERM in a step. Returns both run ids."""
+    first = _start_curate(env, tmp_path / "first.log")
+    try:
+        killed_run = _wait_for_slot_holder(instance, first, tmp_path / "first.log", timeout=120)
+    finally:
+        first.kill()  # SIGKILL: no finally, no event; its slot stays claimed in the instance
+        first.wait()
+    assert {h.run_id for h in pool_holders(instance)} == {killed_run}
+
+    second = _start_curate(env, tmp_path / "second.log")
+    try:
+        run_id = _wait_for_slot_holder(
+            instance, second, tmp_path / "second.log", timeout=120, other_than=(killed_run,)
+        )
+        second.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        returncode = second.wait(timeout=30)
+        seconds_to_stop = time.monotonic() - stopped_at
+    finally:
+        second.kill()
+        second.wait()
+    output = (tmp_path / "second.log").read_text()
+    assert f"freed the claims of run {killed_run}" in output
+    assert returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert seconds_to_stop < 15, seconds_to_stop
+    print(f"stopped {seconds_to_stop:.1f} s after SIGTERM")
+    assert "stopped by SIGTERM" in output
+    return killed_run, run_id
+
+
 def test_a_killed_curate_does_not_block_the_next_and_sigterm_stops_it(cli_env, tmp_path):
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
-        first = _start_curate(cli_env, tmp_path / "first.log")
-        try:
-            killed_run = _wait_for_slot_holder(instance, first, tmp_path / "first.log", timeout=120)
-        finally:
-            first.kill()  # SIGKILL: no finally, no event; its slot stays claimed in the instance
-            first.wait()
-        assert {h.run_id for h in pool_holders(instance)} == {killed_run}
-
-        second = _start_curate(cli_env, tmp_path / "second.log")
-        try:
-            run_id = _wait_for_slot_holder(
-                instance, second, tmp_path / "second.log", timeout=120, other_than=(killed_run,)
-            )
-            second.send_signal(signal.SIGTERM)
-            stopped_at = time.monotonic()
-            returncode = second.wait(timeout=30)
-            seconds_to_stop = time.monotonic() - stopped_at
-        finally:
-            second.kill()
-            second.wait()
-        output = (tmp_path / "second.log").read_text()
-        assert f"freed the claims of run {killed_run}" in output
-        assert returncode == 128 + signal.SIGTERM, output[-3000:]
-        assert seconds_to_stop < 15, seconds_to_stop
-        print(f"stopped {seconds_to_stop:.1f} s after SIGTERM")
-        assert "stopped by SIGTERM" in output
+        killed_run, stopped_run = _kill_then_stop(cli_env, tmp_path, instance)
         # Both runs are over in the instance, and nothing holds a slot: the next launch runs at once.
         assert instance.get_run_by_id(killed_run).status == dg.DagsterRunStatus.FAILURE
-        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(stopped_run).status == dg.DagsterRunStatus.FAILURE
         assert pool_holders(instance) == []
+
+
+@pytest.mark.slow
+def test_after_a_kill_and_a_stop_curate_runs_to_the_end(cli_env, tmp_path):
+    """The whole story: killed, stopped, then run again to success, with no staging folder left."""
+    with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
+        _kill_then_stop(cli_env, tmp_path, instance)
+        finished = _cli(cli_env, "curate", "--snapshot", SNAPSHOT, "--tasks", "1", timeout=600)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        assert pool_holders(instance) == []
+        staging = Path(cli_env["APERTUS_DATA"]) / "work" / "staging"
+        assert list(staging.glob("*/*")) == []  # the killed and stopped steps' folders are gone
 
 
 def test_a_holder_this_host_cannot_judge_is_named_with_the_command_that_frees_it(cli_env):
