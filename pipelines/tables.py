@@ -25,6 +25,7 @@ INDEX_COLUMNS = (
     "num_tokens_est", "shard", "row",
 )  # fmt: skip
 EXCLUSION_COLUMNS = INDEX_COLUMNS + ("step", "reason", "details")
+STEP_METADATA_KEY = b"apertus.step"
 
 # Rough tokens per UTF-8 byte of a multilingual BPE vocabulary, used only until the tokenizer
 # exists (the curriculum issue replaces it with real counts).
@@ -81,15 +82,21 @@ def _write_table(version_dir: Path, shards_subdir: str, columns: tuple[str, ...]
         counts[rel] = (table.num_rows, int(pc.sum(table["num_tokens_est"]).as_py() or 0))
         _accumulate(stats, table)
         if writer is None:
-            schema = table.schema
+            schema = _with_step(table.schema, step)
             writer = pq.ParquetWriter(out_path, schema, compression="zstd")
         writer.write_table(table.cast(schema))
     if writer is None:
-        empty = _empty_schema(columns)
+        empty = _with_step(_empty_schema(columns), step)
         pq.write_table(empty.empty_table(), out_path, compression="zstd")
     else:
         writer.close()
     return counts, stats
+
+
+def _with_step(schema: pa.Schema, step: str) -> pa.Schema:
+    # The step that wrote the table, in its Parquet metadata: the tables of two empty versions of
+    # different steps would otherwise be the same bytes, and so the same version id.
+    return schema.with_metadata({**(schema.metadata or {}), STEP_METADATA_KEY: step.encode()})
 
 
 def _empty_schema(columns: tuple[str, ...]) -> pa.Schema:

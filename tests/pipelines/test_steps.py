@@ -115,6 +115,8 @@ def test_a_snapshot_filtered_to_nothing_gives_empty_versions_for_every_later_ste
     pinned = [e.payload["dataset_version"] for e in ledger.entries()]
     assert pinned == [r.manifest.ref for r in (raw, languages, filtered, deduplicated)]
     assert pl.read_parquet(filtered.folder / "exclusions.parquet").height == 0
+    # Same (empty) tables, yet each step's version is its own: the tables name the step that wrote them.
+    assert len({step.manifest.version_id for step in (languages, filtered, deduplicated)}) == 3
     assert _staging_folders(layout) == []
 
 
