@@ -45,7 +45,7 @@ from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.fasttext_model import FastTextModel, train_supervised
 from pipelines.reference_set import contaminated_paragraphs, read_reference, reference_pages
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
-from pipelines.steps import StepResult, finish_step, new_staging, task_logs
+from pipelines.steps import StepResult, finish_step, has_documents, new_staging, task_logs
 from provenance.layout import DataLayout
 from provenance.manifest import Manifest, load_manifest, version_folder
 
@@ -367,27 +367,32 @@ def score_quality(
         raise ValueError(f"{classifier.ref} is not a {QUALITY_CLASSIFIER} version with a model.bin")
     staging = new_staging(layout, QUALITY_SCORED)
     work = layout.work / "quality" / staging.name
+    shards = version_folder(layout.datasets, parent.ref) / "shards"
     try:
-        run_pipeline(
-            [
-                DocumentShardReader(version_folder(layout.datasets, parent.ref) / "shards"),
-                QualityScorer(str(model_path)),
-                DocumentShardWriter(work / "scored"),
-            ],
-            logging_dir=task_logs(layout, staging) / "score",
-            config=executor,
-        )
-        work.mkdir(parents=True, exist_ok=True)
-        _sorted_scores(work / "scored", work / "ranks.npz")
-        run_pipeline(
-            [
-                DocumentShardReader(work / "scored"),
-                QualityPercentile(str(work / "ranks.npz")),
-                DocumentShardWriter(staging / "shards"),
-            ],
-            logging_dir=task_logs(layout, staging) / "rank",
-            config=executor,
-        )
+        if has_documents(shards):  # else an empty version, like the parent
+            run_pipeline(
+                [
+                    DocumentShardReader(shards),
+                    QualityScorer(str(model_path)),
+                    DocumentShardWriter(work / "scored"),
+                ],
+                logging_dir=task_logs(layout, staging) / "score",
+                config=executor,
+            )
+            work.mkdir(parents=True, exist_ok=True)
+            _sorted_scores(work / "scored", work / "ranks.npz")
+            run_pipeline(
+                [
+                    DocumentShardReader(work / "scored"),
+                    QualityPercentile(str(work / "ranks.npz")),
+                    DocumentShardWriter(staging / "shards"),
+                ],
+                logging_dir=task_logs(layout, staging) / "rank",
+                config=executor,
+            )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return finish_step(

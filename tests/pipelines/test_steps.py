@@ -117,6 +117,16 @@ def test_a_snapshot_filtered_to_nothing_gives_empty_versions_for_every_later_ste
     assert pl.read_parquet(filtered.folder / "exclusions.parquet").height == 0
     # Same (empty) tables, yet each step's version is its own: the tables name the step that wrote them.
     assert len({step.manifest.version_id for step in (languages, filtered, deduplicated)}) == 3
+    # The quality score, the last step `apertus curate` runs, scores nothing, and says so.
+    from pipelines.quality_model import score_quality, train_quality_classifier
+
+    classifier = train_quality_classifier(
+        layout, raw.manifest, (languages.manifest, filtered.manifest), seed=0
+    )
+    scored = score_quality(
+        layout, deduplicated.manifest, classifier.manifest, ExecutorConfig(tasks=2, workers=1)
+    )
+    assert scored.created and scored.kept["documents"] == 0 and verify_version(scored.folder) == []
     assert _staging_folders(layout) == []
 
 
