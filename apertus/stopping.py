@@ -11,8 +11,8 @@ file descriptor, whichever handler is installed; a watcher thread reads it and m
 command stops:
 - after ``SWALLOWED_SECONDS``, if Dagster recorded the signal without acting on it (it waits for a
   slot), or after ``UNWIND_SECONDS`` in any case (a signal raised inside a C extension's code can be
-  lost), it raises ``Stopped`` in the main thread; Dagster unwinds as for Ctrl-C in a step: it frees
-  the run's claims and marks the run failed;
+  lost), it raises ``Stopped`` in the main thread, and again while Dagster still waits; Dagster
+  unwinds as for Ctrl-C in a step: it frees the run's claims and marks the run failed;
 - after ``ABANDON_SECONDS`` it gives up on unwinding: ``on_abandon`` marks the command's runs failed
   and frees their slots, the child processes are killed and the process exits with 128 + signal.
 Outside Dagster our own handlers raise ``Stopped`` at once. The watcher also calls ``on_tick`` now
@@ -125,7 +125,7 @@ class _Callbacks:
 
 def _watch(reader, state: StopState, callbacks: _Callbacks, done: threading.Event, main_ident: int) -> None:
     received_at = None
-    raised = False
+    raised_at = None
     next_tick = time.monotonic() + FIRST_TICK_SECONDS
     while not done.is_set():
         ready, _, _ = select.select([reader], [], [], 0.25)
@@ -137,10 +137,16 @@ def _watch(reader, state: StopState, callbacks: _Callbacks, done: threading.Even
         if state.signo is not None:
             received_at = received_at or now
             waited = now - received_at
-            if not raised and (
-                waited >= UNWIND_SECONDS or (waited >= SWALLOWED_SECONDS and callbacks.signal_swallowed())
-            ):
-                raised = True
+            if raised_at is None:
+                due = waited >= UNWIND_SECONDS or (
+                    waited >= SWALLOWED_SECONDS and callbacks.signal_swallowed()
+                )
+            else:
+                # Raised, yet Dagster waits again (the exception met a handler that kept going, and
+                # a retry is due): raise it again there, where nothing is being cleaned up.
+                due = now - raised_at >= SWALLOWED_SECONDS and callbacks.signal_swallowed()
+            if due:
+                raised_at = now
                 _raise_in(main_ident, Stopped)
             elif waited >= ABANDON_SECONDS and not done.is_set():
                 _abandon(state, callbacks.on_abandon, main_ident)
