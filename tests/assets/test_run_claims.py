@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 
 from assets.operations import CPU_POOL
@@ -87,8 +88,13 @@ def _kill_then_stop(env, tmp_path: Path, instance) -> tuple[str, str]:
     try:
         killed_run = _wait_for_slot_holder(instance, first, tmp_path / "first.log", timeout=120)
     finally:
+        # datatrove's manager process would outlive the SIGKILL (nothing shuts it down): end it too.
+        children = psutil.Process(first.pid).children(recursive=True)
         first.kill()  # SIGKILL: no finally, no event; its slot stays claimed in the instance
         first.wait()
+        for child in children:
+            child.kill()
+        psutil.wait_procs(children, timeout=10)
     assert {h.run_id for h in pool_holders(instance)} == {killed_run}
 
     second = _start_curate(env, tmp_path / "second.log")
