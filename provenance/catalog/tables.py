@@ -18,8 +18,10 @@ _INDEX_COLUMNS = """asset VARCHAR, dataset_version VARCHAR, doc_id VARCHAR, snap
 TABLES = {
     # One row per catalogued version: its manifest. A version is in the catalog iff it has a row here,
     # written in the same transaction as its other rows.
-    "dataset_versions": """dataset_version VARCHAR PRIMARY KEY, asset VARCHAR, snapshot VARCHAR, parents VARCHAR[],
-        code_version VARCHAR, created_at VARCHAR, config JSON, stats JSON, files JSON""",
+    # Keyed by (asset, id): two steps can write byte-identical files (until the id covers lineage).
+    "dataset_versions": """dataset_version VARCHAR, asset VARCHAR, snapshot VARCHAR, parents VARCHAR[],
+        code_version VARCHAR, created_at VARCHAR, config JSON, stats JSON, files JSON,
+        PRIMARY KEY (asset, dataset_version)""",
     "document_index": _INDEX_COLUMNS,
     "exclusions": _INDEX_COLUMNS + ", step VARCHAR, reason VARCHAR, details VARCHAR",
     "quarantine": """dataset_version VARCHAR, snapshot VARCHAR, file VARCHAR, "offset" BIGINT, reason VARCHAR,

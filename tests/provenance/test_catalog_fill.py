@@ -244,3 +244,17 @@ def test_a_new_entry_not_matching_its_leaf_hash_is_refused(data):
         f.write(b"\0" * 32)
     with pytest.raises(ValueError, match=r"entries\.jsonl: entry 4 does not match its leaf hash"):
         query(layout, "SELECT count(*) FROM ledger_entries")
+
+
+def test_byte_identical_versions_of_two_assets_are_both_catalogued(tmp_path):
+    """A version's id covers its files only: two steps can seal the same bytes under one id."""
+    layout = DataLayout(tmp_path / "data")
+    for asset in ("tokenizer", "quality_classifier"):
+        staging = tmp_path / "staging" / asset
+        staging.mkdir(parents=True)
+        (staging / "model.txt").write_text("identical bytes\n")
+        seal(staging, layout.datasets, asset=asset, snapshot=None)
+    refresh_catalog(layout)
+    _, rows = query(layout, "SELECT asset, dataset_version FROM dataset_versions ORDER BY asset")
+    assert [r[0] for r in rows] == ["quality_classifier", "tokenizer"]
+    assert rows[0][1] == rows[1][1]
