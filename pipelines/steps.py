@@ -170,11 +170,12 @@ def ingest_snapshot(
                 snapshot,
                 str(staging / "quarantine"),
                 max_document_bytes=config.max_document_bytes,
+                budgets=config.budgets,
             ),
             Normalizer(),
             *suppression_blocks(suppress, staging),
             *robots_blocks(layout.robots, staging, config.robots),
-            DocumentShardWriter(staging / "shards"),
+            DocumentShardWriter(staging / "shards", max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]
         run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
         return finish_step(
@@ -185,6 +186,7 @@ def ingest_snapshot(
             parents=(),
             config={
                 "max_document_bytes": config.max_document_bytes,
+                "budgets": asdict(config.budgets),  # they decide what is read and how shards are cut
                 "tasks": executor.tasks,
                 "robots": asdict(config.robots),
                 **suppression_config(suppress),

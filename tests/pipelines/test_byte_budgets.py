@@ -104,3 +104,27 @@ def test_budgets_come_from_the_curation_config(tmp_path):
     path.write_text("budgets:\n  max_file_bytes: 0\n")
     with pytest.raises(ValueError, match="max_file_bytes"):
         load_curation_config(path)
+
+
+def test_the_curation_config_budgets_reach_the_ingest_step(tmp_path):
+    """`budgets:` in the curation YAML caps what ingest reads, and the version records it."""
+    from pipelines.config import load_curation_config
+    from pipelines.executor import ExecutorConfig
+    from pipelines.reasons import FILE_TOO_LARGE
+    from pipelines.steps import ingest_snapshot
+    from provenance.layout import DataLayout
+
+    layout = DataLayout(tmp_path / "data")
+    snapshot = layout.snapshot_dir("capped")
+    snapshot.mkdir(parents=True)
+    line = '{"url": "https://example.org/%d", "text": "%s"}\n'
+    text = "Ein ganz gewöhnlicher Satz über das Wetter in der Stadt. " * 20
+    (snapshot / "pages.jsonl").write_text("".join(line % (i, text) for i in range(40)))
+    config_file = tmp_path / "curation.yaml"
+    config_file.write_text("budgets:\n  max_file_bytes: 20000\n")
+    config = load_curation_config(config_file)
+    result = ingest_snapshot(layout, "capped", config, ExecutorConfig(tasks=1, workers=1))
+    assert result.manifest.config["budgets"]["max_file_bytes"] == 20000
+    quarantine = result.manifest.stats["quarantine"]
+    assert quarantine["by_reason"] == {FILE_TOO_LARGE: 1}, quarantine
+    assert 0 < result.kept["documents"] < 40
