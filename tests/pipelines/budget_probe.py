@@ -33,7 +33,9 @@ def main() -> None:
     for _ in writer.run(reader.run()):
         pass
     writer.close()  # datatrove closes in run(); a second close is a no-op
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before reading the output back
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child of a large pytest
+    # process would report the parent's resident size; VmHWM belongs to this process's own memory map.
+    peak = _status_bytes("VmHWM")  # before reading the output back
     documents = []  # text length of each document written, a row group at a time
     for shard in sorted((work / "shards").glob("*.parquet")):
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=1, columns=["text"]):
@@ -47,10 +49,15 @@ def main() -> None:
     )
 
 
+def _status_bytes(field: str) -> int:
+    """A size field of /proc/self/status (VmSize, VmHWM, ...), in bytes."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(f"{field}:")[1].split()[0]) * 1024
+
+
 def _mapped_bytes() -> int:
     """This process's address space now (VmSize), in bytes."""
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmSize:")[1].split()[0]) * 1024
+    return _status_bytes("VmSize")
 
 
 if __name__ == "__main__":
