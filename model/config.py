@@ -15,6 +15,8 @@ __all__ = [
     "tiny",
     "tiny_dense",
     "apertus_70b",
+    "gpu_moe_1b",
+    "gpu_dense_1b",
     "recipe",
     "RECIPES",
 ]
@@ -243,7 +245,63 @@ def apertus_70b() -> RunConfig:
     return RunConfig(model, train)
 
 
-RECIPES = {"tiny": tiny, "tiny-dense": tiny_dense, "apertus-70b": apertus_70b}
+def gpu_moe_1b() -> RunConfig:
+    """The single-GPU MoE recipe (bench/gpu_train.py): about 0.56B active and 2.68B total parameters.
+
+    12 layers, d_model 2048, 16 query / 4 KV heads of 128 (GQA 4), 16 SwiGLU experts of hidden 2048, top-2,
+    vocabulary 32768 untied; LASA with blocks of 64, the sink block, 2 local blocks and the top-16 others
+    (at most 19 * 64 = 1216 keys per query, against a causal mean of 4096 at 8192 tokens). Per layer:
+    attention 2048 * (2 * 2048 + 2 * 512) = 10.5M, one expert 3 * 2048 * 2048 = 12.6M, gate 32.8K; embeddings
+    2 * 32768 * 2048 = 134M. Total = 12 * (10.5M + 16 * 12.6M) + 134M = 2.68B; active = 12 * (10.5M +
+    2 * 12.6M) + 134M = 0.56B (model/transformer.py: count_parameters).
+    Memory on one 80 GB GPU (ZeRO-1 on one rank shards nothing): bf16 weights and gradients, fp32 master
+    weights, fp32 Adam moments and ZeRO's fp32 gradient partition, about 18 bytes per parameter = 48 GB;
+    about 1.5 MB of activations per token leaves room for one sequence of 8192 tokens, the context set here
+    (DeepSpeed's top-2 gate also builds tokens x experts x capacity tensors, quadratic in the tokens per
+    micro-batch, which is why the micro-batch is one sequence).
+    """
+    model = ModelConfig(
+        vocab_size=32768,
+        d_model=2048,
+        n_layers=12,
+        n_heads=16,
+        n_kv_heads=4,
+        ffn_hidden=2048,
+        moe=MoEConfig(num_experts=16, top_k=2),
+        attention=AttentionConfig(impl="lasa", block_size=64, top_k=16, window_blocks=2),
+        tie_embeddings=False,
+        rope_theta=500000.0,
+        max_seq_len=8192,
+    )
+    train = TrainConfig(
+        seq_len=8192,
+        micro_batch_size=1,
+        max_steps=40,
+        warmup_steps=5,
+        decay_steps=5,
+        peak_lr=3e-4,
+        final_lr=3e-5,
+        zero_stage=1,
+        deterministic=False,
+    )
+    return RunConfig(model, train)
+
+
+def gpu_dense_1b() -> RunConfig:
+    """gpu_moe_1b with a dense SwiGLU of the same active size (top_k * ffn_hidden = 4096): its baseline."""
+    cfg = gpu_moe_1b()
+    m = cfg.model
+    dense = ModelConfig(**{**m.__dict__, "moe": None, "ffn_hidden": m.moe.top_k * m.ffn_hidden})
+    return RunConfig(dense, cfg.train)
+
+
+RECIPES = {
+    "tiny": tiny,
+    "tiny-dense": tiny_dense,
+    "apertus-70b": apertus_70b,
+    "gpu-moe-1b": gpu_moe_1b,
+    "gpu-dense-1b": gpu_dense_1b,
+}
 
 
 def recipe(name: str) -> RunConfig:
