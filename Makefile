@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: setup demo test test-all test-e2e ui lint format
+.PHONY: setup demo test test-all test-e2e ui lint format wheelhouse
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ test-e2e: setup
 ui: setup
 	@echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$(DAGSTER_HOME))"
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Wheels of every pin but torch, triton and the CUDA wheels, for an air-gapped GPU host
+# (bench/gpu_check.sh installs them there); PYTHON_VERSION is the host's Python. Needs the network.
+PYTHON_VERSION ?= 3.11
+wheelhouse: setup
+	$(PY) bench/wheelhouse.py download --python-version $(PYTHON_VERSION) --dest wheelhouse
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
