@@ -50,3 +50,14 @@ def test_peak_table_by_device_name():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_without_a_gpu_it_asks_for_smoke():
     assert gpu_train.main(["--steps", "1"]) == 2
+
+
+def test_models_built_on_a_device_while_active_only():
+    import model.train as train_module
+    from model.config import tiny_dense
+
+    cfg = tiny_dense().model
+    with gpu_train._models_built_on(torch.device("meta")):
+        built = train_module.Transformer(cfg, ep_size=1)
+    assert {p.device.type for p in built.parameters()} == {"meta"}
+    assert train_module.Transformer is gpu_train.Transformer
