@@ -161,8 +161,9 @@ def _fate(rows: list[Row], targets: list[str], order: dict[str, tuple[int, str]]
 def _hashes_with_text(layout: DataLayout, versions: dict, scope: list[str], snippet: str) -> list[str]:
     """sha256 of every document whose text, in any version in scope, contains ``snippet``.
 
-    A full scan of the versions' shards, so each file is first checked against its manifest's
-    sha256 (the same order of cost): a changed shard raises ValueError naming it, never an answer.
+    A full scan of the shard files each version's manifest lists (never a folder listing, so a
+    planted file is not read), each first checked against its recorded sha256 (the same order of
+    cost): a changed shard raises ValueError naming it, never an answer.
     """
     import duckdb
 
@@ -170,16 +171,16 @@ def _hashes_with_text(layout: DataLayout, versions: dict, scope: list[str], snip
 
     files = []
     for ref in scope:
-        recorded = {f.path: f.sha256 for f in versions[ref].files}
-        for sub in ("shards", "excluded"):
-            for path in sorted((layout.datasets / ref / sub).glob("*.parquet")):
-                rel = f"{sub}/{path.name}"
-                if recorded.get(rel) is None or sha256_file(path) != recorded[rel]:
-                    raise ValueError(
-                        f"{path}: its sha256 differs from {layout.datasets / ref / 'manifest.json'} (or it "
-                        "is not recorded there); run `apertus audit verify`"
-                    )
-                files.append(path)
+        for f in sorted(versions[ref].files, key=lambda f: f.path):
+            if not (f.path.startswith(("shards/", "excluded/")) and f.path.endswith(".parquet")):
+                continue
+            path = layout.datasets / ref / f.path
+            if sha256_file(path) != f.sha256:
+                raise ValueError(
+                    f"{path}: its sha256 differs from {layout.datasets / ref / 'manifest.json'}; "
+                    "run `apertus audit verify`"
+                )
+            files.append(path)
     if not files:
         return []
     listing = "[" + ", ".join(_quote(p) for p in files) + "]"
