@@ -6,8 +6,8 @@ import csv
 import json
 import sys
 
-from provenance.audit.versions import MODEL_ASSETS
-from provenance.layout import DataLayout
+from records.layout import DataLayout
+from records.versions import MODEL_ASSETS
 
 
 def _format_table(columns: list[str], rows: list[tuple]) -> str:
@@ -24,7 +24,7 @@ def print_query(sql: str, output: str = "table") -> int:
     timed-out query (the message says which)."""
     import duckdb
 
-    from provenance.catalog import query
+    from records.catalog import query
 
     layout = DataLayout.from_env()
     try:
@@ -202,12 +202,12 @@ def _anchors_line(trust) -> str:
 
 
 def _check_anchors(layout: DataLayout, trusted_key: str | None, head: str | None):
-    """The trust anchors part of verify (provenance.ledger.trust); ValueError naming a bad file."""
+    """The trust anchors part of verify (records.ledger.trust); ValueError naming a bad file."""
     from pathlib import Path
 
-    from provenance.keys import PUBLIC_KEY, read_held_head
-    from provenance.ledger.trust import check_trust
-    from provenance.signing import load_public_key
+    from records.keys import PUBLIC_KEY, read_held_head
+    from records.ledger.trust import check_trust
+    from records.signing import load_public_key
 
     key = None
     if trusted_key:
@@ -224,9 +224,9 @@ def _check_anchors(layout: DataLayout, trusted_key: str | None, head: str | None
 
 def _hold_verified(layout: DataLayout, trust) -> str | None:
     """After a verify that passed with a trusted key, keep its latest head as the held head (key folder)."""
-    from provenance.identity import hold_head
-    from provenance.keys import keys_folder
-    from provenance.ledger import Ledger
+    from records.identity import hold_head
+    from records.keys import keys_folder
+    from records.ledger import Ledger
 
     try:
         folder = keys_folder(layout)
@@ -242,9 +242,9 @@ def print_head() -> int:
     """Print the latest signed head (a C2SP checkpoint note) to stdout and keep it as the held head in
     the key folder when its key signed it and the log extends the head held before; 0, 1 when it
     is not held for that reason, 2 on error. Messages go to stderr, so stdout is the note alone."""
-    from provenance.identity import head_text, hold_head
-    from provenance.keys import keys_folder, load_trusted_key
-    from provenance.ledger import Ledger
+    from records.identity import head_text, hold_head
+    from records.keys import keys_folder, load_trusted_key
+    from records.ledger import Ledger
 
     layout = DataLayout.from_env()
     ledger = Ledger(layout.ledger)
@@ -272,8 +272,8 @@ def print_head() -> int:
 
 def build_lookups(*, rebuild: bool) -> int:
     """Write the lookup files of every version that lacks them (all with ``rebuild``); 0 or 2."""
-    from provenance.audit.lookup import build_lookup, build_missing_lookups
-    from provenance.audit.versions import holds_documents, load_versions
+    from records.lookup import build_lookup, build_missing_lookups
+    from records.versions import holds_documents, load_versions
 
     layout = DataLayout.from_env()
     try:

@@ -143,9 +143,9 @@ def _audit_head(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     """Make (or adopt into) the key folder and say where it is and what it holds."""
-    from provenance.identity import init_instance
-    from provenance.keys import KEYS_ENV, PUBLIC_KEY
-    from provenance.layout import DataLayout
+    from records.identity import init_instance
+    from records.keys import KEYS_ENV, PUBLIC_KEY
+    from records.layout import DataLayout
 
     identity = init_instance(DataLayout.from_env(), adopt=args.adopt)
     if identity.adopted_from:

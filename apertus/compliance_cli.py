@@ -12,11 +12,11 @@ import argparse
 import json
 import sys
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 
 def _request(args: argparse.Namespace) -> int:
-    from provenance.erasure import record_request
+    from records.requests import record_request
 
     kind = next(k for k in ("url", "domain", "sha256", "regex") if getattr(args, k) is not None)
     request = record_request(DataLayout.from_env(), kind, getattr(args, kind), note=args.note)
@@ -28,7 +28,8 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _impact(args: argparse.Namespace) -> int:
-    from provenance.erasure import find_request, impact, recorded_entries
+    from provenance.erasure import impact
+    from records.requests import find_request, recorded_entries
 
     layout = DataLayout.from_env()
     request = find_request(layout, args.request)
@@ -102,7 +103,7 @@ def print_impact(result, log=print) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from provenance.compliance import load_compliance_config, write_documents
-    from provenance.models import model_versions
+    from records.models import model_versions
 
     layout = DataLayout.from_env()
     model = args.model
@@ -123,9 +124,10 @@ def run_compliance_demo(layout: DataLayout, model_ref: str, log=print) -> list:
     show its impact, and write the compliance documents into ``<data>/reports/<model id>/``.
     Returns the files written."""
     from provenance.audit.model_use import trained_document
-    from provenance.audit.versions import load_versions, resolve
     from provenance.compliance import write_documents
-    from provenance.erasure import impact, record_request
+    from provenance.erasure import impact
+    from records.requests import record_request
+    from records.versions import load_versions, resolve
 
     model_ref = resolve(load_versions(layout), model_ref)
     doc_id, url = trained_document(layout, model_ref)

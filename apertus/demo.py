@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 SAMPLE_SNAPSHOT = "sample"
 
@@ -14,7 +14,7 @@ SAMPLE_SNAPSHOT = "sample"
 def ensure_sample_snapshot(layout: DataLayout, num_documents: int | None = None) -> None:
     """Generate the bundled sample's crawl shards into the inbox, once (deterministic, seed 0);
     num_documents: a smaller crawl than the full sample (the air-gapped test uses one)."""
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     target = layout.snapshot_dir(SAMPLE_SNAPSHOT)
     if target.is_dir():
@@ -38,7 +38,7 @@ def ensure_sample_robots(layout: DataLayout, truth) -> None:
     import pyarrow.parquet as pq
 
     from pipelines.robots import write_sample_robots
-    from provenance.erasure import url_host
+    from records.erasure_match import url_host
 
     if layout.robots.is_dir():
         return
@@ -51,8 +51,8 @@ def ensure_instance_keys(layout: DataLayout) -> Path:
     """The key folder the demo signs with: ``APERTUS_KEYS``, or when unset ``<data folder>-keys`` beside
     the data folder (set in this process, so every step inherits it); `apertus init` runs when the
     folder has no key yet (``--adopt`` for a data folder older code left its key in)."""
-    from provenance.identity import init_instance
-    from provenance.keys import KEYS_ENV, LEGACY_KEY, PRIVATE_KEY, keys_folder
+    from records.identity import init_instance
+    from records.keys import KEYS_ENV, LEGACY_KEY, PRIVATE_KEY, keys_folder
 
     folder = keys_folder(layout)
     if not os.environ.get(KEYS_ENV):
@@ -71,8 +71,8 @@ def ensure_instance_keys(layout: DataLayout) -> Path:
 def _print_head_and_verify(layout: DataLayout, folder: Path) -> int:
     """End of the demo: print the head, keep it in the key folder, verify against it and the pinned key."""
     from apertus.audit import print_head, print_verify
-    from provenance.keys import PUBLIC_KEY, held_head_path
-    from provenance.ledger import Ledger
+    from records.keys import PUBLIC_KEY, held_head_path
+    from records.ledger import Ledger
 
     print("\n$ apertus audit head")
     print_head()
@@ -114,7 +114,7 @@ def _print_training_data(layout: DataLayout, curate_result, stage_result) -> Non
     """The learned quality score, the curriculum's stages and the token shards, in a few lines."""
     import json
 
-    from provenance.manifest import version_folder
+    from records.manifest import version_folder
 
     def folder(result, asset):
         return version_folder(layout.datasets, result.output_for_node(asset))
@@ -209,7 +209,7 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
 
 def _step_result(layout: DataLayout, dagster_result, asset: str):
     from pipelines.steps import StepResult
-    from provenance.manifest import load_manifest, version_folder
+    from records.manifest import load_manifest, version_folder
 
     ref = dagster_result.output_for_node(asset)
     folder = version_folder(layout.datasets, ref)

@@ -16,7 +16,7 @@ FORMATS = ("openlineage", "prov", "cyclonedx", "croissant")  # provenance.export
 
 def _export(args: argparse.Namespace) -> int:
     from provenance.export import export, serialize
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
 
     try:
         document = export(

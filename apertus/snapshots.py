@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from provenance.layout import REPO_ROOT, DataLayout, validate_snapshot_name
+from records.layout import REPO_ROOT, DataLayout, validate_snapshot_name
 
 
 def dagster_instance():

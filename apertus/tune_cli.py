@@ -19,7 +19,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from provenance.layout import REPO_ROOT, DataLayout
+from records.layout import REPO_ROOT, DataLayout
 
 __all__ = [
     "add_commands",
@@ -53,8 +53,8 @@ def finetune_and_seal(
     (manifest of the new version, the run record)."""
     from model.finetune import FinetuneConfig, finetune
     from provenance.certify import resolve_model
-    from provenance.finetune import EXAMPLES_FILE, seal_examples, seal_finetune
-    from provenance.manifest import version_folder
+    from records.finetune import EXAMPLES_FILE, seal_examples, seal_finetune
+    from records.manifest import version_folder
 
     _, base_folder = resolve_model(layout, base_ref)
     examples_manifest, created = seal_examples(layout, examples)
@@ -213,7 +213,7 @@ def add_commands(commands) -> None:
 def print_example_contains(example: str, run: str, *, as_json: bool) -> int:
     """Was this example (a file holding one example, or its sha256) used in training run ``run``?
     Prints the inclusion proof; 0 when in, 1 when not (held out, or never in the file), 2 on error."""
-    from provenance.finetune import contains_example, example_hash_of, verify_example_proof
+    from records.finetune import contains_example, example_hash_of, verify_example_proof
 
     layout = DataLayout.from_env()
     try:
@@ -242,7 +242,7 @@ def print_example_contains(example: str, run: str, *, as_json: bool) -> int:
 
 
 def _absence_reason(layout: DataLayout, sha: str, run: str) -> str:
-    from provenance.manifest import version_folder
+    from records.manifest import version_folder
 
     for line in (version_folder(layout.datasets, run) / "examples.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -276,8 +276,8 @@ def run_tune_demo(layout: DataLayout, base_ref: str, log=print) -> int:
     it, then roll ``production`` back to the base and check the restored weights are the certified
     bytes. Returns 0 when every step behaved, 1 otherwise."""
     from provenance.certify import certify, materialize_alias, rollback, set_alias
-    from provenance.finetune import contains_example, read_examples, verify_example_proof
-    from provenance.hashing import sha256_file
+    from records.finetune import contains_example, read_examples, verify_example_proof
+    from records.hashing import sha256_file
 
     by = "apertus demo"
     log(f"\n== fine-tuning (SovereignTune) on {SAMPLE_EXAMPLES.relative_to(REPO_ROOT)}")

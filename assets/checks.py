@@ -5,9 +5,9 @@ from collections.abc import Collection
 import dagster as dg
 
 from pipelines.steps import StepResult
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger
-from provenance.manifest import verify_version
+from records.layout import DataLayout
+from records.ledger import Ledger
+from records.manifest import verify_version
 
 VERSION_CHECKS = ("version_verifies", "ledger_verifies")
 

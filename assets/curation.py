@@ -48,7 +48,7 @@ def _outcomes(asset: str, result: steps.StepResult, layout) -> dict:
         outcomes["every_document_has_language"] = (unknown == 0, {"documents_without_language": unknown})
     if "erasure_requests_suppressed" in _EXTRA_CHECKS[asset]:
         from pipelines.suppression import suppression_outcome
-        from provenance.erasure import requests as erasure_requests
+        from records.requests import requests as erasure_requests
 
         outcomes["erasure_requests_suppressed"] = suppression_outcome(
             result.folder, result.manifest.config, [r.as_filter() for r in erasure_requests(layout)]

@@ -5,7 +5,7 @@ model_release -> finetuned_model   (a sealed finetuned_model version: weights, t
 
 Like training, fine-tuning runs in a subprocess (``apertus finetune``, the command an operator runs by
 hand), so the Dagster process never holds the model and every line it prints reaches the run's log.
-The records are provenance.finetune's; certifying the fine-tune and moving an alias to it stay
+The records are records.finetune's; certifying the fine-tune and moving an alias to it stay
 decisions (``apertus certify``, ``apertus alias set``), not side effects of a materialization.
 """
 
@@ -20,9 +20,9 @@ from assets.operations import TRAIN_POOL, TRAINING_RETRY
 from assets.resources import CurationResource
 from assets.training import run_logged
 from pipelines.steps import StepResult
-from provenance.audit.versions import ledger_records
-from provenance.layout import REPO_ROOT
-from provenance.manifest import load_manifest, version_folder
+from records.layout import REPO_ROOT
+from records.manifest import load_manifest, version_folder
+from records.versions import ledger_records
 
 FINETUNED_MODEL = "finetuned_model"
 SAMPLE_EXAMPLES = REPO_ROOT / "sample" / "finetune" / "examples.jsonl"

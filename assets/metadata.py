@@ -101,8 +101,8 @@ def version_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
     }
     index = result.ledger_index
     if index is None:  # a reused version: the entry that pinned it when it was first made
-        from provenance.audit.versions import ledger_records
-        from provenance.layout import DataLayout
+        from records.layout import DataLayout
+        from records.versions import ledger_records
 
         record = ledger_records(DataLayout(result.folder.parents[2])).get(manifest.ref)
         index = None if record is None else record.index

@@ -19,8 +19,8 @@ from assets.curation import CODE_VERSION
 from assets.operations import CURATION_RETRY
 from assets.resources import CurationResource
 from pipelines.steps import StepResult, new_staging, pin_version
-from provenance.audit.versions import ledger_records
-from provenance.manifest import seal
+from records.manifest import seal
+from records.versions import ledger_records
 
 MODEL_RELEASE = "model_release"
 PRODUCTION = "production"

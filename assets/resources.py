@@ -8,8 +8,8 @@ import dagster as dg
 
 from pipelines.config import CurationConfig, load_curation_config
 from pipelines.executor import RAY_ADDRESS_ENV, ExecutorConfig
-from provenance.layout import DATA_ENV, DataLayout
-from provenance.manifest import Manifest, load_manifest, version_folder
+from records.layout import DATA_ENV, DataLayout
+from records.manifest import Manifest, load_manifest, version_folder
 
 
 class CurationResource(dg.ConfigurableResource):

@@ -6,7 +6,7 @@ process was killed (``kill -9``, the machine lost power) frees nothing: without 
 workstation) its slot stays held and every later step of the pool waits for it forever.
 
 Runs launched by the ``apertus`` CLI carry their process in the tag ``apertus/process`` (host, pid,
-start time; ``provenance.layout.ProcessId``), so a later command can tell a live holder from a dead
+start time; ``records.layout.ProcessId``), so a later command can tell a live holder from a dead
 one. ``release_stale_claims`` frees the claims of runs that are finished, deleted, or whose process
 on this host is gone (and marks a run still ``STARTED`` failed); a holder it cannot judge (launched
 from the UI or the daemon, or on another host) is named with the command that frees it.
@@ -21,7 +21,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from assets.operations import CPU_POOL, TRAIN_POOL
-from provenance.layout import ProcessId
+from records.layout import ProcessId
 
 PROCESS_TAG = "apertus/process"
 COMMAND_TAG = "apertus/command"

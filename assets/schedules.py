@@ -31,8 +31,8 @@ from assets.curation import CODE_VERSION, snapshots
 from assets.jobs import CURATE_ASSETS, STAGE_ASSETS, retrain_job
 from assets.operations import HEAVY_TAGS
 from assets.training import TRAINED_MODEL, trained_model
-from provenance.layout import DataLayout
-from provenance.manifest import load_manifest, version_folder
+from records.layout import DataLayout
+from records.manifest import load_manifest, version_folder
 
 CRON_ENV = "APERTUS_RETRAIN_CRON"
 TIMEZONE_ENV = "APERTUS_RETRAIN_TIMEZONE"
@@ -93,7 +93,7 @@ def curation_needed(
 def _unapplied_requests(layout: DataLayout, raw_event) -> str | None:
     """Erasure requests in the ledger that the snapshot's raw_documents version did not apply (the
     ids it applied are its config's ``suppression``), as a reason; None when it applied them all."""
-    from provenance.erasure import requests
+    from records.requests import requests
 
     recorded = {r.request_id for r in requests(layout)}
     if not recorded or DATA_VERSION_TAG not in raw_event.tags:

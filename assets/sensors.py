@@ -8,8 +8,8 @@ import dagster as dg
 
 from assets.curation import snapshots
 from assets.jobs import curate_job, erasure_job
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout, validate_snapshot_name
+from records.hashing import sha256_file
+from records.layout import DataLayout, validate_snapshot_name
 
 
 @dg.sensor(
@@ -105,7 +105,7 @@ def _record(layout: DataLayout, path: Path, body: dict) -> str:
     another writer at the same moment: ``record_request`` checks and appends under its lock); return
     its request id. Without ``requested_at`` the file's modification time stands in, so the same
     file always yields the same request."""
-    from provenance.erasure import record_request
+    from records.requests import record_request
 
     requested_at = body.get("requested_at") or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(
         timespec="seconds"

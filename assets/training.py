@@ -25,11 +25,11 @@ from assets.metadata import figure_png, plot_metadata
 from assets.operations import TRAIN_POOL, TRAINING_RETRY
 from assets.resources import CurationResource
 from pipelines.steps import StepResult
-from provenance.audit.versions import ledger_records
-from provenance.hashing import sha256_file
-from provenance.layout import REPO_ROOT
-from provenance.manifest import version_folder
-from provenance.models import RECORD, build_record, seal_model
+from records.hashing import sha256_file
+from records.layout import REPO_ROOT
+from records.manifest import version_folder
+from records.models import RECORD, build_record, seal_model
+from records.versions import ledger_records
 
 TRAINED_MODEL = "trained_model"
 RUNS_DIR = "runs"  # under work/: a run folder until it is sealed into datasets/trained_model/<id>

@@ -25,7 +25,7 @@ from pipelines.quality_model import (
 )
 from pipelines.token_shards import TOKEN_SHARDS, TokenShardConfig, build_token_shards
 from pipelines.tokenizer import TOKENIZER, TokenizerConfig, train_tokenizer
-from provenance.layout import REPO_ROOT
+from records.layout import REPO_ROOT
 
 DEFAULT_CURRICULUM = REPO_ROOT / "configs" / "curriculum" / "sample.yaml"
 
@@ -106,7 +106,7 @@ def quality_scored(
     )
     metadata = step_metadata(result, Path(context.instance.storage_directory()) / "plots")
     outcomes = version_outcomes(result, layout)
-    from provenance.catalog import query
+    from records.catalog import query
 
     _, [(unscored,)] = query(
         layout,

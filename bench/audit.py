@@ -4,7 +4,7 @@ Builds, in a data folder, SNAPSHOTS curation chains of four sealed dataset versi
 (raw_documents -> language_identified -> quality_filtered -> deduplicated: 20 versions for 5
 snapshots) holding --num-documents distinct documents in all, with index.parquet and
 exclusions.parquet in the columns and row-group layout the pipeline writes (pipelines/tables.py;
-no shards: contains never reads them), sealed with provenance.manifest.seal. The columns are made
+no shards: contains never reads them), sealed with records.manifest.seal. The columns are made
 with numpy and pyarrow compute, not through the pipeline (10 M documents in a few minutes). Drop
 rates per step are realistic (1 %, 10 %, 15 %), drops carry reasons and details. Lookup files are
 then built the normal way (``build_missing_lookups``, as ``apertus audit index`` does) and pinned
@@ -50,11 +50,11 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from pipelines.tables import EXCLUSION_COLUMNS, INDEX_COLUMNS  # noqa: E402
-from provenance.audit.lookup import build_missing_lookups, lookup_path  # noqa: E402
 from provenance.audit.repin import repin  # noqa: E402
-from provenance.audit.versions import leaves, load_versions  # noqa: E402
-from provenance.layout import DataLayout  # noqa: E402
-from provenance.manifest import seal  # noqa: E402
+from records.layout import DataLayout  # noqa: E402
+from records.lookup import build_missing_lookups, lookup_path  # noqa: E402
+from records.manifest import seal  # noqa: E402
+from records.versions import leaves, load_versions  # noqa: E402
 
 STEPS = (  # asset, share of its input dropped, reason, details
     ("raw_documents", 0.0, None, None),
@@ -307,7 +307,7 @@ def main() -> None:
         built = build_missing_lookups(layout, versions)
         report["lookup_build_s"] = round(time.perf_counter() - t, 1)
         report["lookups_built"] = len(built)
-        t = time.perf_counter()  # contains answers only under pinned lookup roots (provenance.pins)
+        t = time.perf_counter()  # contains answers only under pinned lookup roots (records.pins)
         report["repinned"] = len(repin(layout).pinned)
         report["repin_s"] = round(time.perf_counter() - t, 1)
         report["sizes"] = _sizes(layout, versions)

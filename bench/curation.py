@@ -3,7 +3,7 @@
     .venv/bin/python bench/curation.py [--num-documents 100000] [--tasks 2] [--workers 2] [--repeat 1]
                                        [--profile DIR]   (with --workers 1)
 
-Input: ``pipelines.sample_crawl.generate_snapshot`` writes at most ~6400 documents (its page pool),
+Input: ``sample.crawl.generate_snapshot`` writes at most ~6400 documents (its page pool),
 so a larger snapshot is ``copies`` generated pages (``ceil(N / 6000)`` copies of ``ceil(N / copies)``
 pages): the generated files, then per extra copy a rewrite of every JSONL and Parquet file with
 new ids and URLs in which each page keeps the first half of its paragraphs and takes the second
@@ -121,7 +121,7 @@ def warm_up() -> None:
 
 def make_snapshot(folder: Path, num_documents: int, seed: int) -> tuple[int, int]:
     """Write a snapshot of about ``num_documents`` records into ``folder``; return (copies, pages each)."""
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     copies = max(1, math.ceil(num_documents / MAX_GENERATED))
     per_copy = math.ceil(num_documents / copies)
@@ -137,7 +137,7 @@ def _read_jsonl_gz(path: Path) -> list[dict]:
 
 
 def _write_copy(folder: Path, copy: int, rng: random.Random) -> None:
-    from pipelines.sample_crawl import write_jsonl_gz, write_parquet
+    from sample.crawl import write_jsonl_gz, write_parquet
 
     jsonl = sorted((folder / "jsonl").glob("part-*.jsonl.gz"))
     parquet = sorted((folder / "parquet").glob("part-*.parquet"))
@@ -198,8 +198,8 @@ class Timings:
 def installed(timings: Timings):
     """Replace the step functions and the bookkeeping they call by timed wrappers; restore after."""
     import pipelines.steps as steps
-    import provenance.manifest as manifest
-    from provenance.ledger import Ledger
+    import records.manifest as manifest
+    from records.ledger import Ledger
 
     targets = [(steps, name, name, True) for name in STEPS]
     targets += [
@@ -226,7 +226,7 @@ def run_ours(input_dir: Path, root: Path, tasks: int, workers: int, profile=None
     from pipelines.config import CurationConfig
     from pipelines.executor import ExecutorConfig
     from pipelines.steps import curate_snapshot
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
 
     layout = DataLayout(root)
     layout.inbox.mkdir(parents=True)

@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provenance.ledger import DATASET_VERSION_CREATED, Ledger, verify_entry_offline  # noqa: E402
-from provenance.merkle import verify_consistency  # noqa: E402
-from provenance.signing import SignedTreeHead  # noqa: E402
+from records.ledger import DATASET_VERSION_CREATED, Ledger, verify_entry_offline  # noqa: E402
+from records.merkle import verify_consistency  # noqa: E402
+from records.signing import SignedTreeHead  # noqa: E402
 
 
 def _payload(n: int) -> dict:

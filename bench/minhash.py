@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/minhash.py [--num-documents 2000] [--target 20000]
 
-Generates the sample snapshot (``pipelines.sample_crawl``, mixed languages), reads it as the
+Generates the sample snapshot (``sample.crawl``, mixed languages), reads it as the
 pipeline does, repeats it to ``--target`` documents, and times, each as its own datatrove run with
 one task and one worker (single core): the reader alone, the reader + datatrove's signature stage,
 the reader + ours. Signature throughput is documents / (run time - reader time). It then runs the
@@ -32,8 +32,8 @@ from pipelines.dedup import DedupConfig, deduplicate
 from pipelines.dedup.evaluation import dedup_scores, snapshot_documents
 from pipelines.dedup.minhash import MinhashSignatures
 from pipelines.executor import ExecutorConfig, run_pipeline
-from pipelines.sample_crawl import generate_snapshot
 from pipelines.shards import DocumentShardReader, DocumentShardWriter, read_rows
+from sample.crawl import generate_snapshot
 
 SINGLE_CORE = ExecutorConfig(tasks=1, workers=1, ray_address=None)
 

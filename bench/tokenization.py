@@ -47,8 +47,8 @@ from pipelines.shards import SHARD_SCHEMA  # noqa: E402
 from pipelines.steps import finish_step, new_staging  # noqa: E402
 from pipelines.token_shards import TokenShardConfig, TokenShardReader, build_token_shards, stage_dirs  # noqa: E402
 from pipelines.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer  # noqa: E402
-from provenance.layout import DataLayout  # noqa: E402
-from provenance.manifest import seal, version_folder  # noqa: E402
+from records.layout import DataLayout  # noqa: E402
+from records.manifest import seal, version_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_PER_SHARD = 500

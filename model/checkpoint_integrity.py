@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from provenance.hashing import sha256_file
+from records.hashing import sha256_file
 
 __all__ = [
     "HASHES_FILE",

@@ -5,7 +5,7 @@ run may be certified.
     python -m model.finetune --base <data>/datasets/trained_model/<id> --examples FILE.jsonl --out DIR
 
 The base version's model.safetensors is loaded (model/export.py) and trained with plain torch AdamW
-(DeepSpeed-MoE's layer runs without its engine at ep_size=1). Examples (provenance/finetune.py) are
+(DeepSpeed-MoE's layer runs without its engine at ep_size=1). Examples (records/finetune.py) are
 tokenized with the base's tokenizer as <|endoftext|> prompt response <|endoftext|>: for a
 {"prompt", "response"} example only the response and the closing separator are targets, for a
 {"text"} example every token. Optimizer step s trains on the examples batch_indices(num_train, s,
@@ -47,7 +47,7 @@ from model.finetune_eval import (
 )
 from model.schedule import wsd_lr
 from model.transformer import Transformer
-from provenance.finetune import (
+from records.finetune import (
     RUN_FORMAT,
     Example,
     hardware_record,
@@ -56,8 +56,8 @@ from provenance.finetune import (
     usage_line,
     usage_root,
 )
-from provenance.hashing import sha256_file
-from provenance.manifest import load_manifest, version_folder
+from records.hashing import sha256_file
+from records.manifest import load_manifest, version_folder
 
 __all__ = ["FinetuneConfig", "encode_example", "save_safetensors", "finetune", "main"]
 

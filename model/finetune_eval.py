@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from model.transformer import Transformer
-from provenance.hashing import sha256_file
-from provenance.manifest import version_folder
+from records.hashing import sha256_file
+from records.manifest import version_folder
 
 __all__ = [
     "IGNORE",

@@ -328,7 +328,7 @@ def _evaluation_report(evaluations: list[dict], run_info: dict) -> dict:
 
 def _file_hashes(out_dir: Path) -> dict[str, str]:
     """sha256 of model.safetensors and of every checkpoint file, by path relative to out_dir."""
-    from provenance.hashing import sha256_file
+    from records.hashing import sha256_file
 
     paths = [out_dir / EXPORT_FILE] + sorted((out_dir / CHECKPOINT_DIR).rglob("*"))
     return {p.relative_to(out_dir).as_posix(): sha256_file(p) for p in paths if p.is_file()}

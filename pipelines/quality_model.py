@@ -43,11 +43,11 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines import fields
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.fasttext_model import FastTextModel, train_supervised
-from pipelines.reference_set import contaminated_paragraphs, read_reference, reference_pages
+from pipelines.quality_reference import contaminated_paragraphs, read_reference, reference_pages
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.steps import StepResult, finish_step, has_documents, new_staging, task_logs
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest, load_manifest, version_folder
+from records.layout import DataLayout
+from records.manifest import Manifest, load_manifest, version_folder
 
 QUALITY_CLASSIFIER = "quality_classifier"
 QUALITY_SCORED = "quality_scored"

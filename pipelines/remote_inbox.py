@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import fsspec
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 INBOX_URL_ENV = "APERTUS_INBOX_URL"
 

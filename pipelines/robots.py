@@ -29,8 +29,8 @@ from protego import Protego
 
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
-from provenance.erasure import url_host
-from provenance.hashing import sha256_file
+from records.erasure_match import url_host
+from records.hashing import sha256_file
 
 ROBOTS_DIR = "robots"  # under the data folder
 ROBOTS_RECORD = "robots.json"

@@ -7,7 +7,7 @@
 
 A step builds its datatrove blocks inside the function (never at import: datatrove's worker
 processes re-import modules), runs them through ``pipelines.executor``, writes the auditor tables,
-seals the folder (``provenance.manifest.seal``), pins the new version in the ledger and refreshes
+seals the folder (``records.manifest.seal``), pins the new version in the ledger and refreshes
 the catalog. Running a step again on the same input, config and code gives the same version id
 and creates nothing new.
 """
@@ -24,11 +24,11 @@ from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
-from provenance.audit.lookup import build_lookup, file_root
-from provenance.catalog import refresh_catalog
-from provenance.layout import DataLayout, discard_on_failure, new_staging
-from provenance.manifest import Manifest, seal
-from provenance.pins import pin_dataset_version, read_pin
+from records.catalog import refresh_catalog
+from records.layout import DataLayout, discard_on_failure, new_staging
+from records.lookup import build_lookup, file_root
+from records.manifest import Manifest, seal
+from records.pins import pin_dataset_version, read_pin
 
 RAW_DOCUMENTS = "raw_documents"
 LANGUAGE_IDENTIFIED = "language_identified"
@@ -103,7 +103,7 @@ def pin_version(layout: DataLayout, manifest: Manifest, folder: Path, *, sealed_
 
     ``sealed_now``: this run sealed the version (it appends). Otherwise the version's pin marker
     answers in O(1) and nothing is built; a version sealed earlier but never pinned gets its lookup
-    rebuilt (O(its rows)) and an entry flagged ``repinned`` (provenance.pins.ensure_pinned).
+    rebuilt (O(its rows)) and an entry flagged ``repinned`` (records.pins.ensure_pinned).
     """
     if not sealed_now:
         pin = read_pin(layout, manifest.ref)
@@ -154,7 +154,7 @@ def ingest_snapshot(
     from pipelines.readers import SnapshotReader
     from pipelines.robots import robots_blocks
     from pipelines.suppression import suppression_blocks, suppression_config
-    from provenance.erasure import requests as erasure_requests
+    from records.requests import requests as erasure_requests
 
     source = layout.snapshot_dir(snapshot)
     if not source.is_dir():

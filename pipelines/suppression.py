@@ -6,7 +6,7 @@ reason ``suppressed:erasure_request`` and details ``{"request_id", "kind", "valu
 row keeps who it was (doc id, URL, sha256) and which request removed it, but not its text: an
 erased document must not survive in ``excluded/`` either.
 
-Matching is ``provenance.erasure_match.RequestMatcher`` (RE2), the one matcher ``impact`` and the
+Matching is ``records.erasure_match.RequestMatcher`` (RE2), the one matcher ``impact`` and the
 check use too. A document whose text search uses more than the per-document budget of CPU time
 (``budget_ms``, default 50 ms, ``APERTUS_SUPPRESSION_BUDGET_MS``) is dropped with reason
 ``suppression:timeout`` and its text erased as well: a request must never let through a document
@@ -34,7 +34,7 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
-from provenance.erasure_match import BUDGET_ENV, DEFAULT_BUDGET_MS, RequestMatcher
+from records.erasure_match import BUDGET_ENV, DEFAULT_BUDGET_MS, RequestMatcher
 
 SUPPRESSION_RECORD = "suppression.json"
 

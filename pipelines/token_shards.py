@@ -38,9 +38,9 @@ import pyarrow.parquet as pq
 
 from pipelines.steps import StepResult, finish_step, new_staging
 from pipelines.tokenizer import END_OF_TEXT, DocumentTexts, encode_texts, load_tokenizer, special_id
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, Manifest, load_manifest, version_folder
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.manifest import MANIFEST, Manifest, load_manifest, version_folder
 
 TOKEN_SHARDS = "token_shards"
 FORMAT = "apertus.token-shards/1"

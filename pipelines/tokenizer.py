@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines.steps import StepResult, finish_step, new_staging
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest, version_folder
+from records.layout import DataLayout
+from records.manifest import Manifest, version_folder
 
 TOKENIZER = "tokenizer"
 TOKENIZER_FILE = "tokenizer.json"

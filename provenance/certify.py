@@ -19,12 +19,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from provenance.finetune import FINETUNED_MODEL, MODEL_FILE, RECORD_FILE, RECORD_FORMAT
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.ledger import ALIAS_MOVED, MODEL_CERTIFIED, MODEL_TRAINED, ROLLBACK, Ledger, LedgerEntry
-from provenance.manifest import MANIFEST, verify_version, version_folder
-from provenance.models import load_record
+from records.finetune import FINETUNED_MODEL, MODEL_FILE, RECORD_FILE, RECORD_FORMAT
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.ledger import ALIAS_MOVED, MODEL_CERTIFIED, MODEL_TRAINED, ROLLBACK, Ledger, LedgerEntry
+from records.manifest import MANIFEST, verify_version, version_folder
+from records.models import load_record
 
 __all__ = [
     "MODEL_ASSETS",

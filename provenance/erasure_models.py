@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from provenance.audit.versions import ancestors
-from provenance.layout import DataLayout
+from records.layout import DataLayout
+from records.versions import ancestors
 
 
 def _quote(path: Path) -> str:
@@ -37,7 +37,7 @@ class ModelImpact:
 
 def model_impacts(layout: DataLayout, doc_ids: list[str]) -> list[ModelImpact]:
     """Every model version holding one of ``doc_ids`` (directly, or through its base model)."""
-    from provenance.models import load_record, model_versions
+    from records.models import load_record, model_versions
 
     models = model_versions(layout)
     direct: dict[str, ModelImpact] = {}

@@ -18,7 +18,7 @@ def instance_keys(tmp_path_factory):
     """One key folder for the whole session, as `apertus init` makes it, named by APERTUS_KEYS in
     os.environ so every ledger append (in this process or a subprocess) can sign. Tests that need
     no key folder, or another one, monkeypatch APERTUS_KEYS. Returns the folder."""
-    from provenance.keys import KEYS_ENV, create_identity
+    from records.keys import KEYS_ENV, create_identity
 
     folder = tmp_path_factory.mktemp("instance-keys")
     create_identity(folder)
@@ -29,7 +29,7 @@ def instance_keys(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_snapshot(tmp_path_factory):
     """A 600-document crawl snapshot generated from the bundled sample; returns (folder, truth)."""
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     root = tmp_path_factory.mktemp("snapshots")
     folder = root / "small"
@@ -50,7 +50,7 @@ def curated(small_snapshot, tmp_path_factory):
     from pipelines.config import CurationConfig
     from pipelines.executor import ExecutorConfig
     from pipelines.steps import curate_snapshot
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
 
     folder, truth = small_snapshot
     layout = DataLayout(tmp_path_factory.mktemp("data"))
@@ -79,8 +79,8 @@ def trained(curated, tmp_path_factory):
     from pipelines.quality_model import score_quality, train_quality_classifier
     from pipelines.token_shards import TokenShardConfig, build_token_shards
     from pipelines.tokenizer import TokenizerConfig, train_tokenizer
-    from provenance.layout import DataLayout
-    from provenance.models import build_record, seal_model
+    from records.layout import DataLayout
+    from records.models import build_record, seal_model
 
     source, results, _ = curated
     layout = DataLayout(tmp_path_factory.mktemp("trained") / "data")

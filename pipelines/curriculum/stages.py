@@ -20,8 +20,8 @@ from pipelines.curriculum.config import ALL_SOURCES, Curriculum, SourcePlan, Sta
 from pipelines.curriculum.sampling import integer_multiplicities, stage_order
 from pipelines.quality_model import QUALITY_SCORED
 from pipelines.steps import StepResult, finish_step, new_staging
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest, version_folder
+from records.layout import DataLayout
+from records.manifest import Manifest, version_folder
 
 CURRICULUM_STAGES = "curriculum_stages"
 INVENTORY_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Scoring deduplication against the ground truth of ``pipelines.sample_crawl`` (tests, benchmark).
+"""Scoring deduplication against the ground truth of ``sample.crawl`` (tests, benchmark).
 
 Until the project's readers exist, ``snapshot_documents`` reads a generated snapshot the way they
 will: JSONL and Parquet text as written, WARC pages through trafilatura; ids ``snap/{file}#{offset}``

@@ -22,7 +22,7 @@ from pipelines.readers.jsonl import read_jsonl
 from pipelines.readers.parquet import read_parquet
 from pipelines.readers.quarantine import QuarantineWriter, as_datafolder
 from pipelines.readers.warc import read_warc
-from provenance.layout import validate_snapshot_name
+from records.layout import validate_snapshot_name
 
 FORMATS = {  # suffix -> format; compression is decided by a file's first bytes, not by its suffix
     ".jsonl.gz": "jsonl", ".json.gz": "jsonl", ".jsonl.zst": "jsonl", ".json.zst": "jsonl",

@@ -15,8 +15,9 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from provenance.audit.lookup import Row, find_rows
-from provenance.audit.versions import (
+from records.layout import DataLayout
+from records.lookup import Row, find_rows
+from records.versions import (
     DOCUMENT_INDEX,
     MODEL_ASSETS,
     ancestors,
@@ -26,7 +27,6 @@ from provenance.audit.versions import (
     load_versions,
     resolve,
 )
-from provenance.layout import DataLayout
 
 IN, DROPPED, NOT_SEEN = "in", "dropped", "not_seen"
 
@@ -167,7 +167,7 @@ def _hashes_with_text(layout: DataLayout, versions: dict, scope: list[str], snip
     """
     import duckdb
 
-    from provenance.hashing import sha256_file
+    from records.hashing import sha256_file
 
     files = []
     for ref in scope:

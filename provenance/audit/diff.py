@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from provenance.audit.versions import ancestors, depth, load_versions, resolve
-from provenance.layout import DataLayout
+from records.layout import DataLayout
+from records.versions import ancestors, depth, load_versions, resolve
 
 UNEXPLAINED = "(no exclusion names it)"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from provenance.audit.versions import ledger_records, load_versions, resolve
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, FileEntry, Manifest
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.manifest import MANIFEST, FileEntry, Manifest
+from records.versions import ledger_records, load_versions, resolve
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provenance.audit.contains import IN, DocumentFate, Membership, contains
-from provenance.audit.versions import MODEL_ASSETS, load_versions, resolve
-from provenance.layout import DataLayout
+from records.layout import DataLayout
+from records.versions import MODEL_ASSETS, load_versions, resolve
 
 SEQUENCE_USE_FILE = "sequence_use.parquet"  # model.usage, without importing torch
 NOT_STAGED, STAGED_NOT_TRAINED = "not_staged", "staged_not_trained"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from provenance.audit.lineage import Node
-from provenance.audit.versions import MODEL_ASSETS
+from records.versions import MODEL_ASSETS
 
 NAMESPACE = "urn:apertus:"
 

@@ -21,8 +21,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from provenance.audit.lookup import build_lookup, file_root, lookup_path
-from provenance.audit.versions import (
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.lookup import build_lookup, file_root, lookup_path
+from records.manifest import MANIFEST, Manifest, verify_version
+from records.pins import DATASET_VERSION_CREATED, REPINNED, dataset_payload, write_pin
+from records.versions import (
     CREATION_EVENTS,
     MODEL_ASSETS,
     LedgerRecord,
@@ -31,13 +35,9 @@ from provenance.audit.versions import (
     ledger_records,
     load_versions,
 )
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, Manifest, verify_version
-from provenance.pins import DATASET_VERSION_CREATED, REPINNED, dataset_payload, write_pin
 
 MODEL_TRAINED = "model_trained"
-MODEL_RECORD = "provenance.json"  # provenance.models.RECORD, provenance.finetune.RECORD_FILE
+MODEL_RECORD = "provenance.json"  # records.models.RECORD, records.finetune.RECORD_FILE
 
 
 @dataclass
@@ -55,7 +55,7 @@ class RepinResult:
 
 def repin(layout: DataLayout) -> RepinResult:
     """Pin every sealed version that lacks its creation entry (or its lookup root); see the module doc."""
-    from provenance.ledger import Ledger
+    from records.ledger import Ledger
 
     ledger = Ledger(layout.ledger)
     versions = load_versions(layout)

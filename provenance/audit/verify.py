@@ -2,12 +2,12 @@
 
 For each dataset version in scope (all of them, or the named one and its ancestors):
 1. re-hash every file against its manifest and recompute the version id
-   (``provenance.manifest.verify_version``); check that each parent version exists;
+   (``records.manifest.verify_version``); check that each parent version exists;
 2. find the ledger entry that pinned the version (``dataset_version_created``, or ``model_trained``
    for a model); check that its ``manifest_sha256``
    is the sha256 of the manifest as it is now (a rewritten manifest is caught even when the files
    agree with it), and that the entry's inclusion proof verifies offline against the latest
-   signed tree head (``provenance.ledger.verify_entry_offline``);
+   signed tree head (``records.ledger.verify_entry_offline``);
 3. if the version has a lookup file, check its bytes against the ``lookup_root`` pinned in that
    entry (a lookup with no pinned root is a problem: ``apertus audit repin`` pins it), and that it
    was built from the version's index and exclusions and holds exactly their rows; check that the
@@ -25,11 +25,11 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provenance.audit.lookup import has_lookup, lookup_path, lookup_problems
-from provenance.audit.versions import LedgerRecord, ancestors, ledger_records, load_versions, resolve
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, verify_version
-from provenance.pins import REPINNED
+from records.layout import DataLayout
+from records.lookup import has_lookup, lookup_path, lookup_problems
+from records.manifest import MANIFEST, verify_version
+from records.pins import REPINNED
+from records.versions import LedgerRecord, ancestors, ledger_records, load_versions, resolve
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Report:
 
 def verify(layout: DataLayout, ref: str | None = None) -> Report:
     """Check ``ref`` and its ancestors (or every version when None) and the ledger; see the module doc."""
-    from provenance.ledger import Ledger
+    from records.ledger import Ledger
 
     unreadable: list[str] = []
     versions = load_versions(layout, unreadable)
@@ -117,7 +117,7 @@ def _latest_head(ledger, report: Report) -> tuple[str | None, bool]:
 
 
 def _check_marker(layout: DataLayout, version: str, record: LedgerRecord) -> list[str]:
-    from provenance.pins import marker_path, read_pin
+    from records.pins import marker_path, read_pin
 
     try:
         pin = read_pin(layout, version)
@@ -156,7 +156,7 @@ def _check_record(
             f"{str(record.payload.get('manifest_sha256'))[:16]}… recorded in {where}"
         )
     if head is not None:
-        from provenance.ledger import verify_entry_offline
+        from records.ledger import verify_entry_offline
 
         try:
             proof = ledger.inclusion_proof(record.index)

@@ -13,7 +13,7 @@ from provenance.compliance.gdpr_art30 import gdpr_art30
 from provenance.compliance.model_card import model_card
 from provenance.compliance.render import write
 from provenance.compliance.summary import public_summary
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 DOCUMENTS = ("training-content-summary", "annex-xi", "gdpr-art30", "model-card")
 
@@ -24,8 +24,8 @@ def ledger_anchor(layout: DataLayout, cited: list[int | None]) -> dict | None:
     records give the same documents however the ledger grew since. A reader checks it with a
     consistency proof to any later head (``apertus audit verify --head``). None when nothing is cited.
     Cost: hashes the leaf cache up to that size."""
-    from provenance.ledger import Ledger
-    from provenance.signing import key_id, load_public_key
+    from records.ledger import Ledger
+    from records.signing import key_id, load_public_key
 
     ledger = Ledger(layout.ledger)
     indices = [i for i in cited if i is not None]
@@ -46,7 +46,7 @@ def write_documents(
     """Write the four documents (``<name>.md`` and ``<name>.html``, names in ``DOCUMENTS``) for model
     version ``model_ref`` into ``out_dir``, and ``sources.json`` naming the records they were made
     from. Returns the paths written."""
-    from provenance.audit.versions import ledger_records
+    from records.versions import ledger_records
 
     facts = gather(layout, model_ref, config or ComplianceConfig())
     entry = ledger_records(layout).get(facts.model_ref)

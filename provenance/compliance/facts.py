@@ -17,13 +17,14 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from provenance.audit.versions import ancestors, load_versions, resolve
-from provenance.catalog import refresh_catalog
 from provenance.compliance.render import TO_FILL
-from provenance.erasure import HOST_PATTERN, requests
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest
-from provenance.models import MODEL_ASSETS, load_record
+from records.catalog import refresh_catalog
+from records.erasure_match import HOST_PATTERN
+from records.layout import DataLayout
+from records.manifest import Manifest
+from records.models import MODEL_ASSETS, load_record
+from records.requests import requests
+from records.versions import ancestors, load_versions, resolve
 
 PII_PLACEHOLDERS = {
     "email addresses": "<EMAIL>",

@@ -17,7 +17,7 @@ from provenance.export.croissant import to_croissant
 from provenance.export.cyclonedx import to_cyclonedx
 from provenance.export.openlineage import to_openlineage
 from provenance.export.records import load_scope
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 FORMATS = ("openlineage", "prov", "cyclonedx", "croissant")
 

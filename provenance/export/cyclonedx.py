@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from provenance.export.records import Scope, Version, model_record
-from provenance.layout import REPO_ROOT
+from records.layout import REPO_ROOT
 
 SPEC_VERSION = "1.6"
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"

@@ -13,11 +13,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenance.audit.versions import LedgerRecord, depth, ledger_records, load_versions, resolve
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, Manifest
-from provenance.merkle import leaf_hash
-from provenance.models import EXPORT_FILE, MODEL_ASSETS, RECORD, load_record
+from records.layout import DataLayout
+from records.manifest import MANIFEST, Manifest
+from records.merkle import leaf_hash
+from records.models import EXPORT_FILE, MODEL_ASSETS, RECORD, load_record
+from records.versions import LedgerRecord, depth, ledger_records, load_versions, resolve
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 ASSETS = ["raw_documents", "language_identified", "quality_filtered", "deduplicated"]
 

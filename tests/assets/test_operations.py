@@ -20,7 +20,7 @@ from assets.operations import (
     TRAIN_POOL,
     TRAINING_RETRY,
 )
-from provenance.layout import REPO_ROOT
+from records.layout import REPO_ROOT
 
 CURATION = ["raw_documents", "language_identified", "quality_filtered", "deduplicated"]
 SCORING = ["quality_classifier", "quality_scored"]

@@ -14,8 +14,8 @@ from assets.release import MODEL_RELEASE, model_release
 from assets.resources import CurationResource
 from provenance.audit.verify import verify
 from provenance.certify import aliases
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger
+from records.layout import DataLayout
+from records.ledger import Ledger
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_release_certifies_documents_and_moves_production(released):
     assert json.loads((folder / "sources.json").read_text())["model_version"] == model.ref
     assert event.metadata["model_card"].value.startswith("#")
     # The release names the signing key and the ledger head it was made under (docs/security.md).
-    from provenance.signing import key_id, load_public_key
+    from records.signing import key_id, load_public_key
 
     anchor = event.metadata["ledger_head"].value
     assert event.metadata["ledger_key_id"].value == anchor["key_id"]

@@ -28,7 +28,7 @@ from assets.run_claims import (
     release_stale_claims,
     waiting_report,
 )
-from provenance.layout import REPO_ROOT, ProcessId
+from records.layout import REPO_ROOT, ProcessId
 
 SNAPSHOT = "s1"
 
@@ -36,7 +36,7 @@ SNAPSHOT = "s1"
 @pytest.fixture
 def cli_env(tmp_path):
     """Environment for the CLI: a temporary instance and data folder holding one ingested snapshot."""
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -3,8 +3,8 @@
 What the schedule reads is what runs record: each curation asset's materialization with its data
 version (the dataset version id) and code version, and the last trained model's version, whose
 manifest names the curriculum and, through it, the quality_scored versions trained on. The versions
-here are sealed for real (provenance.manifest.seal) in a temporary data folder; the last test uses
-the `trained` fixture's lineage, made by the real chain and provenance.models.seal_model.
+here are sealed for real (records.manifest.seal) in a temporary data folder; the last test uses
+the `trained` fixture's lineage, made by the real chain and records.models.seal_model.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from assets.schedules import (
     plan_retraining,
     retraining,
 )
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest, seal
+from records.layout import DataLayout
+from records.manifest import Manifest, seal
 
 CURATE = [
     "raw_documents", "language_identified", "quality_filtered", "deduplicated", "quality_classifier",
@@ -149,7 +149,7 @@ def test_nothing_changed_since_the_last_model_skips(world):
 
 
 def test_an_erasure_request_recorded_since_curation_re_curates(world):
-    from provenance.erasure import record_request
+    from records.requests import record_request
 
     instance, layout = world
     scored = _curate(instance, layout, "small", "v1")
@@ -190,7 +190,7 @@ def test_new_snapshot_defers_training_until_it_is_curated(world):
 
 
 def test_real_model_lineage_trained_on_current_data_skips(trained, tmp_path, monkeypatch):
-    """The `trained` fixture's model (sealed by provenance.models.seal_model over the real chain)."""
+    """The `trained` fixture's model (sealed by records.models.seal_model over the real chain)."""
     source, model, _ = trained
     layout = DataLayout(tmp_path / "data")
     shutil.copytree(source.root, layout.root)

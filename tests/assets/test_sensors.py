@@ -32,7 +32,7 @@ def test_new_folder_is_registered_and_requested_once(tmp_path, monkeypatch):
 def test_a_snapshot_in_the_remote_inbox_is_copied_whole_then_registered_once(tmp_path, monkeypatch):
     import fsspec
 
-    from pipelines.sample_bad_inputs import write_bad_inputs  # a small folder of real shard files
+    from sample.bad_inputs import write_bad_inputs  # a small folder of real shard files
 
     local = tmp_path / "delivery"
     write_bad_inputs(local, seed=0)
@@ -147,8 +147,8 @@ def _erasure_request(data, name: str, body: dict):
 
 
 def test_erasure_request_file_is_recorded_and_recurates_every_snapshot_once(tmp_path, monkeypatch):
-    from provenance.erasure import requests
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
+    from records.requests import requests
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))
@@ -179,8 +179,8 @@ def test_erasure_request_file_is_recorded_and_recurates_every_snapshot_once(tmp_
 
 
 def test_erasure_request_replayed_without_cursor_is_not_recorded_twice(tmp_path, monkeypatch):
-    from provenance.erasure import requests
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
+    from records.requests import requests
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))
@@ -200,7 +200,7 @@ def test_erasure_request_replayed_without_cursor_is_not_recorded_twice(tmp_path,
 
 
 def test_erasure_request_folder_is_not_a_snapshot_and_bad_files_are_named(tmp_path, monkeypatch):
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))
@@ -225,8 +225,8 @@ def test_a_malformed_file_is_rejected_and_the_valid_one_after_it_recorded_in_the
     tmp_path, monkeypatch
 ):
     """One bad file made the sensor fail every tick, so the requests after it were never recorded."""
-    from provenance.erasure import requests
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
+    from records.requests import requests
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))

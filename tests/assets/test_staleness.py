@@ -17,7 +17,7 @@ import yaml
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 PARTITIONED = [
     "raw_documents", "language_identified", "quality_filtered", "deduplicated", "quality_classifier",

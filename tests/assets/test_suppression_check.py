@@ -9,7 +9,7 @@ import json
 import dagster as dg
 import pytest
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def leaking_curation(tmp_path, monkeypatch):
     lets everything through: the fault the check exists for (the filter's old ``re`` matching let
     ``[[:digit:]]`` patterns through this way)."""
     from pipelines.suppression import SuppressionFilter
-    from provenance.erasure import record_request
+    from records.requests import record_request
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("APERTUS_DATA", str(tmp_path / "data"))

@@ -12,9 +12,9 @@ import pytest
 
 from assets.resources import CurationResource
 from assets.training import TRAINED_MODEL, trained_model
-from provenance.hashing import sha256_file
-from provenance.manifest import load_manifest, verify_version
-from provenance.models import RECORD, load_record
+from records.hashing import sha256_file
+from records.manifest import load_manifest, verify_version
+from records.models import RECORD, load_record
 from tests.model.test_stages import write_token_shards
 
 

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from provenance.layout import REPO_ROOT
+from records.layout import REPO_ROOT
 
 STOP_GRACE_S = 30  # dagster dev takes a few seconds to stop its webserver, daemon and code server
 

@@ -12,7 +12,7 @@ import shutil
 import pytest
 import yaml
 
-from provenance.layout import REPO_ROOT
+from records.layout import REPO_ROOT
 
 PRODUCTION = REPO_ROOT / "deploy" / "dagster.production.yaml"
 PG_ENV = {

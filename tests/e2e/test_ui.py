@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from provenance.layout import REPO_ROOT, DataLayout
+from records.layout import REPO_ROOT, DataLayout
 from tests.e2e.browser import CHROMIUM_ARGS, INSTALL_HINT, Screenshots, find_chromium
 from tests.e2e.dagster_server import DagsterDev, new_dagster_home
 
@@ -60,7 +60,7 @@ def dagster_dev(chromium, tmp_path, monkeypatch):
     """``dagster dev`` over a fresh instance whose ``snapshots`` partitions hold ``sample``, a
     300-document snapshot generated and ingested into a fresh data folder."""
     from apertus.snapshots import ingest
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     data, home = tmp_path / "data", new_dagster_home(tmp_path / "dagster_home")
     monkeypatch.setenv("APERTUS_DATA", str(data))

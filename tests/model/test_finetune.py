@@ -24,12 +24,12 @@ from model.config import ModelConfig, MoEConfig
 from model.finetune import FinetuneConfig, encode_example, finetune, save_safetensors
 from model.finetune_eval import collate
 from model.transformer import Transformer, count_parameters
-from provenance.finetune import example_sha256, read_examples, split_held_out
-from provenance.hashing import sha256_file
-from provenance.layout import REPO_ROOT, DataLayout
-from provenance.ledger import MODEL_TRAINED, Ledger
-from provenance.manifest import seal
-from provenance.pins import pin_dataset_version
+from records.finetune import example_sha256, read_examples, split_held_out
+from records.hashing import sha256_file
+from records.layout import REPO_ROOT, DataLayout
+from records.ledger import MODEL_TRAINED, Ledger
+from records.manifest import seal
+from records.pins import pin_dataset_version
 
 SAMPLE = REPO_ROOT / "sample" / "finetune" / "examples.jsonl"
 LANGUAGES = ("en", "de", "fr")

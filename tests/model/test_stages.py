@@ -21,7 +21,7 @@ import model.stages as stages_module
 from model.schedule import split_steps
 from model.stages import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
 from pipelines.token_shards import TokenShardConfig, _Stream, _write_json, _write_stage
-from provenance.manifest import seal
+from records.manifest import seal
 from tests.model.conftest import tiny_run
 
 SEQ_LEN = 32

@@ -7,10 +7,10 @@ import pytest
 
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
-from pipelines.sample_bad_inputs import write_bad_inputs
 from pipelines.steps import ingest_snapshot
-from provenance.catalog import query
-from provenance.layout import DataLayout
+from records.catalog import query
+from records.layout import DataLayout
+from sample.bad_inputs import write_bad_inputs
 
 
 @pytest.fixture(scope="module")

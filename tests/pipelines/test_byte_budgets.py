@@ -19,8 +19,8 @@ from datatrove.data import Document
 
 from pipelines import reasons
 from pipelines.readers.budgets import ByteBudgets
-from pipelines.sample_bad_inputs import write_gzip_of_large_lines
 from pipelines.shards import DocumentShardWriter
+from sample.bad_inputs import write_gzip_of_large_lines
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = REPO / "tests" / "resources" / "hostile"
@@ -112,7 +112,7 @@ def test_the_curation_config_budgets_reach_the_ingest_step(tmp_path):
     from pipelines.executor import ExecutorConfig
     from pipelines.reasons import FILE_TOO_LARGE
     from pipelines.steps import ingest_snapshot
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
 
     layout = DataLayout(tmp_path / "data")
     snapshot = layout.snapshot_dir("capped")

@@ -19,8 +19,8 @@ from pipelines.curriculum.sampling import integer_multiplicities, stage_order, t
 from pipelines.curriculum.stages import build_curriculum_stages, load_inventory
 from pipelines.executor import ExecutorConfig
 from pipelines.quality_model import score_quality, train_quality_classifier
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger
+from records.layout import DataLayout
+from records.ledger import Ledger
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "curriculum"
 SAMPLE = CONFIGS / "sample.yaml"

@@ -185,7 +185,7 @@ def test_output_independent_of_tasks_and_workers(tmp_path):
 
 @pytest.fixture(scope="module")
 def sample_snapshot(tmp_path_factory):
-    sample_crawl = pytest.importorskip("pipelines.sample_crawl")
+    sample_crawl = pytest.importorskip("sample.crawl")
     snapshot = tmp_path_factory.mktemp("sample") / SNAPSHOT
     truth = pl.read_parquet(sample_crawl.generate_snapshot(snapshot, seed=0, num_documents=2000))
     return snapshot_documents(snapshot), truth

@@ -102,7 +102,7 @@ def test_model_hash_is_verified():
 
 
 def test_accuracy_on_sample_crawl(tmp_path):
-    sample_crawl = pytest.importorskip("pipelines.sample_crawl")
+    sample_crawl = pytest.importorskip("sample.crawl")
     truth = sample_crawl.generate_snapshot(tmp_path / "snap", seed=0, num_documents=1500)
     clean = [r for r in snapshot_records(tmp_path / "snap", truth) if r["kind"] == "clean"]
     docs = identify([r["text"] for r in clean])

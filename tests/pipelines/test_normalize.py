@@ -12,7 +12,7 @@ from datatrove.data import Document
 from pipelines import fields
 from pipelines.normalize import Normalizer, normalize_text
 from pipelines.readers import SnapshotReader
-from pipelines.sample_crawl import generate_snapshot, sloppy_cp1252
+from sample.crawl import generate_snapshot, sloppy_cp1252
 
 
 def sha256(text: str) -> str:

@@ -79,7 +79,7 @@ def test_redactor_sets_count_on_every_document():
 
 
 def test_recall_on_sample_crawl(tmp_path):
-    sample_crawl = pytest.importorskip("pipelines.sample_crawl")
+    sample_crawl = pytest.importorskip("sample.crawl")
     truth = sample_crawl.generate_snapshot(tmp_path / "snap", seed=0, num_documents=1500)
     records = [r for r in snapshot_records(tmp_path / "snap", truth) if r["kind"] in ("pii", "clean")]
     docs = [Document(r["text"], str(i)) for i, r in enumerate(records)]

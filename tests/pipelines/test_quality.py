@@ -232,7 +232,7 @@ def test_blocks_write_exclusions_with_reason_and_details(tmp_path):
 
 
 def test_keep_and_drop_rates_on_sample_crawl(tmp_path):
-    sample_crawl = pytest.importorskip("pipelines.sample_crawl")
+    sample_crawl = pytest.importorskip("sample.crawl")
     truth = sample_crawl.generate_snapshot(tmp_path / "snap", seed=0, num_documents=3000)
     records = [
         r

@@ -21,10 +21,10 @@ from pipelines.quality_model import (
     score_quality,
     train_quality_classifier,
 )
-from pipelines.reference_set import _paragraphs, read_reference, reference_pages
-from pipelines.sample_crawl import SOURCES_DIR
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger
+from pipelines.quality_reference import _paragraphs, read_reference, reference_pages
+from records.layout import DataLayout
+from records.ledger import Ledger
+from sample.crawl import SOURCES_DIR
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
 from pipelines.steps import curate_snapshot
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 
 @pytest.mark.distributed

@@ -2,7 +2,7 @@
 record or file is in quarantine with its reason, offset and excerpt, its neighbours kept.
 
 Inputs are built here with gzip, pyarrow and warcio (the truth is what this file wrote), and, for the
-generator's inputs, checked against the truth tables of ``pipelines.sample_crawl``.
+generator's inputs, checked against the truth tables of ``sample.crawl``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from warcio.warcwriter import WARCWriter
 from pipelines import fields, reasons
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.readers import QUARANTINE_SCHEMA, SnapshotReader, read_quarantine
-from pipelines.sample_bad_inputs import write_bad_inputs
-from pipelines.sample_crawl import generate_snapshot, sloppy_cp1252
 from pipelines.shards import DocumentShardWriter, read_rows
+from sample.bad_inputs import write_bad_inputs
+from sample.crawl import generate_snapshot, sloppy_cp1252
 
 ARTICLE = [
     "Köln liegt am Rhein und ist mit rund einer Million Einwohnern die größte Stadt Nordrhein-Westfalens.",

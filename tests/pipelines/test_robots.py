@@ -20,8 +20,8 @@ from pipelines.robots import (
     robots_blocks,
     write_sample_robots,
 )
-from provenance.erasure import url_host
-from provenance.hashing import sha256_file
+from records.erasure_match import url_host
+from records.hashing import sha256_file
 
 
 def _write(root, host, date, text):

@@ -21,8 +21,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from pipelines import reasons
-from pipelines.sample_bad_inputs import write_bad_inputs
-from pipelines.sample_crawl import KINDS, generate_snapshot
+from sample.bad_inputs import write_bad_inputs
+from sample.crawl import KINDS, generate_snapshot
 
 NUM_DOCUMENTS = 600
 REPO = Path(__file__).resolve().parents[2]

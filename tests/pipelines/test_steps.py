@@ -8,8 +8,8 @@ import polars as pl
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
 from pipelines.steps import curate_snapshot
-from provenance.ledger import Ledger
-from provenance.manifest import verify_version
+from records.ledger import Ledger
+from records.manifest import verify_version
 
 
 def test_each_step_seals_a_verifiable_version_pinned_in_the_ledger(curated):
@@ -94,8 +94,8 @@ def test_a_snapshot_filtered_to_nothing_gives_empty_versions_for_every_later_ste
     import dataclasses
 
     from pipelines.langid import LanguageIdConfig
-    from pipelines.sample_crawl import generate_snapshot
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
+    from sample.crawl import generate_snapshot
 
     layout = DataLayout(tmp_path / "data")
     generate_snapshot(layout.snapshot_dir("nothing"), seed=3, num_documents=60)
@@ -138,9 +138,9 @@ def test_a_step_that_fails_leaves_no_staging_folder(tmp_path):
     import pytest
 
     from pipelines.langid import LanguageIdConfig
-    from pipelines.sample_crawl import generate_snapshot
     from pipelines.steps import identify_languages, ingest_snapshot
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
+    from sample.crawl import generate_snapshot
 
     layout = DataLayout(tmp_path / "data")
     generate_snapshot(layout.snapshot_dir("tiny"), seed=5, num_documents=20)
@@ -158,7 +158,7 @@ def test_staging_left_by_a_dead_process_is_removed_and_others_are_kept(tmp_path)
     import subprocess
     import sys
 
-    from provenance.layout import STAGING_OWNER_PREFIX, DataLayout, ProcessId, new_staging
+    from records.layout import STAGING_OWNER_PREFIX, DataLayout, ProcessId, new_staging
 
     layout = DataLayout(tmp_path / "data")
     root = layout.work / "staging"

@@ -22,8 +22,9 @@ from pipelines.suppression import (
     suppression_check,
     suppression_outcome,
 )
-from provenance.erasure import impact, record_request
-from provenance.layout import DataLayout
+from provenance.erasure import impact
+from records.layout import DataLayout
+from records.requests import record_request
 
 EXECUTOR = ExecutorConfig(tasks=2, workers=1)
 EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -214,7 +215,7 @@ def test_a_catastrophic_pattern_curates_in_seconds_and_drops_only_what_matches(t
         "from pipelines.config import CurationConfig\n"
         "from pipelines.executor import ExecutorConfig\n"
         "from pipelines.steps import ingest_snapshot\n"
-        "from provenance.layout import DataLayout\n"
+        "from records.layout import DataLayout\n"
         "start, folders = time.perf_counter(), []\n"
         "for name in ('one', 'two'):\n"
         f"    layout = DataLayout({str(layout.root)!r})\n"

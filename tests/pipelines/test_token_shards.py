@@ -15,9 +15,9 @@ import pytest
 
 from pipelines.token_shards import TokenShardConfig, TokenShardReader, build_token_shards, stage_dirs
 from pipelines.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.manifest import seal, verify_version, version_folder
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.manifest import seal, verify_version, version_folder
 
 CONFIG = TokenShardConfig(seq_len=64, sequences_per_shard=300, batch_documents=50, seed=11)
 

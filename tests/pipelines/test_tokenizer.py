@@ -22,8 +22,8 @@ from pipelines.tokenizer import (
     train_on_texts,
     train_tokenizer,
 )
-from provenance.layout import DataLayout
-from provenance.manifest import verify_version
+from records.layout import DataLayout
+from records.manifest import verify_version
 
 SOURCES = Path(__file__).resolve().parents[2] / "sample" / "sources"
 ROUND_TRIP_DOCS = 3  # per language, never trained on

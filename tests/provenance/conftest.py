@@ -64,7 +64,7 @@ def _pick_documents(layout, model_ref: str) -> tuple[Document, Document, dict[st
     import pyarrow.parquet as pq
 
     from provenance.audit.model_use import trained_document
-    from provenance.audit.versions import depth, load_versions
+    from records.versions import depth, load_versions
 
     versions = load_versions(layout)
     # Versions that keep documents (every pipeline step writes an index, empty for a tokenizer or
@@ -135,8 +135,8 @@ def audited_folder(trained, tmp_path_factory) -> AuditedFolder:
     from apertus.tune_cli import SAMPLE_EXAMPLES, finetune_and_seal
     from model.finetune import FinetuneConfig
     from provenance.certify import certify, rollback, set_alias
-    from provenance.erasure import record_request
-    from provenance.layout import DataLayout
+    from records.layout import DataLayout
+    from records.requests import record_request
 
     source, model, _ = trained
     layout = DataLayout(tmp_path_factory.mktemp("audited") / "data")

@@ -1,6 +1,6 @@
 """A model version built by hand over a copy of the curated fixture: a real tokenizer, a one-stage
 curriculum over the deduplicated documents, real token shards, and a provenance record sealed into
-``datasets/trained_model`` by ``provenance.models.seal_model`` (no weights are trained: the erasure
+``datasets/trained_model`` by ``records.models.seal_model`` (no weights are trained: the erasure
 and compliance code read records, never weights)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 from model.config import tiny
 from pipelines.token_shards import TokenShardConfig, build_token_shards
 from pipelines.tokenizer import TokenizerConfig, train_tokenizer
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest, seal, version_folder
-from provenance.models import seal_model
+from records.layout import DataLayout
+from records.manifest import Manifest, seal, version_folder
+from records.models import seal_model
 
 PARAMETERS = {"total": 5_432_100, "active": 1_234_500}
 STAGE = "0-main"

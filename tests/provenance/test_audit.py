@@ -19,13 +19,13 @@ from apertus.cli import main
 from provenance.audit.contains import contains
 from provenance.audit.diff import diff
 from provenance.audit.lineage import lineage
-from provenance.audit.lookup import build_missing_lookups, lookup_path
-from provenance.audit.lookup_file import LookupFile
 from provenance.audit.prov import to_prov
 from provenance.audit.render import lineage_tree
 from provenance.audit.verify import verify
-from provenance.audit.versions import load_versions
-from provenance.layout import DATA_ENV, DataLayout
+from records.layout import DATA_ENV, DataLayout
+from records.lookup import build_missing_lookups, lookup_path
+from records.lookup_file import LookupFile
+from records.versions import load_versions
 
 
 def _audit(monkeypatch, capsys, layout: DataLayout, *args: str) -> tuple[int, str]:
@@ -235,7 +235,7 @@ def test_one_byte_in_a_ledger_entry_fails_verify_naming_it(data_copy, monkeypatc
 def test_forged_tree_head_is_rejected(data_copy, monkeypatch, capsys):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from provenance.signing import Checkpoint, parse_head
+    from records.signing import Checkpoint, parse_head
 
     copy, _ = data_copy
     heads = copy.ledger / "tree_heads.jsonl"
@@ -261,7 +261,7 @@ def test_lineage_reaches_the_snapshot_files(curated, monkeypatch, capsys, tmp_pa
         assert result.manifest.code_version in out
     snapshot = layout.snapshot_dir("small")
     files = sorted(p for p in snapshot.rglob("*") if p.is_file())
-    from provenance.hashing import sha256_file
+    from records.hashing import sha256_file
 
     for path in files:
         assert (

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from provenance.catalog import query
+from records.catalog import query
 
 
 def test_documents_view_has_the_promised_columns(curated):

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from provenance.catalog import query, refresh_catalog
-from provenance.layout import DataLayout
-from provenance.manifest import seal
+from records.catalog import query, refresh_catalog
+from records.layout import DataLayout
+from records.manifest import seal
 
 PLANTED_ID = "f" * 64
 # The tables and views docs/catalog.md promises.
@@ -92,7 +92,8 @@ def test_a_copied_data_folder_answers_from_its_own_catalog(data, tmp_path):
 
 
 def test_compliance_impact_answers_from_the_copy(data, tmp_path):
-    from provenance.erasure import impact, record_request
+    from provenance.erasure import impact
+    from records.requests import record_request
 
     layout, results = data
     url = pq.read_table(layout.datasets / results[-1].manifest.ref / "index.parquet").column("url")[0].as_py()
@@ -131,7 +132,7 @@ def _new_version(layout: DataLayout, results) -> str:
 
 
 def test_a_new_version_reads_no_other_versions_files(data):
-    from provenance.catalog import add_version_to_catalog
+    from records.catalog import add_version_to_catalog
 
     layout, results = data
     before = _counts(layout)
@@ -148,7 +149,7 @@ def test_a_new_version_reads_no_other_versions_files(data):
 
 
 def test_refresh_adds_missing_versions_and_ledger_entries_and_equals_a_rebuild(data):
-    from provenance.erasure import record_request
+    from records.requests import record_request
 
     layout, results = data
     ref = _new_version(layout, results)  # sealed, not added: refresh (or the next query) finds it
@@ -163,7 +164,7 @@ def test_refresh_adds_missing_versions_and_ledger_entries_and_equals_a_rebuild(d
 
 
 def test_a_tampered_listed_file_is_refused_naming_it(data):
-    from provenance.catalog import add_version_to_catalog
+    from records.catalog import add_version_to_catalog
 
     layout, results = data
     ref = _new_version(layout, results)
@@ -200,8 +201,8 @@ def test_a_query_waits_for_a_writer_instead_of_failing(data):
     layout, _ = data
     writer = (
         "import sys, time, duckdb\n"
-        "from provenance.catalog.fill import catalog_lock\n"
-        "from provenance.layout import DataLayout\n"
+        "from records.catalog.fill import catalog_lock\n"
+        "from records.layout import DataLayout\n"
         "layout = DataLayout(sys.argv[1])\n"
         "with catalog_lock(layout):\n"
         "    con = duckdb.connect(str(layout.catalog))\n"
@@ -221,7 +222,7 @@ def test_a_query_waits_for_a_writer_instead_of_failing(data):
 
 
 def test_new_ledger_entries_are_appended_without_rereading_old_ones(data):
-    from provenance.erasure import record_request
+    from records.requests import record_request
 
     layout, _ = data
     _, before = query(layout, 'SELECT * FROM ledger_entries ORDER BY "index"')

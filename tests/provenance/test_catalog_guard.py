@@ -11,8 +11,8 @@ import time
 import duckdb
 import pytest
 
-from provenance.catalog import query
-from provenance.layout import DataLayout
+from records.catalog import query
+from records.layout import DataLayout
 
 SLOW = "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range + b.range = -1"
 

@@ -1,4 +1,4 @@
-"""Fine-tuning records, certification, aliases and rollback (provenance/finetune.py, provenance/certify.py,
+"""Fine-tuning records, certification, aliases and rollback (records/finetune.py, provenance/certify.py,
 apertus/tune_cli.py) on real fine-tuning runs of a hand-built base model (tests/model/test_finetune.py).
 
 What must hold: a used example has an inclusion proof that verifies offline against the root the
@@ -26,19 +26,19 @@ from provenance.certify import (
     rollback,
     set_alias,
 )
-from provenance.finetune import (
+from records.finetune import (
     contains_example,
     example_hash_of,
     read_examples,
     split_held_out,
     verify_example_proof,
 )
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.ledger import MODEL_CERTIFIED, MODEL_TRAINED, Ledger, verify_entry_offline
-from provenance.ledger.format import TREE_HEADS
-from provenance.manifest import verify_version
-from provenance.models import load_record
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.ledger import MODEL_CERTIFIED, MODEL_TRAINED, Ledger, verify_entry_offline
+from records.ledger.format import TREE_HEADS
+from records.manifest import verify_version
+from records.models import load_record
 from tests.model.test_finetune import PASSING, SAMPLE, build_base
 
 QUIET = {"log": lambda _: None}

@@ -12,11 +12,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from provenance.catalog import query
 from provenance.compliance import DOCUMENTS, ComplianceConfig, load_compliance_config, write_documents
 from provenance.compliance.render import TO_FILL, fmt
-from provenance.erasure import record_request
-from provenance.layout import DataLayout
+from records.catalog import query
+from records.layout import DataLayout
+from records.requests import record_request
 from tests.provenance.handmade_model import PARAMETERS, build_model
 
 
@@ -166,8 +166,8 @@ def test_robots_opt_outs_are_reported_from_the_versions_record(documents, tmp_pa
 
 
 def test_model_card_names_the_key_and_the_ledger_head_it_was_made_under(documents):
-    from provenance.ledger import Ledger
-    from provenance.signing import key_id, load_public_key, parse_head
+    from records.ledger import Ledger
+    from records.signing import key_id, load_public_key, parse_head
 
     layout, _, _, texts = documents
     anchor = json.loads(texts["sources.json"])["ledger_head"]

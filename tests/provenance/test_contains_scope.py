@@ -2,7 +2,7 @@
 
 A copy of the session's `trained` data folder (curated, scored, staged, tokenized, token shards, a
 trained model) gets a finetune_examples version sealed the way `apertus tune` seals one
-(provenance.finetune.seal_examples). Then `apertus audit contains` with no scope must answer from
+(records.finetune.seal_examples). Then `apertus audit contains` with no scope must answer from
 the versions of documents only: a document the model trained on exits 0, an unseen one 1, one
 dropped by dedup (a near-duplicate if one has a snippet of its own) 1 with its reason, by --url,
 --sha256 and --text, with and without --json. Ground truth is read from the versions' Parquet files with pyarrow.
@@ -21,8 +21,8 @@ import pytest
 
 from apertus.cli import main
 from provenance.audit.model_use import trained_document
-from provenance.finetune import seal_examples
-from provenance.layout import DATA_ENV, DataLayout
+from records.finetune import seal_examples
+from records.layout import DATA_ENV, DataLayout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "sample" / "finetune" / "examples.jsonl"
 

@@ -14,18 +14,11 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from provenance.erasure import (
-    ERASURE_REQUESTED,
-    find_request,
-    impact,
-    matcher,
-    record_request,
-    request_id_of,
-    requests,
-    url_host,
-)
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger
+from provenance.erasure import impact, matcher
+from records.erasure_match import url_host
+from records.layout import DataLayout
+from records.ledger import ERASURE_REQUESTED, Ledger
+from records.requests import find_request, record_request, request_id_of, requests
 from tests.provenance.handmade_model import build_model
 
 EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -228,7 +221,7 @@ def test_impact_imports_neither_torch_nor_dagster(world):
     layout, _, target, _, _ = world
     request_id = record_request(layout, "sha256", target["sha256"]).request_id
     code = (
-        "import sys; from provenance.erasure import find_request, impact; from provenance.layout import DataLayout; "
+        "import sys; from records.requests import find_request; from provenance.erasure import impact; from records.layout import DataLayout; "
         f"layout = DataLayout({str(layout.root)!r}); impact(layout, find_request(layout, {request_id!r})); "
         "print('torch' in sys.modules, 'dagster' in sys.modules)"
     )

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from provenance.erasure_match import RequestMatcher, compile_pattern
+from records.erasure_match import RequestMatcher, compile_pattern
 
 
 def _requests(*patterns: str) -> list[dict]:

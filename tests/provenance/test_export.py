@@ -36,10 +36,10 @@ from pipelines.tokenizer import TokenizerConfig, train_tokenizer
 from provenance.audit.lineage import lineage
 from provenance.audit.prov import to_prov
 from provenance.export import FORMATS, export, serialize
-from provenance.hashing import sha256_file
-from provenance.layout import DATA_ENV, REPO_ROOT, DataLayout
-from provenance.manifest import MANIFEST, load_manifest
-from provenance.models import code_state, dependency_state, load_record, seal_model
+from records.hashing import sha256_file
+from records.layout import DATA_ENV, REPO_ROOT, DataLayout
+from records.manifest import MANIFEST, load_manifest
+from records.models import code_state, dependency_state, load_record, seal_model
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 FACETS = REPO_ROOT / "provenance/export/openlineage_facets.json"

@@ -1,7 +1,7 @@
-"""Tests for provenance.ledger: durable appends, signed tree heads, tamper detection, proofs, concurrency.
+"""Tests for records.ledger: durable appends, signed tree heads, tamper detection, proofs, concurrency.
 
 Ground truths used here are independent of the ledger code: hashlib for leaf hashes, the
-cryptography package for Ed25519, and provenance.merkle (itself checked against the Certificate
+cryptography package for Ed25519, and records.merkle (itself checked against the Certificate
 Transparency vectors in test_merkle.py) for roots and consistency.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from provenance.ledger import (
+from records.ledger import (
     ALIAS_MOVED,
     DATASET_VERSION_CREATED,
     ERASURE_REQUESTED,
@@ -32,9 +32,9 @@ from provenance.ledger import (
     SignedTreeHead,
     verify_entry_offline,
 )
-from provenance.ledger import log as ledger_log
-from provenance.merkle import merkle_root, verify_consistency
-from provenance.signing import Checkpoint, parse_head
+from records.ledger import log as ledger_log
+from records.merkle import merkle_root, verify_consistency
+from records.signing import Checkpoint, parse_head
 
 EVENTS = [
     (DATASET_VERSION_CREATED, {"asset": "deduplicated", "version": "ab" * 32, "shards": 3}),

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from provenance.audit import lookup
-from provenance.audit.lookup import (
+from records import lookup
+from records.layout import DataLayout
+from records.lookup import (
     LEGACY_LOOKUP,
     build_lookup,
     build_missing_lookups,
@@ -26,10 +27,9 @@ from provenance.audit.lookup import (
     lookup_path,
     lookup_problems,
 )
-from provenance.audit.lookup_file import FORMAT, LookupFile
-from provenance.audit.versions import load_versions
-from provenance.layout import DataLayout
-from provenance.manifest import seal
+from records.lookup_file import FORMAT, LookupFile
+from records.manifest import seal
+from records.versions import load_versions
 
 
 @pytest.fixture

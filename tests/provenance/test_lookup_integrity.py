@@ -18,10 +18,10 @@ from apertus.cli import main
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
 from pipelines.steps import ingest_snapshot
-from provenance.audit.lookup import lookup_path
-from provenance.audit.lookup_file import SHA_WIDTH, URL_WIDTH, LookupFile
 from provenance.audit.verify import verify
-from provenance.layout import DATA_ENV, DataLayout
+from records.layout import DATA_ENV, DataLayout
+from records.lookup import lookup_path
+from records.lookup_file import SHA_WIDTH, URL_WIDTH, LookupFile
 
 SNAPSHOT = "tiny"
 
@@ -29,7 +29,7 @@ SNAPSHOT = "tiny"
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
     """A data folder holding one pinned raw_documents version; tests work on copies."""
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     snapshot = tmp_path_factory.mktemp("snapshots") / SNAPSHOT
     generate_snapshot(snapshot, seed=5, num_documents=40)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from provenance.manifest import leaf_data, load_manifest, seal, verify_version, version_folder, version_id_of
-from provenance.merkle import leaf_hash, node_hash
+from records.manifest import leaf_data, load_manifest, seal, verify_version, version_folder, version_id_of
+from records.merkle import leaf_hash, node_hash
 
 
 def _staging(root: Path, name: str, files: dict[str, bytes]) -> Path:

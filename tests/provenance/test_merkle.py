@@ -1,4 +1,4 @@
-"""Tests for provenance.merkle (RFC 6962 trees and proofs) and provenance.hashing.
+"""Tests for records.merkle (RFC 6962 trees and proofs) and records.hashing.
 
 Reference vectors are Certificate Transparency's, as published in transparency-dev/merkle
 (the Go successor of google/certificate-transparency's merkle_tree_test.cc):
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from provenance.hashing import CHUNK_SIZE, sha256_bytes, sha256_file
-from provenance.merkle import (
+from records.hashing import CHUNK_SIZE, sha256_bytes, sha256_file
+from records.merkle import (
     EMPTY_ROOT,
     consistency_proof,
     frontier_append,

@@ -14,11 +14,11 @@ from provenance.audit.contains import DROPPED, IN, NOT_SEEN
 from provenance.audit.lineage import lineage
 from provenance.audit.model_use import contains_in_model
 from provenance.audit.verify import verify
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger
-from provenance.manifest import verify_version
-from provenance.models import RECORD, load_record
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.ledger import Ledger
+from records.manifest import verify_version
+from records.models import RECORD, load_record
 
 
 def _sequence_use(layout, model) -> pl.DataFrame:
@@ -152,7 +152,7 @@ def test_lineage_of_a_model_reaches_the_raw_snapshot(trained):
 
 def test_the_catalog_joins_documents_to_the_model_that_trained_on_them(trained):
     layout, model, shards = trained
-    from provenance.catalog import query
+    from records.catalog import query
 
     _, [(draws,)] = query(layout, "SELECT sum(times_trained) FROM training_use WHERE model_version = "
                           f"'{model.version_id}'")  # fmt: skip

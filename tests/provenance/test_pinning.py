@@ -19,16 +19,16 @@ from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
 from pipelines.steps import ingest_snapshot, pin_version
 from provenance.audit.verify import verify
-from provenance.audit.versions import ledger_records
-from provenance.layout import DATA_ENV, DataLayout
-from provenance.ledger import DATASET_VERSION_CREATED, Ledger
+from records.layout import DATA_ENV, DataLayout
+from records.ledger import DATASET_VERSION_CREATED, Ledger
+from records.versions import ledger_records
 
 SNAPSHOT = "tiny"
 
 
 @pytest.fixture(scope="module")
 def tiny_snapshot(tmp_path_factory):
-    from pipelines.sample_crawl import generate_snapshot
+    from sample.crawl import generate_snapshot
 
     folder = tmp_path_factory.mktemp("snapshots") / SNAPSHOT
     generate_snapshot(folder, seed=11, num_documents=40)
@@ -82,7 +82,7 @@ def test_a_retried_step_pins_the_version_its_failed_run_sealed(layout, capsys):
 
 
 def test_a_kept_marker_answers_without_reading_the_ledger(layout):
-    from provenance.pins import marker_path
+    from records.pins import marker_path
 
     first = _ingest(layout)
     assert first.created and first.ledger_index == 0
@@ -123,7 +123,7 @@ def test_repin_pins_an_older_folder_in_one_batch(layout, capsys):
 
 
 def test_repin_pins_the_root_of_a_lookup_pinned_by_older_code(layout, capsys):
-    from provenance.pins import dataset_payload, marker_path
+    from records.pins import dataset_payload, marker_path
 
     version = _ingest(layout)
     ref = version.manifest.ref

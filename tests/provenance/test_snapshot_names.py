@@ -12,7 +12,7 @@ import pytest
 from apertus.cli import main
 from pipelines import reasons
 from pipelines.readers import SnapshotReader, read_quarantine
-from provenance.layout import DataLayout, validate_snapshot_name
+from records.layout import DataLayout, validate_snapshot_name
 
 BAD_NAMES = [
     "..",

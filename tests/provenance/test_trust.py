@@ -18,10 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from apertus.cli import main
-from provenance.identity import init_instance
-from provenance.keys import PUBLIC_KEY, held_head_path
-from provenance.layout import DataLayout
-from provenance.ledger import (
+from records.identity import init_instance
+from records.keys import PUBLIC_KEY, held_head_path
+from records.layout import DataLayout
+from records.ledger import (
     ALIAS_MOVED,
     DATASET_VERSION_CREATED,
     ERASURE_REQUESTED,
@@ -31,10 +31,10 @@ from provenance.ledger import (
     Ledger,
     SignedTreeHead,
 )
-from provenance.manifest import MANIFEST, seal
-from provenance.merkle import leaf_hash, root_from_leaf_hashes
-from provenance.pins import pin_dataset_version, write_pin
-from provenance.signing import canonical_json, note_key_hash, parse_head, public_key_pem, verifier_key
+from records.manifest import MANIFEST, seal
+from records.merkle import leaf_hash, root_from_leaf_hashes
+from records.pins import pin_dataset_version, write_pin
+from records.signing import canonical_json, note_key_hash, parse_head, public_key_pem, verifier_key
 
 
 def _small_data_folder(root: Path) -> DataLayout:
@@ -242,7 +242,7 @@ SPEC_NOTE = (
 
 
 def test_key_hash_and_signature_format_match_the_signed_note_spec():
-    from provenance.signing import split_note
+    from records.signing import split_note
 
     name, key_hash, encoded = SPEC_VKEY.split("+")
     raw = base64.b64decode(encoded)
@@ -287,7 +287,7 @@ def _older_ledger(layout: DataLayout, key: Ed25519PrivateKey, num: int) -> None:
     """A ledger as older code wrote it: JSON heads, public_key.pem, and the private key in ledger/keys/."""
     root = layout.ledger
     (root / "keys").mkdir(parents=True, mode=0o700)
-    from provenance.signing import write_private_key
+    from records.signing import write_private_key
 
     write_private_key(root / "keys" / "ledger_ed25519.pem", key)
     lines = [

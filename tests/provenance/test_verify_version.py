@@ -1,6 +1,6 @@
 """`verify_version` (issue 14, finding 4, the verify half): only the version's own top-level manifest is
 skipped, every symlink inside a version (to a file or a folder) is a problem, and a file the
-manifest does not list is named. Versions are sealed with provenance.manifest.seal in tmp_path.
+manifest does not list is named. Versions are sealed with records.manifest.seal in tmp_path.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from provenance.manifest import MANIFEST, seal, verify_version
+from records.manifest import MANIFEST, seal, verify_version
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, Manifest, load_manifest
+from records.layout import DataLayout
+from records.manifest import MANIFEST, Manifest, load_manifest
 
-# provenance.ledger.format's event types, without its imports; the payload key naming the version.
-# Versions that are models (provenance.models), not data: never a target of a document query.
+# records.ledger.format's event types, without its imports; the payload key naming the version.
+# Versions that are models (records.models), not data: never a target of a document query.
 MODEL_ASSETS = ("trained_model", "finetuned_model")
 DOCUMENT_INDEX = "index.parquet"  # pipelines.tables writes it; membership is answered from it
 CREATION_EVENTS = {"dataset_version_created": "dataset_version", "model_trained": "model_version"}

@@ -9,7 +9,7 @@ Files in the ledger folder (`<data>/ledger/`; formats in docs/ledger.md):
     public_key.pem         the Ed25519 key that verifies every tree head, published for readers
     origin                 the ledger's name (first line of its checkpoints), written at its first append
 
-The private key is not here: it is in the instance's key folder (provenance.keys, `apertus init`),
+The private key is not here: it is in the instance's key folder (records.keys, `apertus init`),
 outside the data folder. Appending without it raises a ValueError naming `apertus init`.
 
 An entry is committed once its leaf hash is in leaf_hashes.bin. Appends (one entry, or a batch)
@@ -31,8 +31,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provenance.ledger.files import entries_end, last_line, read_leaf_hashes
-from provenance.ledger.format import (
+from records.ledger.files import entries_end, last_line, read_leaf_hashes
+from records.ledger.format import (
     ENTRIES,
     EVENT_TYPES,
     LATEST_TREE_HEAD,
@@ -45,8 +45,8 @@ from provenance.ledger.format import (
     LedgerEntry,
     utc_now,
 )
-from provenance.ledger.verify import verify_ledger_files
-from provenance.merkle import (
+from records.ledger.verify import verify_ledger_files
+from records.merkle import (
     HASH_SIZE,
     consistency_proof,
     frontier_append,
@@ -54,7 +54,7 @@ from provenance.merkle import (
     inclusion_proof,
     root_from_leaf_hashes,
 )
-from provenance.signing import Checkpoint, TreeHead, canonical_json, parse_head, public_key_pem
+from records.signing import Checkpoint, TreeHead, canonical_json, parse_head, public_key_pem
 
 
 def _append_durably(path: Path, data: bytes) -> None:
@@ -110,11 +110,11 @@ class Ledger:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def key_folder(self) -> Path:
-        """The instance's key folder (provenance.keys.keys_folder: ``APERTUS_KEYS``, or beside this
+        """The instance's key folder (records.keys.keys_folder: ``APERTUS_KEYS``, or beside this
         ledger's data folder); ValueError if it is inside the data folder (the parent of a folder
         named ``ledger``, as DataLayout lays it out) or inside this folder."""
-        from provenance.keys import check_outside, keys_folder
-        from provenance.layout import DataLayout
+        from records.keys import check_outside, keys_folder
+        from records.layout import DataLayout
 
         in_layout = self.root.name == "ledger"
         folder = keys_folder(DataLayout(self.root.parent) if in_layout else None)
@@ -127,7 +127,7 @@ class Ledger:
         ValueError naming `apertus init` when there is no key folder, or `apertus init --adopt`
         when older code left a private key in this folder or signed with another key.
         """
-        from provenance.keys import LEGACY_KEY, load_signing_key
+        from records.keys import LEGACY_KEY, load_signing_key
 
         if self._key is None:
             folder = self.key_folder()

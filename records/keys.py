@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from provenance.layout import DataLayout
-from provenance.signing import (
+from records.layout import DataLayout
+from records.signing import (
     TreeHead,
     key_id,
     load_private_key,

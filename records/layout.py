@@ -1,8 +1,8 @@
 """Where everything lives in the data folder (``APERTUS_DATA``; default ``data/`` in the checkout).
 
 inbox/<snapshot>/                 raw source snapshots, one folder each (a Dagster partition)
-datasets/<asset>/<version id>/    immutable dataset versions (provenance.manifest)
-ledger/                           the signed, append-only ledger (provenance.ledger)
+datasets/<asset>/<version id>/    immutable dataset versions (records.manifest)
+ledger/                           the signed, append-only ledger (records.ledger)
 robots/<host>/<YYYY-MM-DD>.txt    dated robots.txt files, applied as an AI-crawler opt-out (pipelines.robots)
 catalog.duckdb                    views over all of the above, for SQL and the audit CLI
 work/                             staging and intermediate files; safe to delete between runs

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from provenance.merkle import HASH_SIZE
+from records.merkle import HASH_SIZE
 
 _CHUNK = 1 << 16
 

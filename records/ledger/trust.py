@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from provenance.ledger.format import ENTRIES, ORIGIN, PUBLIC_KEY, TREE_HEADS
-from provenance.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes, verify_consistency
-from provenance.signing import Checkpoint, TreeHead, key_id, load_public_key, parse_head
+from records.ledger.format import ENTRIES, ORIGIN, PUBLIC_KEY, TREE_HEADS
+from records.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes, verify_consistency
+from records.signing import Checkpoint, TreeHead, key_id, load_public_key, parse_head
 
 MAX_LISTED = 10
 

@@ -1,5 +1,5 @@
 """``apertus init`` and the held heads: make the instance identity, adopt an older data folder's key,
-and keep the latest verified head of each ledger in the key folder (provenance.keys, docs/security.md)."""
+and keep the latest verified head of each ledger in the key folder (records.keys, docs/security.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenance.keys import (
+from records.keys import (
     LEGACY_KEY,
     PRIVATE_KEY,
     PUBLIC_KEY,
@@ -17,10 +17,10 @@ from provenance.keys import (
     read_held_head,
     write_held_head,
 )
-from provenance.layout import DataLayout
-from provenance.ledger import KEY_ADOPTED, Ledger
-from provenance.merkle import verify_consistency
-from provenance.signing import KEY_ENV, Checkpoint, TreeHead, key_id, load_private_key, load_public_key
+from records.layout import DataLayout
+from records.ledger import KEY_ADOPTED, Ledger
+from records.merkle import verify_consistency
+from records.signing import KEY_ENV, Checkpoint, TreeHead, key_id, load_private_key, load_public_key
 
 
 @dataclass(frozen=True)

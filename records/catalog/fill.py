@@ -18,14 +18,14 @@ from pathlib import Path
 
 import duckdb
 
-from provenance.catalog.tables import CATALOG_FORMAT, create_schema
-from provenance.hashing import sha256_bytes
-from provenance.layout import DataLayout
-from provenance.ledger import Ledger, LedgerEntry
-from provenance.ledger.format import ENTRIES, LEAF_HASHES
-from provenance.manifest import MANIFEST, Manifest, version_id_of
-from provenance.merkle import HASH_SIZE
-from provenance.signing import canonical_json
+from records.catalog.tables import CATALOG_FORMAT, create_schema
+from records.hashing import sha256_bytes
+from records.layout import DataLayout
+from records.ledger import Ledger, LedgerEntry
+from records.ledger.format import ENTRIES, LEAF_HASHES
+from records.manifest import MANIFEST, Manifest, version_id_of
+from records.merkle import HASH_SIZE
+from records.signing import canonical_json
 
 # The files of a version that have rows in the catalog, by their path in the version folder.
 INDEX_FILE = "index.parquet"

@@ -15,7 +15,7 @@ Paragraphs holding an email address, an IPv4 address or a phone-like number are 
 only PII in the snapshot is what the truth lists.
 
 Every page is on a site (its URL host; five per language) and carries that site's boilerplate, as
-crawled text does (``pipelines.sample_boilerplate``): in JSONL and Parquet, the whole page's text
+crawled text does (``sample.boilerplate``): in JSONL and Parquet, the whole page's text
 as a crawler's text dump has it (menu, byline, share line, tags, pager, newsletter box, footer,
 cookie banner, as the site's template shows them); in WARC, the page's HTML has the menu, sidebar,
 footer and cookie banner as ``<nav>``, ``<aside>``, ``<footer>`` around ``<main><article>``, and the
@@ -85,7 +85,7 @@ import pyarrow.parquet as pq
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipelines.sample_boilerplate import (
+from sample.boilerplate import (
     SiteTemplate,
     page_boilerplate,
     page_chrome_html,
@@ -93,7 +93,7 @@ from pipelines.sample_boilerplate import (
     with_boilerplate,
 )
 
-SOURCES_DIR = Path(__file__).resolve().parent.parent / "sample" / "sources"
+SOURCES_DIR = Path(__file__).resolve().parent / "sources"
 DEFAULT_NUM_DOCUMENTS = 6000
 DOCS_PER_SHARD = 500
 SITES_PER_LANGUAGE = 5

@@ -5,7 +5,7 @@ sealed it.
 A data version's payload names the version, its snapshot and parents, the code that made it, the
 sha256 of its manifest as sealed (so ``apertus audit verify`` catches a manifest rewritten after
 the fact) and, for a version of documents, the ``lookup_root`` of its lookup file
-(provenance.audit.lookup_file), so ``contains`` answers only from lookup bytes that were pinned.
+(records.lookup_file), so ``contains`` answers only from lookup bytes that were pinned.
 
 After the append, a pin marker is written outside the sealed folder:
 
@@ -27,13 +27,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout
-from provenance.manifest import MANIFEST, Manifest
-from provenance.merkle import HASH_SIZE, leaf_hash
+from records.hashing import sha256_file
+from records.layout import DataLayout
+from records.manifest import MANIFEST, Manifest
+from records.merkle import HASH_SIZE, leaf_hash
 
 PINS = "pins"
-# provenance.ledger.format's names, spelled here so that `contains` can check a pin without
+# records.ledger.format's names, spelled here so that `contains` can check a pin without
 # importing the ledger's writer (and its cryptography) at start-up.
 DATASET_VERSION_CREATED = "dataset_version_created"
 LEDGER_ENTRIES, LEDGER_LEAF_HASHES = "entries.jsonl", "leaf_hashes.bin"
@@ -125,7 +125,7 @@ def ensure_pinned(layout: DataLayout, ref: str, event_type: str, payload: dict, 
     folder older than markers), and only if there is none is an entry appended, flagged
     ``repinned``.
     """
-    from provenance.ledger import Ledger
+    from records.ledger import Ledger
 
     if not sealed_now:
         pin = read_pin(layout, ref)
@@ -151,7 +151,7 @@ def pin_dataset_version(
 
 def _creation_entry(layout: DataLayout, ref: str) -> Pin | None:
     """The last creation entry of ``ref`` in the ledger (a full scan: the repair path only)."""
-    from provenance.audit.versions import ledger_records
+    from records.versions import ledger_records
 
     record = ledger_records(layout).get(ref)
     hashes = layout.ledger / LEDGER_LEAF_HASHES

@@ -2,7 +2,7 @@
 
 A run folder (model.stages' output: model.safetensors, checkpoints/, metrics.jsonl, evaluation.json,
 run.json, sequence_use.parquet) gets a ``provenance.json`` (below), then is sealed by
-provenance.manifest.seal into ``<data>/datasets/trained_model/<version id>/``: its id is the Merkle
+records.manifest.seal into ``<data>/datasets/trained_model/<version id>/``: its id is the Merkle
 root of every file, the record included, and its parents are the token_shards, tokenizer and
 curriculum_stages versions it was trained from, so lineage, diff and verify treat a model like any
 other version. A ``model_trained`` ledger entry pins it (manifest, record and weights by sha256).
@@ -22,11 +22,11 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from provenance.audit.versions import MODEL_ASSETS
-from provenance.hashing import sha256_file
-from provenance.layout import REPO_ROOT, DataLayout
-from provenance.ledger.format import MODEL_TRAINED
-from provenance.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
+from records.hashing import sha256_file
+from records.layout import REPO_ROOT, DataLayout
+from records.ledger.format import MODEL_TRAINED
+from records.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
+from records.versions import MODEL_ASSETS
 
 RECORD = "provenance.json"
 RECORD_FORMAT = "apertus.provenance-record/1"
@@ -191,8 +191,8 @@ def seal_model(
         code_version=(record["code"].get("commit") or record["code"].get("source_sha256") or "")[:16],
         stats={"metrics": record["metrics"], "parameters": record["model"].get("parameters")},
     )
-    from provenance.catalog import refresh_catalog
-    from provenance.pins import ensure_pinned
+    from records.catalog import refresh_catalog
+    from records.pins import ensure_pinned
 
     folder = layout.datasets / asset / manifest.version_id
     payload = {
@@ -221,6 +221,6 @@ def load_record(folder: Path) -> dict:
 
 def model_versions(layout: DataLayout) -> dict[str, Manifest]:
     """``asset/version_id`` -> manifest of every model version (trained or fine-tuned) in the data folder."""
-    from provenance.audit.versions import load_versions
+    from records.versions import load_versions
 
     return {ref: m for ref, m in load_versions(layout).items() if m.asset in MODEL_ASSETS}

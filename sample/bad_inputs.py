@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import reasons
-from pipelines.sample_crawl import (
+from sample.crawl import (
     RECORD_SCHEMA,
     SOURCES_DIR,
     cut_pages,

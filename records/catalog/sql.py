@@ -13,7 +13,7 @@ import threading
 
 import duckdb
 
-from provenance.layout import DataLayout
+from records.layout import DataLayout
 
 TIMEOUT_ENV = "APERTUS_SQL_TIMEOUT_S"
 MEMORY_ENV = "APERTUS_SQL_MEMORY_LIMIT"
@@ -33,12 +33,12 @@ def query(layout: DataLayout, sql: str, *, timeout_s: float | None = None) -> tu
     ``ValueError`` for anything but a single SELECT (``WITH … SELECT``, ``FROM …``) or ``EXPLAIN``
     of one; ``QueryTimeout`` (a ValueError) past ``timeout_s`` (default: ``APERTUS_SQL_TIMEOUT_S``
     or 60 s); ``duckdb.Error`` for a query DuckDB rejects, such as any attempt to read a file.
-    The catalog is brought up to date first (provenance.catalog.refresh_catalog: O(versions) when
+    The catalog is brought up to date first (records.catalog.refresh_catalog: O(versions) when
     nothing is new). Cost: what the query costs, within the memory and thread limits.
     """
     check_statement(sql)
-    from provenance.catalog import refresh_catalog
-    from provenance.catalog.fill import catalog_lock
+    from records.catalog import refresh_catalog
+    from records.catalog.fill import catalog_lock
 
     refresh_catalog(layout)
     limit = _timeout(timeout_s)

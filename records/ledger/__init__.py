@@ -1,6 +1,6 @@
 """The append-only, signed, tamper-evident ledger (DESIGN.md section 3). Import from here."""
 
-from provenance.ledger.format import (
+from records.ledger.format import (
     ALIAS_MOVED,
     DATASET_VERSION_CREATED,
     ERASURE_REQUESTED,
@@ -11,9 +11,9 @@ from provenance.ledger.format import (
     ROLLBACK,
     LedgerEntry,
 )
-from provenance.ledger.log import Ledger
-from provenance.ledger.verify import verify_entry_offline, verify_ledger_files
-from provenance.signing import Checkpoint, SignedTreeHead
+from records.ledger.log import Ledger
+from records.ledger.verify import verify_entry_offline, verify_ledger_files
+from records.signing import Checkpoint, SignedTreeHead
 
 __all__ = [
     "ALIAS_MOVED",

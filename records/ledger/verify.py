@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from provenance.ledger.format import (
+from records.ledger.format import (
     ENTRIES,
     EVENT_TYPES,
     LATEST_TREE_HEAD,
@@ -22,7 +22,7 @@ from provenance.ledger.format import (
     TREE_HEADS,
     LedgerEntry,
 )
-from provenance.merkle import (
+from records.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     frontier_append,
@@ -30,7 +30,7 @@ from provenance.merkle import (
     leaf_hash,
     verify_inclusion,
 )
-from provenance.signing import Checkpoint, TreeHead, canonical_json, load_public_key, parse_head
+from records.signing import Checkpoint, TreeHead, canonical_json, load_public_key, parse_head
 
 MAX_LISTED = 10  # one changed entry can fail thousands of later checks; list a few, count the rest
 

@@ -7,10 +7,10 @@ their use, the sealed ``finetuned_model`` version and the membership proof of on
 
 An example is one JSON object per line: {"prompt", "response"} (loss on the response only) or
 {"text"}; any other field (``language``, ``id``) is kept and hashed with it. Its identity is the
-sha256 of its canonical JSON (provenance.signing.canonical_json). Each use of an example in training
+sha256 of its canonical JSON (records.signing.canonical_json). Each use of an example in training
 is one line of usage.jsonl, the canonical JSON of {"example_sha256", "slot", "step"}; those lines in
 order are the leaves of an RFC 6962 Merkle tree whose root (``examples_root``) is in the record and in
-the ledger's ``model_trained`` entry, so one example's use is provable offline with provenance/merkle.py
+the ledger's ``model_trained`` entry, so one example's use is provable offline with records/merkle.py
 and nothing else (docs/finetuning.md). Imports no torch.
 """
 
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provenance.hashing import sha256_file
-from provenance.layout import DataLayout, new_staging
-from provenance.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
-from provenance.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes, verify_inclusion
-from provenance.models import code_state, dependency_state, load_record
-from provenance.pins import pin_dataset_version
-from provenance.signing import canonical_json
+from records.hashing import sha256_file
+from records.layout import DataLayout, new_staging
+from records.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
+from records.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes, verify_inclusion
+from records.models import code_state, dependency_state, load_record
+from records.pins import pin_dataset_version
+from records.signing import canonical_json
 
 __all__ = [
     "EXAMPLES_ASSET",
@@ -234,8 +234,8 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
         code_version=(record["code"].get("commit") or record["code"].get("source_sha256") or "")[:16],
         stats={"certifiable": run["certifiable"], "examples": run["examples"]["count"], **run["metrics"]},
     )
-    from provenance.ledger import MODEL_TRAINED
-    from provenance.pins import ensure_pinned
+    from records.ledger import MODEL_TRAINED
+    from records.pins import ensure_pinned
 
     folder = layout.datasets / manifest.ref
     payload = {

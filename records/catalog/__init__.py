@@ -5,7 +5,7 @@ against its recorded hash; a new version adds its rows and touches nothing else,
 entries are appended past the last one held. Paths are stored relative to the version folder, so
 a copied or restored data folder answers from its own catalog. ``apertus audit sql`` runs one
 SELECT on it, read-only, with no file access at all and bounded memory, threads and time
-(provenance/catalog/sql.py).
+(records/catalog/sql.py).
 
     tables.py  the tables and views
     fill.py    adding a version's rows and the ledger's new entries
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from provenance.catalog.fill import (
+from records.catalog.fill import (
     CatalogState,
     add_versions,
     append_ledger,
@@ -29,8 +29,8 @@ from provenance.catalog.fill import (
     rebuild,
     sealed_refs,
 )
-from provenance.catalog.sql import query
-from provenance.layout import DataLayout
+from records.catalog.sql import query
+from records.layout import DataLayout
 
 __all__ = ["add_version_to_catalog", "query", "refresh_catalog"]
 

@@ -1,6 +1,6 @@
 """The ledger's record formats: event types, file names, and the entry as stored.
 
-An entry is the canonical JSON (provenance.signing.canonical_json) of exactly
+An entry is the canonical JSON (records.signing.canonical_json) of exactly
 {"event_type", "index", "payload", "timestamp"}; its line bytes, without the newline, are the
 RFC 6962 leaf data. docs/ledger.md describes every file.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from provenance.merkle import leaf_hash
+from records.merkle import leaf_hash
 
 DATASET_VERSION_CREATED = "dataset_version_created"
 MODEL_TRAINED = "model_trained"

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provenance.hashing import sha256_file
-from provenance.merkle import merkle_root
+from records.hashing import sha256_file
+from records.merkle import merkle_root
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "apertus.dataset-version/1"

@@ -1,14 +1,14 @@
 """The lookup file format ("apertus.lookup/3", docs/audit.md): its constants, header and reader.
 
 A file is MAGIC, the JSON header's length (big-endian uint32), the JSON header, then the
-sections in SECTIONS order at the offsets the header names. ``provenance.audit.lookup`` builds
+sections in SECTIONS order at the offsets the header names. ``records.lookup`` builds
 the files and answers queries with ``LookupFile``; this module needs only the standard library,
 so ``contains`` starts fast.
 
 A lookup is a sealed derived record: the last section, ``block_hashes``, holds the sha256 of
 every HASH_BLOCK bytes of the file before it (the last piece may be shorter), and the file's
 root is the sha256 of that section (``lookup_root``). The root is pinned in the version's
-ledger entry (provenance.pins). Opened with a root, ``LookupFile`` checks the section against
+ledger entry (records.pins). Opened with a root, ``LookupFile`` checks the section against
 it, then the hash of every piece it reads before using a byte of it, so a changed byte raises
 ``LookupIntegrityError`` instead of changing an answer.
 """

@@ -20,7 +20,7 @@ holding one row per document of the version's ``index.parquet`` (kept) and ``exc
 
 A probe is a binary search over a memory-mapped fixed-width section and the inflation of one
 block, so a query reads a few pages per version; Python's standard library reads it all
-(``provenance.audit.lookup_file``: the format's constants, header and reader), so ``contains``
+(``records.lookup_file``: the format's constants, header and reader), so ``contains``
 starts without DuckDB or pyarrow. The file is about the size of the version's own
 Parquet tables (the 32-byte digests are half of it; the SQLite lookups of format 1 were 4x). The files
 are derived but sealed: ``build_lookup`` rebuilds them from the version's tables (pyarrow and
@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from provenance.audit.lookup_file import (
+from records.layout import DataLayout
+from records.lookup_file import (
     BLOCK_ROWS,
     HASH_BLOCK,
     NULL_INT,
@@ -53,9 +54,8 @@ from provenance.audit.lookup_file import (
     block_hashes,
     header,
 )
-from provenance.audit.versions import holds_documents
-from provenance.layout import DataLayout
-from provenance.manifest import Manifest
+from records.manifest import Manifest
+from records.versions import holds_documents
 
 LOOKUP = "lookup.bin"
 LEGACY_LOOKUP = "lookup.sqlite"  # format 1; build_lookup removes it, nothing reads it
@@ -336,7 +336,7 @@ def find_rows(
     """Every row of the versions ``refs`` whose url equals ``url`` or whose sha256 is in ``sha256s``.
 
     Versions with a lookup file are answered from it, checked against the lookup_root pinned in
-    the version's ledger entry (the pin marker, provenance.pins): binary searches and one block
+    the version's ledger entry (the pin marker, records.pins): binary searches and one block
     per hit, each 16 KiB piece read hashed once, so the cost grows with log(rows) per version and
     the file's size / 512 for its block hashes, never with the ledger. The others are answered by
     a DuckDB scan of their index and exclusions, once their sha256 match the manifest. Raises
@@ -364,7 +364,7 @@ def find_rows(
 
 def pinned_root(layout: DataLayout, ref: str) -> tuple[str, str]:
     """(lookup_root, where it is pinned) of ``ref``'s lookup; LookupIntegrityError if none is pinned."""
-    from provenance.pins import read_pin
+    from records.pins import read_pin
 
     path = lookup_path(layout, ref)
     pin = read_pin(layout, ref)
@@ -381,8 +381,8 @@ def pinned_root(layout: DataLayout, ref: str) -> tuple[str, str]:
 
 def _check_tables(layout: DataLayout, ref: str) -> None:
     """The version's index and exclusions hash as its manifest records (O(their bytes))."""
-    from provenance.hashing import sha256_file
-    from provenance.manifest import load_manifest
+    from records.hashing import sha256_file
+    from records.manifest import load_manifest
 
     folder = layout.datasets / ref
     recorded = {f.path: f.sha256 for f in load_manifest(folder).files}

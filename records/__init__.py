@@ -1,0 +1,20 @@
+"""The records floor: the one owner of every on-disk name and format of a data folder.
+
+Everything else (``pipelines/``, ``model/``, ``provenance/``, ``assets/``, ``apertus/``) stands on this
+package and never spells a record's file name or encodes a hashed record itself. It imports nothing
+of ours. docs/data-model.md describes the formats precisely enough to reproduce their bytes.
+
+    hashing.py, merkle.py   sha256 helpers; the RFC 6962 Merkle tree (ids, inclusion, consistency)
+    canonical JSON          ``signing.canonical_json``: the one encoding of everything that is hashed
+    layout.py               the data folder's top-level layout, staging folders, snapshot names
+    manifest.py             a version's manifest, its id and sealing
+    versions.py             reading the versions of a data folder, their graph and ledger records
+    ledger/                 the append-only, signed log: format, files, append, verification, trust
+    signing.py, keys.py     Ed25519 signing, C2SP checkpoints; the key folder outside the data folder
+    identity.py             the instance identity (``apertus init``)
+    pins.py                 per-version pin markers (is this version in the ledger, O(1))
+    lookup.py, lookup_file.py  per-version membership lookups with block hashes
+    catalog/                the DuckDB catalog: filled from verified files, queried read-only
+    requests.py             erasure and opt-out requests; erasure_match.py the one matcher (RE2)
+    models.py, finetune.py  the provenance records of trained and fine-tuned model versions
+"""
