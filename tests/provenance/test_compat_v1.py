@@ -141,6 +141,29 @@ def test_lineage_of_the_token_shards_walks_to_the_raw_files(folder, capsys):
     assert f"snapshot {EXPECTED['snapshot']}: inbox/{EXPECTED['snapshot']}/" in out
 
 
+def test_every_version_is_pinned_already(folder, capsys):
+    """The old pin markers and creation entries are read as pins: repin appends nothing and the
+    records stay byte for byte as written."""
+    before = {p: p.read_bytes() for p in [*folder.data.glob("pins/*/*.json"), *folder.data.glob("ledger/*")]}
+    code, out, err = apertus(capsys, "audit", "repin", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["pinned"] == {} and result["problems"] == [], err
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_diff_names_the_drops_by_reason(folder, capsys):
+    versions = EXPECTED["versions"]
+    a, b = (
+        f"language_identified/{versions['language_identified']}",
+        f"quality_filtered/{versions['quality_filtered']}",
+    )
+    code, out, err = apertus(capsys, "audit", "diff", a, b, "--json")
+    result = json.loads(out)
+    assert code == 0, err
+    assert (result["num_added"], result["num_removed"]) == (0, EXPECTED["exclusions"]["quality_filtered"])
+    assert result["removed_by_reason"][EXPECTED["dropped"]["reason"]] >= 1
+
+
 def test_the_catalog_rebuilt_from_the_folder(folder, capsys):
     assert not (folder.data / "catalog.duckdb").exists()  # the fixture has none: it is derived
     rows = sql(capsys, "select asset, count(*) as n from document_index group by asset")
