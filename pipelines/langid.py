@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import regex
 from datatrove.data import Document, DocumentsPipeline
@@ -26,9 +25,10 @@ from datatrove.utils.batching import batched
 
 from pipelines import fields, reasons
 from pipelines.fasttext_model import FastTextModel, file_sha256
+from records.layout import checkout_path
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
-LID_MODEL_PATH = MODELS_DIR / "lid.176.8f3472cf.ftz"
+# Relative to the checkout (records.layout.checkout_path): the default enters every version's lineage.
+LID_MODEL_FILE = "resources/models/lid.176.8f3472cf.ftz"
 LID_MODEL_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 
 # Languages whose closest relatives in lid.176 take a share of the probability on clean text
@@ -80,7 +80,7 @@ class LanguageIdConfig:
     min_score_by_language: dict[str, float] | None = field(
         default_factory=lambda: dict(DEFAULT_MIN_SCORE_BY_LANGUAGE)
     )
-    model_path: str = str(LID_MODEL_PATH)
+    model_path: str = LID_MODEL_FILE  # relative: a file of the checkout
     model_sha256: str = LID_MODEL_SHA256
     max_chars: int = 2000  # characters the model reads from one document
     num_windows: int = 4  # evenly spread windows those characters are taken from
@@ -93,13 +93,14 @@ class LanguageIdConfig:
 
 def load_lid_model(config: LanguageIdConfig) -> FastTextModel:
     """The language id model, after checking its sha256. Raises ``ValueError`` if it differs."""
-    actual = file_sha256(config.model_path)
+    path = checkout_path(config.model_path)
+    actual = file_sha256(path)
     if actual != config.model_sha256:
         raise ValueError(
             f"language id model {config.model_path} has sha256 {actual}, expected {config.model_sha256}; "
             "restore the vendored file (see resources/models/README.md) or set LanguageIdConfig.model_sha256"
         )
-    return FastTextModel.load(config.model_path)
+    return FastTextModel.load(str(path))
 
 
 def text_for_prediction(text: str, max_chars: int, num_windows: int) -> str:

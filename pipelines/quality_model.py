@@ -46,20 +46,21 @@ from pipelines.fasttext_model import FastTextModel, train_supervised
 from pipelines.quality_reference import contaminated_paragraphs, read_reference, reference_pages
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.steps import StepResult, finish_step, has_documents, new_staging, task_logs
-from records.layout import DataLayout
+from records.layout import DataLayout, checkout_path
 from records.manifest import Manifest, load_manifest, version_folder
 
 QUALITY_CLASSIFIER = "quality_classifier"
 QUALITY_SCORED = "quality_scored"
 POSITIVE, NEGATIVE = "reference", "crawl"
-SAMPLE_REFERENCE = Path(__file__).resolve().parent.parent / "sample" / "sources"
+# Relative to the checkout (records.layout.checkout_path): the default enters the classifier's lineage.
+SAMPLE_REFERENCE_DIR = "sample/sources"
 
 
 @dataclass(frozen=True)
 class QualityModelConfig:
     """How the reference set, the negatives and the fastText model are made."""
 
-    reference_dir: str = str(SAMPLE_REFERENCE)  # <lang>.jsonl.gz files of {"id", "language", "text"}
+    reference_dir: str = SAMPLE_REFERENCE_DIR  # relative: a folder of the checkout; <lang>.jsonl.gz files of {"id", "language", "text"}
     reference_description: str = (
         "Debian documentation and translated man pages (sample/sources): human-written, edited, "
         "translated prose in 21 languages; see sample/README.md and sample/SOURCES.json"
@@ -243,7 +244,7 @@ def train_quality_classifier(
     held-out split, overall and per language) and ``reference_set.json``. Same inputs and seed,
     same bytes."""
     negatives = _negatives(layout, raw_version, rejected, config, seed)
-    documents, files = read_reference(Path(config.reference_dir))
+    documents, files = read_reference(checkout_path(config.reference_dir))
     crawl = _shard_texts(version_folder(layout.datasets, raw_version.ref) / "shards", ("text",))
     contaminated = contaminated_paragraphs(documents, (row["text"] for row in crawl))
     pages = reference_pages(documents, contaminated, config.page_words)

@@ -27,6 +27,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+def checkout_path(path: str | Path) -> Path:
+    """``path`` as a file of this checkout when it is relative, unchanged when absolute.
+
+    Configs that enter a version's lineage name the files they ship with (the vendored language id
+    model, the quality reference set) relative to the checkout, so a version's id does not depend on
+    where the code is checked out; the files' own hashes are recorded where they are read.
+    """
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def validate_snapshot_name(name: str) -> str:
     """``name`` unchanged when it is a valid snapshot name; ValueError naming it and the rule otherwise.
 
