@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import model.stages as stages_module
+from model.loop import EngineStep
 from model.schedule import split_steps
 from model.stages import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
 from pipelines.token_shards import TokenShardConfig, _Stream, _write_json, _write_stage
@@ -122,14 +122,15 @@ def shards(tmp_path_factory):
 def straight(shards, tmp_path_factory):
     """An uninterrupted run over both stages, recording which sequences each step trained on."""
     trained: dict[str, list[int]] = {}
-    real_step = stages_module.train_step
+    real_step = EngineStep.__call__
 
-    def recording_step(engine, optimizer, data, idx, **kw):
+    def recording_step(self, batch, lr):
+        data, idx = batch
         trained.setdefault(data.folder.name, []).extend(idx.tolist())
-        return real_step(engine, optimizer, data, idx, **kw)
+        return real_step(self, batch, lr)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(stages_module, "train_step", recording_step)
+    mp.setattr(EngineStep, "__call__", recording_step)
     out = tmp_path_factory.mktemp("straight")
     try:
         summary = train_on_stages(_run(), shards, out, held_out_fraction=FRACTION, log=lambda line: None)
