@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 import torch.distributed as tdist
 
-from model.config import RunConfig
+from model.config import RunConfig, TrainConfig
 from model.data import batch_indices
 from model.evaluate import StageSplit, evaluate_split, merge_results, split_stage, stage_languages
 from model.export import export_safetensors
 from model.loop import LoopConfig, run_loop
-from model.schedule import split_steps, wsd_lr
+from model.schedule import split_steps
 from model.train import (
     CHECKPOINT_DIR,
     EXPORT_FILE,
@@ -75,14 +75,15 @@ class StagePlan:
                 return k, step - start
         raise IndexError(f"step {step} is past the plan's {self.decay_end} steps")
 
-    def lr(self, step: int, peak_lr: float, final_lr: float) -> float:
-        return wsd_lr(
-            step,
-            peak_lr=peak_lr,
-            final_lr=final_lr,
+    def loop_config(self, t: TrainConfig) -> LoopConfig:
+        """The training loop of this plan: t's optimizer and learning rates, the plan's schedule
+        boundaries, and a checkpoint at the end of every stage (besides t's cadence)."""
+        assert self.decay_end == t.max_steps, (self.decay_end, t.max_steps)
+        return LoopConfig.from_train(
+            t,
             warmup_end=self.warmup_end,
             decay_start=self.decay_start,
-            decay_end=self.decay_end,
+            checkpoint_at=tuple(start + steps for _, start, steps in self.stages),
         )
 
     def to_dict(self) -> dict:
@@ -249,7 +250,7 @@ def train_on_stages(
         _truncate_metrics(metrics_path, start_step)
         _write_json(out_dir / RUN_FILE, {**run_info, "status": "running", "resumed_from_step": start_step})
     global_batch = step.global_batch
-    stage_ends = tuple(start + steps for _, start, steps in plan.stages)
+    loop = plan.loop_config(t)
 
     def batch(global_step: int) -> tuple:
         k, local = plan.locate(global_step)
@@ -266,7 +267,7 @@ def train_on_stages(
             f"step {record['step'] + 1}/{t.max_steps} stage {record['stage']} loss {record['loss']:.4f} "
             f"lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tokens/s"
         )
-        if record["step"] + 1 in stage_ends:
+        if record["step"] + 1 in loop.checkpoint_at:  # a stage's last step
             result = _evaluate(engine, splits, t.micro_batch_size)
             lines.append({"step": record["step"], "stage": record["stage"], "event": "evaluation", **result})
             ppl = ", ".join(f"{lang} {p:.1f}" for lang, p in result["perplexity"].items())
@@ -279,10 +280,6 @@ def train_on_stages(
         stage = splits[plan.locate(done - 1)[0]].name
         _save(engine, ckpt_dir, done, global_batch, rank, run, {"stage": stage, "stage_plan": plan.to_dict()})
 
-    loop = LoopConfig.from_train(
-        t, warmup_end=plan.warmup_end, decay_start=plan.decay_start, checkpoint_at=stage_ends
-    )
-    assert loop.max_steps == plan.decay_end
     history = run_loop(
         loop, step, batch, start_step=start_step, stop_after=stop_after, on_step=on_step, save=save
     )

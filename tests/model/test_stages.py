@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.config import TrainConfig
 from model.loop import EngineStep
 from model.schedule import split_steps
 from model.stages import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
@@ -146,7 +147,11 @@ def test_split_steps_is_proportional_and_exact():
     assert plan.stages == (("a", 0, 30), ("b", 30, 20), ("c", 50, 10))
     # Warmup in the first stage, the decay across the whole last stage.
     assert (plan.warmup_end, plan.decay_start, plan.decay_end) == (10, 50, 60)
-    assert plan.lr(49, 1.0, 0.1) == 1.0 and plan.lr(59, 1.0, 0.1) == pytest.approx(0.1)
+    loop = plan.loop_config(
+        TrainConfig(seq_len=8, micro_batch_size=1, max_steps=60, peak_lr=1.0, final_lr=0.1)
+    )
+    assert loop.lr(49) == 1.0 and loop.lr(59) == pytest.approx(0.1)
+    assert loop.checkpoint_at == (30, 50, 60)  # every stage's end
     assert plan.locate(30) == (1, 0) and plan.locate(59) == (2, 9)
 
 
@@ -160,7 +165,7 @@ def test_stages_train_in_order_and_loss_falls(straight, shards):
     assert [r["stage_step"] for r in steps] == list(range(n0)) + list(range(n1))
     assert [r["step"] for r in records if r.get("event") == "evaluation"] == [n0 - 1, 9]
     assert (
-        steps[-1]["lr"] == pytest.approx(summary.plan.lr(9, 3e-3, 3e-4))
+        steps[-1]["lr"] == pytest.approx(summary.plan.loop_config(_run().train).lr(9))
         and steps[-1]["lr"] < steps[n0 - 1]["lr"]
     )
     assert sum(r["lm_loss"] for r in steps[-3:]) / 3 < steps[0]["lm_loss"] - 1.0
