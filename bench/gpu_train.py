@@ -7,7 +7,7 @@ First the loss check: a reduced config of the MoE recipe (2 layers, 2048 tokens,
 takes one step through the DeepSpeed engine here (bf16 on a GPU, LASA's Triton kernels) and the same
 batch goes through the same initial weights on the CPU in fp32 (LASA's reference); the two first-step
 losses must agree within 2%. Then each recipe trains a few dozen steps through model.train's setup_engine
-and train_step (DeepSpeed, ZeRO from the recipe, one process) on a synthetic Markov corpus; at a context
+and the one training loop, model/loop.py (DeepSpeed, ZeRO from the recipe, one process) on a synthetic Markov corpus; at a context
 that does not fit (CUDA out of memory) it halves the context and tries again. Per recipe it prints the
 context, tokens/s (median of the steps after the first SKIP), achieved TFLOP/s from the closed-form count
 (model/flops.py; attention as attended and as dense-equivalent causal), MFU against the card's bf16 dense
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.config import AttentionConfig, MoEConfig, RunConfig, recipe  # noqa: E402
 from model.data import MemmapTokens, batch_indices, write_markov_tokens  # noqa: E402
 from model.flops import training_flops_per_token  # noqa: E402
-from model.schedule import wsd_lr  # noqa: E402
+from model.loop import LoopConfig, run_loop, token_batches  # noqa: E402
 from model.transformer import Transformer, count_parameters  # noqa: E402
 
 RECIPES = ("gpu-moe-1b", "gpu-dense-1b")
@@ -129,13 +129,13 @@ def _corpus(tmp: Path, run: RunConfig, steps: int) -> MemmapTokens:
 
 def loss_check(run: RunConfig, tmp: Path) -> dict:
     """First-step loss of run through the engine here against fp32 on the CPU, same batch and weights."""
-    from model.train import setup_engine, train_step
+    from model.train import setup_engine
 
     data = _corpus(tmp, run, 1)
     idx = batch_indices(len(data), 0, run.train.micro_batch_size, run.train.seed)
-    engine, optimizer, rank, world = setup_engine(run, tmp / "ckpt-check")
-    record = train_step(engine, optimizer, data, idx, step=0, lr=0.0, run=run, rank=rank, world=world)
-    del engine, optimizer
+    step = setup_engine(run, tmp / "ckpt-check")
+    record = step((data, idx), 0.0)
+    del step
     _free()
     cpu_model = Transformer(run.model)
     cpu_model.init_weights(run.train.seed)
@@ -154,32 +154,21 @@ def loss_check(run: RunConfig, tmp: Path) -> dict:
 
 def train_recipe(run: RunConfig, tmp: Path, budget_s: float, peak: float | None) -> dict:
     """Train run for its max_steps or until budget_s has passed; the throughput record of it."""
-    from model.train import setup_engine, train_step
+    from model.train import setup_engine
 
     t = run.train
     data = _corpus(tmp, run, t.max_steps)
     start = time.perf_counter()
     with _models_built_on(torch.device("cuda" if torch.cuda.is_available() else "cpu")):
-        engine, optimizer, rank, world = setup_engine(run, tmp / "ckpt")
+        step = setup_engine(run, tmp / "ckpt")
     setup_s = time.perf_counter() - start
-    batch = t.micro_batch_size * t.grad_accum_steps * world
-    history = []
-    for step in range(t.max_steps):
-        lr = wsd_lr(
-            step,
-            peak_lr=t.peak_lr,
-            final_lr=t.final_lr,
-            warmup_end=t.warmup_steps,
-            decay_start=t.decay_start,
-            decay_end=t.max_steps,
-        )
-        idx = batch_indices(len(data), step, batch, t.seed)
-        history.append(
-            train_step(engine, optimizer, data, idx, step=step, lr=lr, run=run, rank=rank, world=world)
-        )
-        if time.perf_counter() - start > budget_s:
-            break
-    del engine, optimizer
+    history = run_loop(
+        LoopConfig.from_train(t),
+        step,
+        token_batches(data, step.global_batch, t.seed),
+        on_step=lambda record: time.perf_counter() - start > budget_s,
+    )
+    del step
     _free()
     timed = history[SKIP:] or history[-1:]
     tokens_per_s = statistics.median(h["tokens_per_s"] for h in timed)

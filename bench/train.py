@@ -1,8 +1,8 @@
 """Training throughput of the tiny MoE recipe against a dense model of the same active size.
 
-Every variant trains through model.train's own setup_engine and train_step (DeepSpeed engine, ZeRO-1, one
-process, the WSD schedule) on the same synthetic corpus. They run in rounds, in forward order in even
-rounds and reversed in odd ones, so that load from other processes hits all of them alike. A variant's
+Every variant trains through model.train's own setup_engine and the one training loop (model/loop.py:
+DeepSpeed engine, ZeRO-1, one process, the WSD schedule) on the same synthetic corpus. They run in
+rounds, in forward order in even rounds and reversed in odd ones, so that load from other processes hits all of them alike. A variant's
 figure in a round is its median over the steps after the first few, of two measures: tokens per second of
 wall time (what train() reports) and tokens per second of this process's CPU time, which on a shared
 machine does not count the time other processes held the core (with one thread they are the same on an
@@ -31,9 +31,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import model.transformer as transformer  # noqa: E402
 from model.config import RunConfig, tiny, tiny_dense  # noqa: E402
-from model.data import MemmapTokens, TokenSource, batch_indices, write_markov_tokens  # noqa: E402
-from model.schedule import wsd_lr  # noqa: E402
-from model.train import setup_engine, train_step  # noqa: E402
+from model.data import MemmapTokens, TokenSource, write_markov_tokens  # noqa: E402
+from model.loop import LoopConfig, run_loop, token_batches  # noqa: E402
+from model.train import setup_engine  # noqa: E402
 from model.transformer import count_parameters  # noqa: E402
 
 SKIP = 3  # first steps: allocator and ZeRO buffer warm-up
@@ -70,27 +70,19 @@ def _deepspeed_experts(active: bool):
 
 
 def _measure(run: RunConfig, data: TokenSource, ckpt_dir: Path) -> list[dict]:
-    """Train run for its max_steps as model.train.train does, without checkpoints or metrics files; per step
-    the train_step record plus "cpu_tokens_per_s" (tokens / process CPU seconds of the step)."""
+    """Train run for its max_steps through model.loop's run_loop and EngineStep, as model.train.train does,
+    without checkpoints or metrics files; per step the step's record plus "cpu_tokens_per_s" (tokens /
+    process CPU seconds of the step)."""
     t = run.train
-    engine, optimizer, rank, world = setup_engine(run, ckpt_dir)
-    batch = t.micro_batch_size * t.grad_accum_steps * world
-    history = []
-    for step in range(t.max_steps):
-        lr = wsd_lr(
-            step,
-            peak_lr=t.peak_lr,
-            final_lr=t.final_lr,
-            warmup_end=t.warmup_steps,
-            decay_start=t.decay_start,
-            decay_end=t.max_steps,
-        )
-        idx = batch_indices(len(data), step, batch, t.seed)
+    step = setup_engine(run, ckpt_dir)
+
+    def timed(batch, lr: float) -> dict:
         cpu = time.process_time()
-        record = train_step(engine, optimizer, data, idx, step=step, lr=lr, run=run, rank=rank, world=world)
-        record["cpu_tokens_per_s"] = batch * t.seq_len / (time.process_time() - cpu)
-        history.append(record)
-    return history
+        record = step(batch, lr)
+        record["cpu_tokens_per_s"] = step.global_batch * t.seq_len / (time.process_time() - cpu)
+        return record
+
+    return run_loop(LoopConfig.from_train(t), timed, token_batches(data, step.global_batch, t.seed))
 
 
 def _machine() -> str:

@@ -28,13 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from model.data import batch_indices
 from model.export import load_safetensors
 from model.finetune_eval import (
-    IGNORE,
     Encoded,
     collate,
     evaluate_gates,
@@ -45,7 +43,7 @@ from model.finetune_eval import (
     reference_from_texts,
     reference_from_token_shards,
 )
-from model.schedule import wsd_lr
+from model.loop import AdamWConfig, LoopConfig, TorchStep, run_loop
 from model.transformer import Transformer
 from records.finetune import (
     RUN_FORMAT,
@@ -91,6 +89,20 @@ class FinetuneConfig:
     perplexity_margin: float = 0.25
     eval_sequences: int = 32
 
+    def loop_config(self) -> LoopConfig:
+        """The training loop of this run: linear warmup over warmup_steps (at most all steps; a run shorter
+        than the warmup just warms up), then linear decay to final_lr; plain AdamW, no checkpoints."""
+        warmup = min(self.warmup_steps, self.steps)
+        optimizer = AdamWConfig(betas=self.betas, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return LoopConfig(
+            max_steps=self.steps,
+            peak_lr=self.peak_lr,
+            final_lr=self.final_lr,
+            warmup_end=warmup,
+            decay_start=warmup,
+            optimizer=optimizer,
+        )
+
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.max_tokens < 2:
             raise ValueError(f"FinetuneConfig: need steps >= 1, batch_size >= 1, max_tokens >= 2; got {self}")
@@ -135,13 +147,6 @@ def save_safetensors(model: Transformer, path: str | Path) -> Path:
         state.pop("head.weight")
     save_file(state, str(path), metadata={"model_config": json.dumps(dataclasses.asdict(model.cfg))})
     return Path(path)
-
-
-def _optimizer(model: Transformer, cfg: FinetuneConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.peak_lr, betas=cfg.betas)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -206,43 +211,21 @@ def finetune(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.train()
-    optimizer = _optimizer(model, cfg)
-    usage, metrics, started = [], [], time.perf_counter()
-    warmup = min(cfg.warmup_steps, cfg.steps)  # a run shorter than the warmup just warms up
-    for step in range(cfg.steps):
-        lr = wsd_lr(
-            step,
-            peak_lr=cfg.peak_lr,
-            final_lr=cfg.final_lr,
-            warmup_end=warmup,
-            decay_start=warmup,
-            decay_end=cfg.steps,
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        idx = batch_indices(len(train), step, cfg.batch_size, cfg.seed).tolist()
-        batch = [train[i] for i in idx]
-        usage += [usage_line(e.sha256, step, slot) for slot, e in enumerate(batch)]
-        t0 = time.perf_counter()
-        inputs, targets = collate([encoded[e.sha256] for e in batch], pad, pad_multiple(model), device)
-        logits, aux, _ = model(inputs)
-        lm_loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        (lm_loss + aux).backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        record = {
-            "step": step,
-            "loss": (lm_loss + aux).item(),
-            "lm_loss": lm_loss.item(),
-            "aux_loss": aux.item(),
-            "lr": lr,
-            "grad_norm": float(grad_norm),
-            "target_tokens": int((targets != IGNORE).sum()),
-            "step_time_s": time.perf_counter() - t0,
-        }
-        metrics.append(record)
-        log(f"step {step + 1}/{cfg.steps} loss {record['lm_loss']:.4f} lr {lr:.2e}")
+    loop = cfg.loop_config()
+    step = TorchStep.for_model(model, loop)
+    usage, started = [], time.perf_counter()
+
+    def batch(global_step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's examples, each use recorded as a usage leaf (step, slot), collated."""
+        idx = batch_indices(len(train), global_step, cfg.batch_size, cfg.seed).tolist()
+        examples = [train[i] for i in idx]
+        usage.extend(usage_line(e.sha256, global_step, slot) for slot, e in enumerate(examples))
+        return collate([encoded[e.sha256] for e in examples], pad, pad_multiple(model), device)
+
+    def on_step(record: dict) -> None:
+        log(f"step {record['step'] + 1}/{cfg.steps} loss {record['lm_loss']:.4f} lr {record['lr']:.2e}")
+
+    metrics = run_loop(loop, step, batch, on_step=on_step)
     elapsed = time.perf_counter() - started
 
     tuned_ho = perplexity(*nll(model, held_items, pad, cfg.batch_size, device))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from model.loop import IGNORE  # targets that carry no loss (prompt tokens, padding)
 from model.transformer import Transformer
 from records.hashing import sha256_file
 from records.manifest import version_folder
@@ -31,8 +32,6 @@ __all__ = [
     "reference_from_texts",
     "evaluate_gates",
 ]
-
-IGNORE = -100  # targets that carry no loss (prompt tokens, padding)
 
 
 @dataclass(frozen=True)

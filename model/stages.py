@@ -27,11 +27,12 @@ from pathlib import Path
 import torch
 import torch.distributed as tdist
 
-from model.config import RunConfig
+from model.config import RunConfig, TrainConfig
 from model.data import batch_indices
 from model.evaluate import StageSplit, evaluate_split, merge_results, split_stage, stage_languages
 from model.export import export_safetensors
-from model.schedule import split_steps, wsd_lr
+from model.loop import LoopConfig, run_loop
+from model.schedule import split_steps
 from model.train import (
     CHECKPOINT_DIR,
     EXPORT_FILE,
@@ -45,7 +46,6 @@ from model.train import (
     resume,
     run_config_from_args,
     setup_engine,
-    train_step,
 )
 from model.transformer import count_parameters
 from model.usage import SEQUENCE_USE_FILE, write_sequence_use
@@ -75,14 +75,15 @@ class StagePlan:
                 return k, step - start
         raise IndexError(f"step {step} is past the plan's {self.decay_end} steps")
 
-    def lr(self, step: int, peak_lr: float, final_lr: float) -> float:
-        return wsd_lr(
-            step,
-            peak_lr=peak_lr,
-            final_lr=final_lr,
+    def loop_config(self, t: TrainConfig) -> LoopConfig:
+        """The training loop of this plan: t's optimizer and learning rates, the plan's schedule
+        boundaries, and a checkpoint at the end of every stage (besides t's cadence)."""
+        assert self.decay_end == t.max_steps, (self.decay_end, t.max_steps)
+        return LoopConfig.from_train(
+            t,
             warmup_end=self.warmup_end,
             decay_start=self.decay_start,
-            decay_end=self.decay_end,
+            checkpoint_at=tuple(start + steps for _, start, steps in self.stages),
         )
 
     def to_dict(self) -> dict:
@@ -225,7 +226,8 @@ def train_on_stages(
         [s.name for s in splits], [len(s.train) for s in splits], t.max_steps, t.warmup_steps, t.decay_steps
     )
     ckpt_dir = out_dir / CHECKPOINT_DIR
-    engine, optimizer, rank, world = setup_engine(run, ckpt_dir)
+    step = setup_engine(run, ckpt_dir)
+    engine, rank, world = step.engine, step.rank, step.world
     client = resume(engine, ckpt_dir, rank)
     if client and client.get("stage_plan") != plan.to_dict():
         raise ValueError(f"{ckpt_dir}: its checkpoints follow another stage plan; use a new --out")
@@ -247,46 +249,41 @@ def train_on_stages(
     if rank == 0:
         _truncate_metrics(metrics_path, start_step)
         _write_json(out_dir / RUN_FILE, {**run_info, "status": "running", "resumed_from_step": start_step})
-    global_batch = t.micro_batch_size * t.grad_accum_steps * world
-    end_step = t.max_steps if stop_after is None else min(stop_after, t.max_steps)
-    history = []
-    for step in range(start_step, end_step):
-        k, local = plan.locate(step)
+    global_batch = step.global_batch
+    loop = plan.loop_config(t)
+
+    def batch(global_step: int) -> tuple:
+        k, local = plan.locate(global_step)
         split = splits[k]
-        idx = torch.from_numpy(
-            split.train[batch_indices(len(split.train), local, global_batch, t.seed * 1000 + k)]
-        )
-        lr = plan.lr(step, t.peak_lr, t.final_lr)
-        record = train_step(
-            engine, optimizer, split.data, idx, step=step, lr=lr, run=run, rank=rank, world=world
-        )
-        record.update(stage=split.name, stage_step=local)
-        history.append(record)
+        idx = split.train[batch_indices(len(split.train), local, global_batch, t.seed * 1000 + k)]
+        return split.data, torch.from_numpy(idx)
+
+    def on_step(record: dict) -> None:
+        """Stage fields and a log line; after a stage's last step, the held-out evaluation of every stage."""
+        k, local = plan.locate(record["step"])
+        record.update(stage=splits[k].name, stage_step=local)
         lines = [record]
         log(
-            f"step {step + 1}/{t.max_steps} stage {split.name} loss {record['loss']:.4f} lr {lr:.2e} "
-            f"{record['tokens_per_s']:.0f} tokens/s"
+            f"step {record['step'] + 1}/{t.max_steps} stage {record['stage']} loss {record['loss']:.4f} "
+            f"lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tokens/s"
         )
-        done = step + 1
-        stage_end = done == plan.stages[k][1] + plan.stages[k][2]
-        if stage_end:
+        if record["step"] + 1 in loop.checkpoint_at:  # a stage's last step
             result = _evaluate(engine, splits, t.micro_batch_size)
-            lines.append({"step": step, "stage": split.name, "event": "evaluation", **result})
+            lines.append({"step": record["step"], "stage": record["stage"], "event": "evaluation", **result})
             ppl = ", ".join(f"{lang} {p:.1f}" for lang, p in result["perplexity"].items())
-            log(f"evaluation after stage {split.name}: held-out perplexity {ppl}")
+            log(f"evaluation after stage {record['stage']}: held-out perplexity {ppl}")
         if rank == 0:
             with open(metrics_path, "a") as f:
                 f.writelines(json.dumps(line) + "\n" for line in lines)
-        if stage_end or done == end_step or (t.checkpoint_every and done % t.checkpoint_every == 0):
-            _save(
-                engine,
-                ckpt_dir,
-                done,
-                global_batch,
-                rank,
-                run,
-                {"stage": split.name, "stage_plan": plan.to_dict()},
-            )
+
+    def save(done: int) -> None:
+        stage = splits[plan.locate(done - 1)[0]].name
+        _save(engine, ckpt_dir, done, global_batch, rank, run, {"stage": stage, "stage_plan": plan.to_dict()})
+
+    history = run_loop(
+        loop, step, batch, start_step=start_step, stop_after=stop_after, on_step=on_step, save=save
+    )
+    end_step = t.max_steps if stop_after is None else min(stop_after, t.max_steps)
 
     finished = end_step == t.max_steps
     exported = None

@@ -15,22 +15,20 @@ import json
 import os
 import random
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as tdist
-import torch.nn.functional as F
 
 from model.checkpoint_integrity import checkpoint_tag, read_latest, verify_tag, write_latest, write_tag_hashes
 from model.config import ModelConfig, RunConfig, TrainConfig, recipe
-from model.data import MemmapTokens, TokenShards, TokenSource, batch_indices, write_markov_tokens
+from model.data import MemmapTokens, TokenShards, TokenSource, write_markov_tokens
 from model.export import export_safetensors
-from model.schedule import wsd_lr
+from model.loop import EngineStep, LoopConfig, adamw, run_loop, token_batches
 from model.transformer import Transformer, count_parameters
 
-__all__ = ["deepspeed_config", "init_distributed", "setup_engine", "train_step", "train", "main"]
+__all__ = ["deepspeed_config", "init_distributed", "setup_engine", "train", "main"]
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
@@ -97,21 +95,6 @@ def init_distributed() -> tuple[int, int]:
     return tdist.get_rank(), tdist.get_world_size()
 
 
-def _optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (a torch object: a DeepSpeed-JSON optimizer would compile DeepSpeed's CPU Adam) with weight
-    decay on matrices only, its groups split so that ZeRO keeps expert and shared parameters apart."""
-    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": t.weight_decay, "name": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-    ]
-    groups = split_params_into_different_moe_groups_for_optimizer(groups)
-    return torch.optim.AdamW(groups, lr=t.peak_lr, betas=t.betas, eps=t.adam_eps)
-
-
 def _rng_state() -> dict:
     # numpy's key as a list of ints: the file then loads with torch.load(weights_only=True), no pickled arrays.
     name, key, pos, has_gauss, cached_gaussian = np.random.get_state()
@@ -142,15 +125,9 @@ def _truncate_metrics(path: Path, before_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _load_cv(counts_LE: torch.Tensor) -> list[float]:
-    """Coefficient of variation (std / mean) of the expert counts of each layer: 0 = perfectly balanced."""
-    c = counts_LE.double()
-    return (c.std(dim=1, unbiased=False) / c.mean(dim=1).clamp(min=1e-9)).tolist()
-
-
-def setup_engine(run: RunConfig, ckpt_dir: Path):
-    """Join the process group, seed, build the model and its DeepSpeed engine; (engine, optimizer, rank,
-    world). Rank 0 creates ckpt_dir."""
+def setup_engine(run: RunConfig, ckpt_dir: Path) -> EngineStep:
+    """Join the process group, seed, build the model and its DeepSpeed engine; the loop's step through it
+    (holding engine, optimizer, rank and world). Rank 0 creates ckpt_dir."""
     import deepspeed
     from deepspeed.utils import groups
 
@@ -170,64 +147,14 @@ def setup_engine(run: RunConfig, ckpt_dir: Path):
 
     model = Transformer(m, ep_size=t.ep_size)
     model.init_weights(t.seed, ep_rank=rank % t.ep_size)
+    optimizer = adamw(model, LoopConfig.from_train(t).optimizer, t.peak_lr, moe_groups=True)
     engine, optimizer, _, _ = deepspeed.initialize(
-        model=model, optimizer=_optimizer(model, t), config=deepspeed_config(t, m, world_size=world)
+        model=model, optimizer=optimizer, config=deepspeed_config(t, m, world_size=world)
     )
     if m.moe:
         # init_weights assumed DeepSpeed's layout: expert groups of consecutive ranks.
         assert groups._get_expert_parallel_rank(f"ep_size_{t.ep_size}") == rank % t.ep_size
-    return engine, optimizer, rank, world
-
-
-def train_step(
-    engine,
-    optimizer,
-    data: TokenSource,
-    idx: torch.Tensor,
-    *,
-    step: int,
-    lr: float,
-    run: RunConfig,
-    rank: int,
-    world: int,
-) -> dict:
-    """One optimizer step at learning rate lr on the global batch idx (sample indices of data; this rank
-    takes its micro-batch slices); returns the step's metrics record (losses averaged over the world)."""
-    t, m = run.train, run.model
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    micro, gas = t.micro_batch_size, t.grad_accum_steps
-    global_batch = micro * gas * world
-    t0 = time.perf_counter()
-    sums = torch.zeros(2, dtype=torch.float64)
-    counts_LE = None
-    for a in range(gas):
-        rows = idx[(a * world + rank) * micro : (a * world + rank + 1) * micro]
-        batch = torch.stack([data[int(i)] for i in rows]).to(engine.device)
-        logits, aux, counts = engine(batch[:, :-1])
-        lm_loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
-        engine.backward(lm_loss + aux)
-        engine.step()
-        sums += torch.tensor([lm_loss.item(), aux.item()], dtype=torch.float64)
-        counts_LE = counts.cpu() if counts_LE is None else counts_LE + counts.cpu()
-    if world > 1:
-        tdist.all_reduce(sums)
-        tdist.all_reduce(counts_LE)
-    sums /= gas * world
-    elapsed = time.perf_counter() - t0
-    grad_norm = engine.get_global_grad_norm()
-    return {
-        "step": step,
-        "loss": float(sums.sum()),
-        "lm_loss": float(sums[0]),
-        "aux_loss": float(sums[1]),
-        "lr": lr,
-        "grad_norm": None if grad_norm is None else float(grad_norm),
-        "tokens_per_s": global_batch * t.seq_len / elapsed,
-        "step_time_s": elapsed,
-        "expert_load": counts_LE.tolist(),
-        "load_cv": _load_cv(counts_LE) if m.moe else [],
-    }
+    return EngineStep(engine, optimizer, run, rank, world)
 
 
 def train(
@@ -248,37 +175,29 @@ def train(
         raise ValueError(f"data has seq_len {data.seq_len}, TrainConfig.seq_len is {t.seq_len}")
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT_DIR
-    engine, optimizer, rank, world = setup_engine(run, ckpt_dir)
-
+    step = setup_engine(run, ckpt_dir)
+    engine, rank = step.engine, step.rank
     client = resume(engine, ckpt_dir, rank)
     start_step = client["step"] if client else 0
     metrics_path = out_dir / METRICS_FILE
     if rank == 0:
         _truncate_metrics(metrics_path, start_step)
 
-    micro, gas = t.micro_batch_size, t.grad_accum_steps
-    global_batch = micro * gas * world
-    end_step = t.max_steps if stop_after is None else min(stop_after, t.max_steps)
-    history = []
-    for step in range(start_step, end_step):
-        lr = wsd_lr(
-            step,
-            peak_lr=t.peak_lr,
-            final_lr=t.final_lr,
-            warmup_end=t.warmup_steps,
-            decay_start=t.decay_start,
-            decay_end=t.max_steps,
-        )
-        idx = batch_indices(len(data), step, global_batch, t.seed)
-        record = train_step(engine, optimizer, data, idx, step=step, lr=lr, run=run, rank=rank, world=world)
-        history.append(record)
+    def write_metrics(record: dict) -> None:
         if rank == 0:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-        done = step + 1
-        if done == end_step or (t.checkpoint_every and done % t.checkpoint_every == 0):
-            _save(engine, ckpt_dir, done, global_batch, rank, run)
 
+    history = run_loop(
+        LoopConfig.from_train(t),
+        step,
+        token_batches(data, step.global_batch, t.seed),
+        start_step=start_step,
+        stop_after=stop_after,
+        on_step=write_metrics,
+        save=lambda done: _save(engine, ckpt_dir, done, step.global_batch, rank, run),
+    )
+    end_step = t.max_steps if stop_after is None else min(stop_after, t.max_steps)
     if export and end_step == t.max_steps:
         tdist.barrier()
         if rank == 0:

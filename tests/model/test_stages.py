@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import model.stages as stages_module
+from model.config import TrainConfig
+from model.loop import EngineStep
 from model.schedule import split_steps
 from model.stages import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
 from pipelines.token_shards import TokenShardConfig, _Stream, _write_json, _write_stage
@@ -122,14 +123,15 @@ def shards(tmp_path_factory):
 def straight(shards, tmp_path_factory):
     """An uninterrupted run over both stages, recording which sequences each step trained on."""
     trained: dict[str, list[int]] = {}
-    real_step = stages_module.train_step
+    real_step = EngineStep.__call__
 
-    def recording_step(engine, optimizer, data, idx, **kw):
+    def recording_step(self, batch, lr):
+        data, idx = batch
         trained.setdefault(data.folder.name, []).extend(idx.tolist())
-        return real_step(engine, optimizer, data, idx, **kw)
+        return real_step(self, batch, lr)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(stages_module, "train_step", recording_step)
+    mp.setattr(EngineStep, "__call__", recording_step)
     out = tmp_path_factory.mktemp("straight")
     try:
         summary = train_on_stages(_run(), shards, out, held_out_fraction=FRACTION, log=lambda line: None)
@@ -145,7 +147,11 @@ def test_split_steps_is_proportional_and_exact():
     assert plan.stages == (("a", 0, 30), ("b", 30, 20), ("c", 50, 10))
     # Warmup in the first stage, the decay across the whole last stage.
     assert (plan.warmup_end, plan.decay_start, plan.decay_end) == (10, 50, 60)
-    assert plan.lr(49, 1.0, 0.1) == 1.0 and plan.lr(59, 1.0, 0.1) == pytest.approx(0.1)
+    loop = plan.loop_config(
+        TrainConfig(seq_len=8, micro_batch_size=1, max_steps=60, peak_lr=1.0, final_lr=0.1)
+    )
+    assert loop.lr(49) == 1.0 and loop.lr(59) == pytest.approx(0.1)
+    assert loop.checkpoint_at == (30, 50, 60)  # every stage's end
     assert plan.locate(30) == (1, 0) and plan.locate(59) == (2, 9)
 
 
@@ -159,7 +165,7 @@ def test_stages_train_in_order_and_loss_falls(straight, shards):
     assert [r["stage_step"] for r in steps] == list(range(n0)) + list(range(n1))
     assert [r["step"] for r in records if r.get("event") == "evaluation"] == [n0 - 1, 9]
     assert (
-        steps[-1]["lr"] == pytest.approx(summary.plan.lr(9, 3e-3, 3e-4))
+        steps[-1]["lr"] == pytest.approx(summary.plan.loop_config(_run().train).lr(9))
         and steps[-1]["lr"] < steps[n0 - 1]["lr"]
     )
     assert sum(r["lm_loss"] for r in steps[-3:]) / 3 < steps[0]["lm_loss"] - 1.0

@@ -10,7 +10,8 @@ import torch
 
 from model.config import RunConfig, apertus_70b
 from model.export import load_safetensors
-from model.train import EXPORT_FILE, METRICS_FILE, _optimizer, deepspeed_config, init_distributed, train
+from model.loop import LoopConfig, adamw
+from model.train import EXPORT_FILE, METRICS_FILE, deepspeed_config, init_distributed, train
 from model.transformer import Transformer
 from tests.model.conftest import tiny_run
 
@@ -88,7 +89,9 @@ def test_export_reloads_to_deepspeeds_own_checkpoint_load(tiny_24, markov):
     fresh.init_weights(seed=12345)
     engine, *_ = deepspeed.initialize(
         model=fresh,
-        optimizer=_optimizer(fresh, run.train),
+        optimizer=adamw(
+            fresh, LoopConfig.from_train(run.train).optimizer, run.train.peak_lr, moe_groups=True
+        ),
         config=deepspeed_config(run.train, run.model, world_size=1),
     )
     tokens = markov[0][None, :-1]
