@@ -128,13 +128,13 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _upstream(folder: Path, index: dict) -> dict:
-    """The token_shards version's ref and the refs of the versions it was made from."""
+    """The token_shards version's ref and the refs of the versions it was made from: refs only, never
+    a path of this machine, since the record is sealed into the model version (and its id)."""
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     ref = f"{manifest['asset']}/{manifest['version_id']}" if manifest else None
     return {
         "token_shards": ref,
-        "token_shards_folder": str(folder.resolve()),
         "curriculum_stages": index.get("stages_version"),
         "tokenizer": index.get("tokenizer"),
         "parents": manifest.get("parents", []),

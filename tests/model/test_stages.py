@@ -196,6 +196,11 @@ def test_perplexity_per_language_of_the_held_out_documents(straight, shards):
     assert run["upstream"]["curriculum_stages"].startswith("curriculum_stages/")
     assert run["status"] == "finished" and "model.safetensors" in run["files"]
     assert any(p.startswith("checkpoints/step_") for p in run["files"])
+    # Both records are sealed into the model version: a path of this machine would make its id
+    # depend on where the data folder is (and publish that path).
+    for record in (RUN_FILE, EVALUATION_FILE):
+        text = (out / record).read_text()
+        assert str(shards.parent.parent) not in text and '"/' not in text, record
 
 
 def test_resume_across_a_stage_boundary_repeats_the_straight_run(straight, shards, tmp_path):
