@@ -16,12 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from apertus.cli import main
 from apertus.compliance_cli import print_impact
 from provenance.audit.contains import IN, contains
+from provenance.audit.diff import diff
 from provenance.audit.lineage import lineage
 from provenance.audit.model_use import (
     STAGED_NOT_TRAINED,
@@ -34,6 +36,7 @@ from provenance.erasure import impact
 from records.catalog import query
 from records.layout import DataLayout
 from records.requests import record_request
+from records.versions import ancestors, load_versions
 from tests.provenance.handmade_model import STAGE, build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,3 +202,61 @@ def test_membership_in_a_version_has_one_answer(world, capsys):
         [sha],
     )
     assert source in {r for (r,) in rows}
+
+
+def test_diff_has_one_answer(world, capsys):
+    """Documents removed and added between two versions of the model's chain: the function, the CLI,
+    and the catalog's documents view (kept in one, not the other)."""
+    layout, model, _, _, _ = world
+    chain = ancestors(load_versions(layout), model["model"])
+    a = next(r for r in chain if r.startswith("language_identified/"))
+    b = next(r for r in chain if r.startswith("deduplicated/"))
+    result = diff(layout, a, b, limit=0)
+    code, out = _cli(capsys, "audit", "diff", a, b, "--json")
+    assert code == 0
+    cli = json.loads(out)
+    assert (cli["num_added"], cli["num_removed"], cli["removed_by_reason"]) == (
+        result.num_added,
+        result.num_removed,
+        result.removed_by_reason,
+    )
+    only = """SELECT count(*) FROM (
+        SELECT doc_id, sha256 FROM documents WHERE kept AND asset || '/' || dataset_version = ?
+        EXCEPT SELECT doc_id, sha256 FROM documents WHERE kept AND asset || '/' || dataset_version = ?)"""
+    assert query(layout, only, [a, b])[1] == [(result.num_removed,)]
+    assert query(layout, only, [b, a])[1] == [(result.num_added,)]
+    assert result.num_removed > 0  # the chain drops documents, so the comparison says something
+
+
+def test_contains_model_answers_only_from_checked_files(world, capsys):
+    """A changed sequence map or use record is exit 2 naming it, never an answer; a use record
+    planted beside a model whose manifest lists none does not make its use known."""
+    layout, model, documents, _, use_recorded = world
+    sha = documents["trained"]["sha256"]
+    ask = ("audit", "contains", "--sha256", sha, "--model", model["model"][:30])
+    sequences = layout.datasets / model["token_shards"] / "stages" / STAGE / "sequences.parquet"
+    use = layout.datasets / model["model"] / "sequence_use.parquet"
+    changed = [sequences, use] if use_recorded else [sequences]
+    for path in changed:
+        original = path.read_bytes()
+        table = pq.read_table(path)
+        try:
+            pq.write_table(table.slice(1), path)  # one row less
+            capsys.readouterr()
+            assert main(list(ask)) == 2
+            err = capsys.readouterr().err
+            assert str(path) in err and "sha256 differs" in err
+        finally:
+            path.write_bytes(original)
+    if not use_recorded:
+        held = pq.read_table(sequences, columns=["sequence"]).column("sequence").to_pylist()
+        pq.write_table(
+            pa.table({"stage": [STAGE] * len(held), "sequence": held, "times_trained": [5] * len(held),
+                      "held_out": [False] * len(held)}),
+            use,
+        )  # fmt: skip
+        try:
+            assert contains_in_model(layout, model["model"], sha256=sha).status == STAGED_USE_UNKNOWN
+            assert main(list(ask)) == 3
+        finally:
+            use.unlink()
