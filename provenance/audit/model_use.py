@@ -223,8 +223,13 @@ def training_use(
         copies = {(r["doc_id"], r["sha256"]): r["multiplicity"] for r in picked.to_pylist()}
         trained_times: dict[int, int] = {}
         held: set[int] = set()
-        if use is not None:
-            mine = use.filter(pc.equal(use["stage"], name)).to_pylist()
+        if use is not None:  # only the rows of the sequences that hold a wanted document
+            holding_wanted = pa.array(
+                sorted(set(sequences["sequence"].to_pylist())), use.schema.field("sequence").type
+            )
+            mine = use.filter(
+                pc.and_(pc.equal(use["stage"], name), pc.is_in(use["sequence"], value_set=holding_wanted))
+            ).to_pylist()
             trained_times = {r["sequence"]: r["times_trained"] for r in mine}
             held = {r["sequence"] for r in mine if r["held_out"]}
         holding: dict[tuple[str, str], set[int]] = {}
