@@ -77,13 +77,21 @@ def print_contains(
     return 0 if result.status == IN else 1
 
 
+# `apertus audit contains --model`: 0 trained on, 1 not in, 2 error, and USE_UNKNOWN_EXIT when no model
+# trained on it but one holds it in its staged data without a record of which sequences it drew.
+USE_UNKNOWN_EXIT = 3
+
+
 def print_model_contains(
     *, url: str | None, sha256: str | None, text: str | None, models: list[str] | None, as_json: bool
 ) -> int:
-    """Answer for models (the named ones, or all when None): 0 when some model trained on the
-    document, 1 when none did, 2 on error."""
+    """Answer for models (the named ones, or all when None), with provenance.audit.model_use's
+    verdict: 0 when some model trained on the document; 3 (USE_UNKNOWN_EXIT) when none did but one
+    holds it in its staged data and recorded no per-sequence use ("in the staged data; per-sequence
+    use unknown"); 1 when none holds it (not staged, staged but never trained on, dropped, never
+    seen); 2 on error."""
     from provenance.audit.contains import IN
-    from provenance.audit.model_use import contains_in_model, model_refs
+    from provenance.audit.model_use import STAGED_USE_UNKNOWN, contains_in_model, model_refs
     from provenance.audit.render import model_membership_text
 
     layout = DataLayout.from_env()
@@ -98,7 +106,8 @@ def print_model_contains(
         print(json.dumps([r.to_dict() for r in results], ensure_ascii=False))
     else:
         print("\n\n".join(model_membership_text(r) for r in results))
-    return 0 if any(r.status == IN for r in results) else 1
+    statuses = {r.status for r in results}
+    return 0 if IN in statuses else USE_UNKNOWN_EXIT if STAGED_USE_UNKNOWN in statuses else 1
 
 
 def print_lineage(ref: str, *, prov: str | None, as_json: bool) -> int:
@@ -272,7 +281,7 @@ def print_head() -> int:
 
 def build_lookups(*, rebuild: bool) -> int:
     """Write the lookup files of every version that lacks them (all with ``rebuild``); 0 or 2."""
-    from records.lookup import build_lookup, build_missing_lookups
+    from records.lookup_build import build_lookup, build_missing_lookups
     from records.versions import holds_documents, load_versions
 
     layout = DataLayout.from_env()

@@ -176,7 +176,13 @@ def _audit_index(args: argparse.Namespace) -> int:
 def _add_audit_commands(audit_commands) -> None:
     version_help = "a dataset version: asset/version_id, or asset/<unique id prefix>"
     contains = audit_commands.add_parser(
-        "contains", help="was a document in? exit 0: in, 1: not in (never seen, or dropped), 2: error"
+        "contains",
+        help="was a document in? exit 0: in, 1: not in (never seen, dropped, not trained on), 2: error, "
+        "3 (--model/--all-models): in the staged data of a model that recorded no per-sequence use",
+        description="Exit status: 0 in (kept in a target version; with --model: trained on by a model); "
+        "1 not in (never seen, dropped, not staged, staged but never trained on); 2 error; "
+        "3 only with --model/--all-models: no model trained on it, but a model holds it in its staged "
+        "data and recorded no sequence_use.parquet (in the staged data; per-sequence use unknown).",
     )
     what = contains.add_mutually_exclusive_group(required=True)
     what.add_argument("--url", help="the document's URL, exactly as recorded")

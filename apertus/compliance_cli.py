@@ -50,6 +50,8 @@ def _impact(args: argparse.Namespace) -> int:
 
 def print_impact(result, log=print) -> None:
     """The impact of a request as a person reads it: documents, versions, models."""
+    from provenance.audit.model_use import STAGED_USE_UNKNOWN, USE_UNKNOWN_TEXT
+
     print = log  # noqa: A001  (every line goes to the caller's log)
     request = result.request
     print(f"erasure request {request.request_id[:12]}  {request.kind} {request.value!r}")
@@ -82,10 +84,14 @@ def print_impact(result, log=print) -> None:
     for model in result.models:
         staged = [d for d in model.documents if "stage" in d]
         sequences = sum(d["sequences"] for d in staged)
-        trained = sum(d["sequences_trained"] or 0 for d in staged)
         via = [d["via"] for d in model.documents if "via" in d]
-        verdict = "trained on them" if model.contains else "staged but not trained on them"
-        line = f"  {model.ref.split('/')[0]}/{model.ref.split('/')[1][:12]}  {verdict}: {trained} of {sequences} sequences"
+        if model.status == STAGED_USE_UNKNOWN:
+            counts = f"{USE_UNKNOWN_TEXT}" + (f" ({sequences} sequences)" if staged else "")
+        else:
+            trained = sum(d["sequences_trained"] for d in staged)
+            verdict = "trained on them" if model.contains else "staged but not trained on them"
+            counts = f"{verdict}: {trained} of {sequences} sequences" if staged else verdict
+        line = f"  {model.ref.split('/')[0]}/{model.ref.split('/')[1][:12]}  {counts}"
         print(line + (f"; through base model {', '.join(via)}" if via else ""))
     if result.tokenizers:
         print(

@@ -110,8 +110,9 @@ def quality_scored(
 
     _, [(unscored,)] = query(
         layout,
-        f"SELECT count(*) FROM document_index WHERE dataset_version = '{result.manifest.version_id}' "
+        "SELECT count(*) FROM document_index WHERE dataset_version = ? "
         "AND (quality_score IS NULL OR quality_percentile IS NULL)",
+        [result.manifest.version_id],
     )
     outcomes["every_document_scored"] = (unscored == 0, {"documents_without_score": unscored})
     yield from version_output(result, metadata, outcomes)

@@ -52,8 +52,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from pipelines.tables import EXCLUSION_COLUMNS, INDEX_COLUMNS  # noqa: E402
 from provenance.audit.repin import repin  # noqa: E402
 from records.layout import DataLayout  # noqa: E402
-from records.lookup import build_missing_lookups, lookup_path  # noqa: E402
+from records.lookup import lookup_path  # noqa: E402
+from records.lookup_build import build_missing_lookups  # noqa: E402
 from records.manifest import seal  # noqa: E402
+from records.sql_quote import sql_identifier  # noqa: E402
 from records.versions import leaves, load_versions  # noqa: E402
 
 STEPS = (  # asset, share of its input dropped, reason, details
@@ -230,12 +232,14 @@ def _time_all(commands: dict[str, tuple[list[str], int | None]], env: dict, repe
 
 
 def _baseline_script(layout: DataLayout, column: str, value: str) -> str:
+    """A one-line Python script for the DuckDB-scan baseline: the files and the value are passed as
+    parameters, the column name through the one quoting helper (records.sql_quote)."""
     files = sorted(str(p) for p in layout.datasets.glob("*/*/*.parquet"))
-    return (
-        "import duckdb; "
-        f'print(duckdb.sql("SELECT doc_id, filename FROM read_parquet({files!r}, filename=true, union_by_name=true) '
-        f"WHERE {column} = '{value}'\").fetchall())"
+    select = (
+        "SELECT doc_id, filename FROM read_parquet(?, filename=true, union_by_name=true) "
+        f"WHERE {sql_identifier(column)} = ?"
     )
+    return f"import duckdb; print(duckdb.execute({select!r}, [{files!r}, {value!r}]).fetchall())"
 
 
 def _sizes(layout: DataLayout, versions: dict) -> dict:

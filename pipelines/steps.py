@@ -26,7 +26,8 @@ from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
 from records.catalog import refresh_catalog
 from records.layout import DataLayout, discard_on_failure, new_staging
-from records.lookup import build_lookup, file_root
+from records.lookup import file_root
+from records.lookup_build import build_lookup
 from records.manifest import Manifest, seal
 from records.pins import pin_dataset_version, read_pin
 

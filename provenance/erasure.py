@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from provenance.audit.model_use import STAGED_USE_UNKNOWN
 from provenance.erasure_models import ModelImpact, model_impacts, tokenizer_impacts
 from records.catalog import refresh_catalog
 from records.erasure_match import HOST_PATTERN, KINDS, RequestMatcher
@@ -101,6 +102,8 @@ class Impact:
             "kept_in": self.kept_in,
             "suppressed_in": self.suppressed_in,
             "models_containing": [m.ref for m in self.models if m.contains],
+            # Staged in a model that recorded no per-sequence use: neither in nor out.
+            "models_use_unknown": [m.ref for m in self.models if m.status == STAGED_USE_UNKNOWN],
         }
 
 
@@ -146,9 +149,8 @@ def impact(layout: DataLayout, request: ErasureRequest) -> Impact:
     """Every dataset version and model version that holds a document ``request`` names.
 
     Documents are found by the request (in the catalog, or for ``regex`` in every version's text),
-    then followed by document id through every version; a model holds one when its token shards'
-    sequence map names it (docs/tokens.md), and trained on it when a sequence holding it was drawn
-    (``sequence_use.parquet`` of the model version).
+    then followed by document id through every version; each model's answer is the one
+    ``apertus audit contains --model`` gives (provenance.erasure_models.model_impacts).
     """
     con = _connect(layout)
     try:

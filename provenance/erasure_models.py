@@ -1,26 +1,22 @@
 """Which model and tokenizer versions trained on a set of documents (for ``provenance.erasure.impact``).
 
-A model holds a document when the sequence map of its token shards (``stages/*/sequences.parquet``,
-docs/tokens.md) names it, and trained on it when one of those sequences was drawn in training
-(``sequence_use.parquet`` of the model version: times_trained > 0; held-out sequences are not). A
-fine-tuned model holds what its base model holds. A tokenizer holds the documents its
-``training_sample.json`` lists.
+A model's answer is the one ``apertus audit contains --model`` gives (provenance.audit.model_use
+.training_use, hash-checked reads): a matching document staged in a sequence the model trained on
+(``sequence_use.parquet``: times_trained > 0; held-out sequences are not) is IN; staged only in
+sequences it did not draw is staged_not_trained; staged in a model that recorded no per-sequence use
+is staged_use_unknown ("in the staged data; per-sequence use unknown"). A fine-tuned model answers
+as its base model does. A tokenizer holds the documents its ``training_sample.json`` lists.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-import duckdb
-
+from provenance.audit.contains import IN
+from provenance.audit.model_use import training_use
 from records.layout import DataLayout
-from records.versions import ancestors
-
-
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+from records.versions import MODEL_ASSETS, ancestors, load_versions
 
 
 @dataclass(frozen=True)
@@ -31,70 +27,35 @@ class ModelImpact:
     ref: str
     token_shards: str | None  # None for a fine-tuned model (its pretraining data is its base model's)
     documents: list[dict]
-    # A matching document is in a sequence the model trained on (without a use record: staged).
-    contains: bool
+    status: str  # provenance.audit.model_use's verdict: in, staged_not_trained or staged_use_unknown
+    contains: bool  # status == IN: a matching document is in a sequence the model trained on
 
 
 def model_impacts(layout: DataLayout, doc_ids: list[str]) -> list[ModelImpact]:
-    """Every model version holding one of ``doc_ids`` (directly, or through its base model)."""
-    from records.models import load_record, model_versions
-
-    models = model_versions(layout)
+    """Every model version holding one of ``doc_ids`` in its staged training data (directly, or
+    through its base model). Cost: per trained_model version, O(bytes of its sequence maps, stage
+    files and sequence use), each hashed once (provenance.audit.model_use.training_use)."""
+    versions = load_versions(layout)
+    models = {ref: m for ref, m in versions.items() if m.asset in MODEL_ASSETS}
     direct: dict[str, ModelImpact] = {}
-    for ref in sorted(models):
-        folder = layout.datasets / ref
-        shards_ref = (load_record(folder).get("datasets") or {}).get("token_shards")
-        hits = (
-            _sequence_hits(layout.datasets / shards_ref, folder / "sequence_use.parquet", doc_ids)
-            if doc_ids and shards_ref
-            else []
-        )
-        used = (folder / "sequence_use.parquet").exists()
-        contains = any((h["sequences_trained"] if used else h["sequences"]) for h in hits)
-        direct[ref] = ModelImpact(ref, shards_ref, hits, contains)
-    # A fine-tuned model holds what its base model holds.
-    result = []
-    for ref, model in direct.items():
-        bases = [a for a in ancestors(models, ref)[1:] if a in direct and direct[a].contains]
-        if model.documents or bases:
-            via = [{"via": base} for base in bases]
-            result.append(
-                ModelImpact(ref, model.token_shards, model.documents + via, model.contains or bool(bases))
-            )
-    return result
-
-
-def _sequence_hits(shards: Path, use_file: Path, doc_ids: list[str]) -> list[dict]:
-    """Per (document, stage): sequences of the token shards holding it, and those trained on."""
-    files = sorted(shards.glob("stages/*/sequences.parquet"))
-    if not files:
-        return []
-    listing = "[" + ", ".join(_quote(p) for p in files) + "]"
-    con = duckdb.connect()
-    try:
-        con.execute("CREATE TEMP TABLE wanted AS SELECT unnest(?::VARCHAR[]) AS doc_id", [doc_ids])
-        con.execute(
-            f"""CREATE TEMP TABLE hits AS
-                SELECT regexp_extract(filename, '/stages/([^/]+)/sequences.parquet$', 1) AS stage,
-                       doc_id, sha256, sequence
-                FROM read_parquet({listing}, filename = true) JOIN wanted USING (doc_id)"""
-        )
-        if use_file.exists():
-            trained = f"""count(DISTINCT CASE WHEN u.times_trained > 0 THEN h.sequence END)
-                          FROM hits h LEFT JOIN read_parquet({_quote(use_file)}) u
-                          ON u.stage = h.stage AND u.sequence = h.sequence"""
-        else:
-            trained = "NULL FROM hits h"
-        rows = con.execute(
-            f"SELECT h.doc_id, h.sha256, h.stage, count(DISTINCT h.sequence), {trained} "
-            "GROUP BY ALL ORDER BY h.doc_id, h.stage"
-        ).fetchall()
-    finally:
-        con.close()
-    return [
-        {"doc_id": d, "sha256": s, "stage": st, "sequences": n, "sequences_trained": t}
-        for d, s, st, n, t in rows
-    ]
+    for ref in sorted(r for r, m in models.items() if m.asset == "trained_model"):
+        use = training_use(layout, ref, "doc_id", doc_ids, versions)
+        hits = [
+            {"doc_id": d.doc_id, "sha256": d.sha256, "stage": s.folder, "sequences": s.sequences,
+             "sequences_trained": s.sequences_trained}
+            for d in use.documents
+            for s in d.stages
+        ]  # fmt: skip
+        if hits:
+            direct[ref] = ModelImpact(ref, use.token_shards, hits, use.status, use.status == IN)
+    result = list(direct.values())
+    # A fine-tuned model holds what its base model holds, and answers as it does.
+    for ref in sorted(r for r, m in models.items() if m.asset != "trained_model"):
+        bases = [a for a in ancestors(models, ref)[1:] if a in direct]
+        if bases:
+            status = direct[bases[0]].status
+            result.append(ModelImpact(ref, None, [{"via": b} for b in bases], status, status == IN))
+    return sorted(result, key=lambda m: m.ref)
 
 
 def tokenizer_impacts(layout: DataLayout, doc_ids: set[str]) -> list[str]:

@@ -13,8 +13,11 @@ of ours. docs/data-model.md describes the formats precisely enough to reproduce 
     signing.py, keys.py     Ed25519 signing, C2SP checkpoints; the key folder outside the data folder
     identity.py             the instance identity (``apertus init``)
     pins.py                 per-version pin markers (is this version in the ledger, O(1))
-    lookup.py, lookup_file.py  per-version membership lookups with block hashes
+    verified.py             reading a version's file only as its manifest lists it, hash-checked
+    lookup.py, lookup_file.py  per-version membership lookups with block hashes (querying; the format)
+    lookup_build.py         building and checking those lookups
     catalog/                the DuckDB catalog: filled from verified files, queried read-only
+    sql_quote.py            the one quoting of SQL literals and identifiers (values go as parameters)
     requests.py             erasure and opt-out requests; erasure_match.py the one matcher (RE2)
     models.py, finetune.py  the provenance records of trained and fine-tuned model versions
 """

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from records.layout import DataLayout
 from records.lookup import Row, find_rows
@@ -183,17 +182,12 @@ def _hashes_with_text(layout: DataLayout, versions: dict, scope: list[str], snip
             files.append(path)
     if not files:
         return []
-    listing = "[" + ", ".join(_quote(p) for p in files) + "]"
     con = duckdb.connect()
     try:
         result = con.execute(
-            f"SELECT DISTINCT sha256 FROM read_parquet({listing}, union_by_name = true) WHERE contains(text, ?)",
-            [snippet],
+            "SELECT DISTINCT sha256 FROM read_parquet(?, union_by_name = true) WHERE contains(text, ?)",
+            [[str(p) for p in files], snippet],
         ).fetchall()
     finally:
         con.close()
     return sorted(h for (h,) in result if h)
-
-
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"

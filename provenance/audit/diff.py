@@ -31,31 +31,43 @@ class VersionDiff:
 
 
 def diff(layout: DataLayout, a: str, b: str, *, limit: int = 5) -> VersionDiff:
-    """Compare versions ``a`` and ``b`` (refs or unique prefixes); ``limit`` examples per group."""
+    """Compare versions ``a`` and ``b`` (refs or unique prefixes); ``limit`` examples per group.
+    Cost: O(bytes of both indexes and of the exclusions of the steps between them), each file
+    hashed against its manifest before it is read."""
     import duckdb
 
     versions = load_versions(layout)
     a, b = resolve(versions, a), resolve(versions, b)
     between = [r for r in ancestors(versions, b) if r in versions and r not in ancestors(versions, a)]
-    index_a, index_b = (f"read_parquet('{layout.datasets / r / 'index.parquet'}')" for r in (a, b))
-    exclusions = (
-        " UNION ALL ".join(
-            f"SELECT doc_id, sha256, url, step, reason, details, {depth(versions, r)} AS depth "
-            f"FROM read_parquet('{layout.datasets / r / 'exclusions.parquet'}')"
-            for r in between
-        )
-        or "SELECT NULL::VARCHAR AS doc_id, NULL::VARCHAR AS sha256, NULL::VARCHAR AS url, NULL::VARCHAR AS step, NULL::VARCHAR AS reason, NULL::VARCHAR AS details, 0 AS depth WHERE false"
-    )
     con = duckdb.connect()
     try:
-        con.execute(f"CREATE TEMP VIEW added AS {_only_in(index_b, index_a)}")
-        con.execute(f"""CREATE TEMP VIEW removed AS
-            SELECT r.doc_id, r.sha256, r.url, coalesce(e.step, '') AS step, coalesce(e.reason, '{UNEXPLAINED}') AS reason,
+        # Each table is read as its manifest lists it, from bytes checked against the recorded
+        # sha256 (records.verified), and handed to DuckDB as Arrow: no path or value is in the SQL.
+        for name, ref in (("index_a", a), ("index_b", b)):
+            con.register(name, _table(layout, versions, ref, "index.parquet", ["doc_id", "sha256", "url"]))
+        con.execute(
+            """CREATE TEMP TABLE steps (doc_id VARCHAR, sha256 VARCHAR, url VARCHAR, step VARCHAR,
+               reason VARCHAR, details VARCHAR, depth INTEGER)"""
+        )
+        columns = ["doc_id", "sha256", "url", "step", "reason", "details"]
+        for ref in between:
+            con.register("exclusions", _table(layout, versions, ref, "exclusions.parquet", columns))
+            con.execute(
+                "INSERT INTO steps SELECT doc_id, sha256, url, step, reason, details, ? FROM exclusions",
+                [depth(versions, ref)],
+            )
+            con.unregister("exclusions")
+        con.execute(f"CREATE TEMP TABLE added AS {_only_in('index_b', 'index_a')}")
+        con.execute(
+            f"""CREATE TEMP TABLE removed AS
+            SELECT r.doc_id, r.sha256, r.url, coalesce(e.step, '') AS step, coalesce(e.reason, ?) AS reason,
                    e.details
-            FROM ({_only_in(index_a, index_b)}) r
+            FROM ({_only_in("index_a", "index_b")}) r
             LEFT JOIN (SELECT doc_id, sha256, arg_min(step, depth) AS step, arg_min(reason, depth) AS reason,
                               arg_min(details, depth) AS details
-                       FROM ({exclusions}) GROUP BY doc_id, sha256) e USING (doc_id, sha256)""")
+                       FROM steps GROUP BY doc_id, sha256) e USING (doc_id, sha256)""",
+            [UNEXPLAINED],
+        )
         (num_added,) = con.execute("SELECT count(*) FROM added").fetchone()
         by_step: dict[str, dict[str, int]] = {}
         for step, reason, n in con.execute(
@@ -70,13 +82,16 @@ def diff(layout: DataLayout, a: str, b: str, *, limit: int = 5) -> VersionDiff:
         if limit > 0:
             columns = ["doc_id", "sha256", "url"]
             added = con.execute(
-                f"SELECT doc_id, sha256, url FROM added ORDER BY doc_id LIMIT {int(limit)}"
+                "SELECT doc_id, sha256, url FROM added ORDER BY doc_id LIMIT ?", [int(limit)]
             ).fetchall()
             if added:
                 examples["added"] = [dict(zip(columns, row, strict=True)) for row in added]
-            rows = con.execute(f"""SELECT reason, doc_id, sha256, url, step, details FROM (
+            rows = con.execute(
+                """SELECT reason, doc_id, sha256, url, step, details FROM (
                 SELECT *, row_number() OVER (PARTITION BY reason ORDER BY doc_id) AS n FROM removed)
-                WHERE n <= {int(limit)} ORDER BY reason, doc_id""").fetchall()
+                WHERE n <= ? ORDER BY reason, doc_id""",
+                [int(limit)],
+            ).fetchall()
             for reason, *values in rows:
                 examples.setdefault(reason, []).append(
                     dict(zip(columns + ["step", "details"], values, strict=True))
@@ -87,7 +102,15 @@ def diff(layout: DataLayout, a: str, b: str, *, limit: int = 5) -> VersionDiff:
     return VersionDiff(a, b, num_added, total_removed, dict(sorted(by_reason.items())), by_step, examples)
 
 
+def _table(layout: DataLayout, versions: dict, ref: str, name: str, columns: list[str]):
+    """A version's table, hash-checked against its manifest (ValueError naming it if it differs)."""
+    from records.verified import verified_parquet
+
+    return verified_parquet(layout.datasets / ref, versions[ref], name, columns)
+
+
 def _only_in(left: str, right: str) -> str:
+    """Rows of table ``left`` whose (doc_id, sha256) table ``right`` lacks (both names are ours)."""
     return (f"SELECT x.doc_id, x.sha256, x.url FROM {left} AS x ANTI JOIN {right} AS y "
             "ON x.doc_id = y.doc_id AND x.sha256 = y.sha256")  # fmt: skip
 

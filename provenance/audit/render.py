@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from provenance.audit.contains import DROPPED, IN, Membership, Step
 from provenance.audit.lineage import Node, config_summary
-from provenance.audit.model_use import NOT_STAGED, STAGED_NOT_TRAINED, ModelMembership
+from provenance.audit.model_use import (
+    NOT_STAGED,
+    STAGED_NOT_TRAINED,
+    STAGED_USE_UNKNOWN,
+    USE_UNKNOWN_TEXT,
+    ModelMembership,
+    StageUse,
+)
 
 SHORT = 12  # hex digits of an id or hash shown on the terminal; --json carries the full values
 
@@ -106,6 +113,8 @@ def model_membership_text(result: ModelMembership) -> str:
     model = _short_ref(result.model)
     if result.status == IN:
         head = f"IN {model}: {kind} {value!r} was trained on"
+    elif result.status == STAGED_USE_UNKNOWN:
+        head = f"STAGED, USE UNKNOWN {model}: {kind} {value!r} is {USE_UNKNOWN_TEXT} (the model recorded no sequence_use.parquet)"
     elif result.status == STAGED_NOT_TRAINED:
         head = f"NOT IN {model} (staged, never trained on): {kind} {value!r} is in its token shards only in held-out sequences or ones the run did not reach"
     elif result.status == NOT_STAGED:
@@ -117,10 +126,13 @@ def model_membership_text(result: ModelMembership) -> str:
     lines = [head]
     for use in result.uses:
         lines.append(f"  document {use.doc_id}  sha256 {use.sha256[:SHORT]}…")
-        for s in use.stages:
-            lines.append(
-                f"    stage {s.stage:<12} {s.copies} cop{'y' if s.copies == 1 else 'ies'} in {s.sequences} sequence(s): {s.sequences_trained} trained on, "
-                f"{s.times_trained} draw(s); {s.held_out_sequences} held out"
-            )
+        lines += [f"    stage {s.stage:<12} {_stage_use_text(s)}" for s in use.stages]
     lines.append(membership_text(result.membership))
     return "\n".join(lines)
+
+
+def _stage_use_text(s: StageUse) -> str:
+    held = f"{s.copies} cop{'y' if s.copies == 1 else 'ies'} in {s.sequences} sequence(s)"
+    if s.sequences_trained is None:
+        return f"{held}: per-sequence use unknown"
+    return f"{held}: {s.sequences_trained} trained on, {s.times_trained} draw(s); {s.held_out_sequences} held out"

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from records.hashing import sha256_file
 from records.layout import DataLayout
-from records.lookup import build_lookup, file_root, lookup_path
+from records.lookup import file_root, lookup_path
+from records.lookup_build import build_lookup
 from records.manifest import MANIFEST, Manifest, verify_version
 from records.pins import DATASET_VERSION_CREATED, REPINNED, dataset_payload, write_pin
 from records.versions import (

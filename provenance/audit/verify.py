@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from records.layout import DataLayout
-from records.lookup import has_lookup, lookup_path, lookup_problems
+from records.lookup import has_lookup, lookup_path
+from records.lookup_build import lookup_problems
 from records.manifest import MANIFEST, verify_version
 from records.pins import REPINNED
 from records.versions import LedgerRecord, ancestors, ledger_records, load_versions, resolve

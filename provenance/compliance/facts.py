@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from provenance.audit.model_use import SEQUENCE_USE_FILE, USE_UNKNOWN_TEXT
 from provenance.compliance.render import TO_FILL
 from records.catalog import refresh_catalog
 from records.erasure_match import HOST_PATTERN
@@ -24,6 +25,7 @@ from records.layout import DataLayout
 from records.manifest import Manifest
 from records.models import MODEL_ASSETS, load_record
 from records.requests import requests
+from records.verified import is_listed
 from records.versions import ancestors, load_versions, resolve
 
 PII_PLACEHOLDERS = {
@@ -128,10 +130,6 @@ class Facts:
 IN_REFS = "list_contains(?, asset || '/' || dataset_version)"  # a row's version is one of a list of refs
 
 
-def _files(paths: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-
-
 # The template's rule for the list of most relevant domains (section 2.3), as we read it.
 DOMAIN_SHARE, SME_DOMAIN_SHARE, SME_MAX_DOMAINS = 0.10, 0.05, 1000
 
@@ -169,7 +167,13 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
         stage_index = json.loads((shards / stage["path"] / "index.json").read_text(encoding="utf-8"))
         for language, n in stage_index.get("document_tokens_by_language", {}).items():
             staged[language] = staged.get(language, 0) + n
-    trained = {s["stage"]: s.get("sequences_trained") for s in record["datasets"]["stages"]}
+    # Per stage, the sequences trained on; without the model's per-sequence use, the same words as
+    # `apertus audit contains --model` (provenance.audit.model_use), never a number or a blank.
+    use_known = is_listed(manifest, SEQUENCE_USE_FILE)
+    trained = {
+        s["stage"]: s.get("sequences_trained") if use_known else USE_UNKNOWN_TEXT
+        for s in record["datasets"]["stages"]
+    }
     stages = [
         {"stage": s["stage"], "sequences": s["num_sequences"], "tokens": s["num_tokens"],
          "sequences_trained": trained.get(s["stage"])}
@@ -242,8 +246,9 @@ def _crawl_dates(folder: Path) -> tuple[str | None, str | None]:
     con = duckdb.connect()
     try:
         return con.execute(
-            f"""SELECT min(d), max(d) FROM (SELECT json_extract_string(extra, '$.date') AS d
-                FROM read_parquet({_files(files)}, union_by_name = true)) WHERE d IS NOT NULL"""
+            """SELECT min(d), max(d) FROM (SELECT json_extract_string(extra, '$.date') AS d
+               FROM read_parquet(?, union_by_name = true)) WHERE d IS NOT NULL""",
+            [[str(f) for f in files]],
         ).fetchone()
     finally:
         con.close()
@@ -256,15 +261,14 @@ def _pii(layout: DataLayout, refs: list[str]) -> dict:
     result = {"documents": 0, "spans": 0, "by_category": {name: 0 for name in PII_PLACEHOLDERS}}
     if not files:
         return result
-    counts = ", ".join(
-        f"sum((length(text) - length(replace(text, '{p}', ''))) // {len(p)})"
-        for p in PII_PLACEHOLDERS.values()
-    )
+    placeholders = list(PII_PLACEHOLDERS.values())
+    counts = ", ".join("sum((length(text) - length(replace(text, ?, ''))) // ?)" for _ in placeholders)
     con = duckdb.connect()
     try:
         row = con.execute(
             f"""SELECT count(*) FILTER (WHERE pii_redactions > 0), coalesce(sum(pii_redactions), 0), {counts}
-                FROM read_parquet({_files(files)}, union_by_name = true)"""
+                FROM read_parquet(?, union_by_name = true)""",
+            [value for p in placeholders for value in (p, len(p))] + [[str(f) for f in files]],
         ).fetchone()
     finally:
         con.close()

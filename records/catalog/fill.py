@@ -19,13 +19,14 @@ from pathlib import Path
 import duckdb
 
 from records.catalog.tables import CATALOG_FORMAT, create_schema
-from records.hashing import sha256_bytes
 from records.layout import DataLayout
 from records.ledger import Ledger, LedgerEntry
 from records.ledger.format import ENTRIES, LEAF_HASHES
 from records.manifest import MANIFEST, Manifest, version_id_of
 from records.merkle import HASH_SIZE
 from records.signing import canonical_json
+from records.sql_quote import sql_identifier
+from records.verified import verified_parquet
 
 # The files of a version that have rows in the catalog, by their path in the version folder.
 INDEX_FILE = "index.parquet"
@@ -34,8 +35,6 @@ QUARANTINE_FILE = re.compile(r"quarantine/[^/]+\.parquet")
 SEQUENCES_FILE = re.compile(r"stages/([^/]+)/sequences\.parquet")  # of token_shards versions
 SEQUENCE_USE_FILE = "sequence_use.parquet"  # of model versions (model/usage.py)
 TOKEN_SHARDS = "token_shards"
-# A listed path is read only if it is plain: relative, no "..", no glob or quoting characters.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ def _add_version(con: duckdb.DuckDBPyConnection, folder: Path, raw: dict, manife
             target = _rows_of(manifest, entry.path)
             if target is not None:
                 table, constants = target
-                _insert(con, table, constants, _verified_parquet(folder, entry.path, entry.sha256))
+                _insert(con, table, constants, verified_parquet(folder, manifest, entry.path))
         con.execute(
             "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?::JSON, ?::JSON, ?::JSON)",
             [
@@ -211,44 +210,23 @@ def _rows_of(manifest: Manifest, path: str) -> tuple[str, dict[str, str | None]]
     return None
 
 
-def _verified_parquet(folder: Path, path: str, sha256: str):
-    """The Parquet table of a listed file, decoded from the very bytes whose hash was checked."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    location = folder / path
-    if not _PLAIN_PATH.fullmatch(path) or ".." in path.split("/"):
-        raise ValueError(f"{folder / MANIFEST}: lists {path!r}, not a plain relative path")
-    parts = [folder.joinpath(*path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
-    if any(p.is_symlink() for p in parts):
-        raise ValueError(f"{location}: a symlink inside a version; run `apertus audit verify`")
-    data = location.read_bytes()
-    if sha256_bytes(data) != sha256:
-        raise ValueError(
-            f"{location}: sha256 differs from the one recorded in {folder / MANIFEST}; run `apertus audit verify`"
-        )
-    return pq.read_table(pa.BufferReader(data))
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _insert(con: duckdb.DuckDBPyConnection, table: str, constants: dict, rows) -> None:
     """Insert ``rows`` (an Arrow table) into ``table`` by column name, with ``constants`` as the
     version's columns; a column the table lacks is added (as a union of the files' columns would)."""
     con.register("incoming", rows)
     try:
-        existing = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        existing = {r[0] for r in con.execute(f"DESCRIBE {sql_identifier(table)}").fetchall()}
         incoming = con.execute("DESCRIBE incoming").fetchall()
         for name, kind, *_ in incoming:
             if name not in existing and name not in constants:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {_quoted(name)} {kind}")
-        shadowed = [_quoted(n) for n, *_ in incoming if n in constants]
-        columns = ", ".join(f"?::VARCHAR AS {_quoted(n)}" for n in constants)
+                # kind is DuckDB's own name of the column's type, from DESCRIBE above.
+                con.execute(f"ALTER TABLE {sql_identifier(table)} ADD COLUMN {sql_identifier(name)} {kind}")
+        shadowed = [sql_identifier(n) for n, *_ in incoming if n in constants]
+        columns = ", ".join(f"?::VARCHAR AS {sql_identifier(n)}" for n in constants)
         rest = f"* EXCLUDE ({', '.join(shadowed)})" if shadowed else "*"
         con.execute(
-            f"INSERT INTO {table} BY NAME SELECT {columns}, {rest} FROM incoming", list(constants.values())
+            f"INSERT INTO {sql_identifier(table)} BY NAME SELECT {columns}, {rest} FROM incoming",
+            list(constants.values()),
         )
     finally:
         con.unregister("incoming")

@@ -27,8 +27,11 @@ class QueryTimeout(ValueError):
     """The query ran past its time limit and was interrupted."""
 
 
-def query(layout: DataLayout, sql: str, *, timeout_s: float | None = None) -> tuple[list[str], list[tuple]]:
-    """Run one read-only query on the catalog; return (column names, rows).
+def query(
+    layout: DataLayout, sql: str, parameters: list | None = None, *, timeout_s: float | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Run one read-only query on the catalog; return (column names, rows). Values go in
+    ``parameters``, one per ``?`` in ``sql``, never formatted into it.
 
     ``ValueError`` for anything but a single SELECT (``WITH … SELECT``, ``FROM …``) or ``EXPLAIN``
     of one; ``QueryTimeout`` (a ValueError) past ``timeout_s`` (default: ``APERTUS_SQL_TIMEOUT_S``
@@ -43,10 +46,10 @@ def query(layout: DataLayout, sql: str, *, timeout_s: float | None = None) -> tu
     refresh_catalog(layout)
     limit = _timeout(timeout_s)
     with catalog_lock(layout, shared=True):  # a step adding a version waits for the answer
-        return _run(layout, sql, limit)
+        return _run(layout, sql, parameters or [], limit)
 
 
-def _run(layout: DataLayout, sql: str, limit: float) -> tuple[list[str], list[tuple]]:
+def _run(layout: DataLayout, sql: str, parameters: list, limit: float) -> tuple[list[str], list[tuple]]:
     con = duckdb.connect(
         str(layout.catalog),
         read_only=True,
@@ -63,7 +66,7 @@ def _run(layout: DataLayout, sql: str, limit: float) -> tuple[list[str], list[tu
     timer = threading.Timer(limit, con.interrupt)
     timer.start()
     try:
-        result = con.execute(sql)
+        result = con.execute(sql, parameters)
         columns = [d[0] for d in result.description]
         return columns, result.fetchall()
     except duckdb.InterruptException:

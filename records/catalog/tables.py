@@ -7,8 +7,10 @@ absolute path, so a copied or restored data folder answers from its own rows.
 
 from __future__ import annotations
 
+from records.sql_quote import sql_identifier
+
 # Bump when a table or view changes: an older catalog is then rebuilt from the versions' files.
-CATALOG_FORMAT = 2
+CATALOG_FORMAT = 3
 
 _INDEX_COLUMNS = """asset VARCHAR, dataset_version VARCHAR, doc_id VARCHAR, snapshot VARCHAR, source_id VARCHAR,
     source_file VARCHAR, source_offset BIGINT, url VARCHAR, sha256 VARCHAR, language VARCHAR, language_score DOUBLE,
@@ -45,13 +47,40 @@ VIEWS = {
         SELECT e.dataset_version, e.asset, e.snapshot, e.doc_id, e.source_id, e.url, e.sha256, e.language,
                e.language_score, false AS kept, e.step, e.reason, e.details
         FROM exclusions e""",
+    # "Did model M train on document D", per trained_model version, staged document and stage: the
+    # same answer as provenance.audit.model_use (tests/provenance/test_answers.py holds them equal).
+    # use_known is whether the model's manifest lists sequence_use.parquet; without it the
+    # per-sequence counts are NULL and the status is 'staged_use_unknown', never 'not trained'.
+    "model_training": """
+        WITH models AS (
+            SELECT asset AS model_asset, dataset_version AS model_version,
+                   split_part(list_filter(parents, lambda p: starts_with(p, 'token_shards/'))[1], '/', 2)
+                       AS token_shards_version,
+                   list_contains(json_extract_string(files, '$[*].path'), 'sequence_use.parquet') AS use_known
+            FROM dataset_versions WHERE asset = 'trained_model'),
+        held AS (
+            SELECT DISTINCT m.model_asset, m.model_version, m.use_known, s.token_shards_version, s.stage,
+                   s.doc_id, s.sha256, s.sequence
+            FROM models m JOIN sequences s USING (token_shards_version))
+        SELECT h.model_asset, h.model_version, h.token_shards_version, h.stage, h.doc_id, h.sha256,
+               count(*) AS sequences,
+               CASE WHEN h.use_known THEN count(*) FILTER (WHERE u.times_trained > 0) END AS sequences_trained,
+               CASE WHEN h.use_known THEN coalesce(sum(u.times_trained), 0) END AS times_trained,
+               CASE WHEN h.use_known THEN count(*) FILTER (WHERE u.held_out) END AS held_out_sequences,
+               CASE WHEN NOT h.use_known THEN 'staged_use_unknown'
+                    WHEN count(*) FILTER (WHERE u.times_trained > 0) > 0 THEN 'in'
+                    ELSE 'staged_not_trained' END AS status
+        FROM held h LEFT JOIN training_use u
+          ON u.model_asset = h.model_asset AND u.model_version = h.model_version AND u.stage = h.stage
+         AND u.sequence = h.sequence
+        GROUP BY h.model_asset, h.model_version, h.use_known, h.token_shards_version, h.stage, h.doc_id, h.sha256""",
 }
 
 
 def create_schema(con) -> None:
     """Create the empty tables and the views of a new catalog."""
     for name, columns in TABLES.items():
-        con.execute(f"CREATE TABLE {name} ({columns})")
+        con.execute(f"CREATE TABLE {sql_identifier(name)} ({columns})")
     for name, select in VIEWS.items():
-        con.execute(f"CREATE VIEW {name} AS {select}")
+        con.execute(f"CREATE VIEW {sql_identifier(name)} AS {select}")
     con.execute("INSERT INTO catalog_state VALUES ('format', ?), ('ledger_offset', 0)", [CATALOG_FORMAT])

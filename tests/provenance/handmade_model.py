@@ -24,10 +24,14 @@ PARAMETERS = {"total": 5_432_100, "active": 1_234_500}
 STAGE = "0-main"
 
 
-def build_model(layout: DataLayout, source: Manifest, *, untrained_doc: str | None = None) -> dict:
+def build_model(
+    layout: DataLayout, source: Manifest, *, untrained_doc: str | None = None, record_use: bool = True
+) -> dict:
     """Tokenizer, one-stage curriculum over ``source`` (every kept document once), token shards and a
     sealed trained_model version. Every sequence is marked trained once, except those holding
-    ``untrained_doc`` (held out instead). Returns the refs and the record."""
+    ``untrained_doc`` (held out instead). Without ``record_use`` the model has no
+    sequence_use.parquet (a run that did not record which sequences it drew). Returns the refs and
+    the record."""
     tokenizer = train_tokenizer(layout, source, config=TokenizerConfig(vocab_size=512)).manifest
     index = pq.read_table(version_folder(layout.datasets, source.ref) / "index.parquet").to_pylist()
     staging = layout.work / "handmade-stages"
@@ -55,14 +59,15 @@ def build_model(layout: DataLayout, source: Manifest, *, untrained_doc: str | No
     run.mkdir()
     weights = np.arange(64, dtype=np.float32).tobytes()
     (run / "model.safetensors").write_bytes(weights)
-    pq.write_table(
-        pa.table({
-            "stage": [STAGE] * num_sequences, "sequence": trained + held,
-            "times_trained": [1] * len(trained) + [0] * len(held),
-            "held_out": [False] * len(trained) + [True] * len(held),
-        }),
-        run / "sequence_use.parquet",
-    )  # fmt: skip
+    if record_use:
+        pq.write_table(
+            pa.table({
+                "stage": [STAGE] * num_sequences, "sequence": trained + held,
+                "times_trained": [1] * len(trained) + [0] * len(held),
+                "held_out": [False] * len(trained) + [True] * len(held),
+            }),
+            run / "sequence_use.parquet",
+        )  # fmt: skip
     run_config = asdict(tiny())
     run_config["model"]["vocab_size"] = 512
     record = {
@@ -81,8 +86,8 @@ def build_model(layout: DataLayout, source: Manifest, *, untrained_doc: str | No
                     "path": f"stages/{STAGE}",
                     "sequences": num_sequences,
                     "tokens": num_sequences * 64 + 1,
-                    "sequences_trained": len(trained),
-                    "held_out_sequences": len(held),
+                    "sequences_trained": len(trained) if record_use else None,
+                    "held_out_sequences": len(held) if record_use else None,
                     "dataset_versions": [source.ref],
                 }
             ],

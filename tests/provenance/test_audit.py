@@ -23,7 +23,8 @@ from provenance.audit.prov import to_prov
 from provenance.audit.render import lineage_tree
 from provenance.audit.verify import verify
 from records.layout import DATA_ENV, DataLayout
-from records.lookup import build_missing_lookups, lookup_path
+from records.lookup import lookup_path
+from records.lookup_build import build_missing_lookups
 from records.lookup_file import LookupFile
 from records.versions import load_versions
 

@@ -17,16 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from records import lookup
+from records import lookup, lookup_build
 from records.layout import DataLayout
-from records.lookup import (
-    LEGACY_LOOKUP,
-    build_lookup,
-    build_missing_lookups,
-    find_rows,
-    lookup_path,
-    lookup_problems,
-)
+from records.lookup import LEGACY_LOOKUP, find_rows, lookup_path
+from records.lookup_build import build_lookup, build_missing_lookups, lookup_problems
 from records.lookup_file import FORMAT, LookupFile
 from records.manifest import seal
 from records.versions import load_versions
@@ -137,12 +131,12 @@ def test_check_names_a_lying_a_damaged_or_a_foreign_lookup_file(copy, monkeypatc
     path = build_lookup(data, dedup, folder)
     assert lookup_problems(data, dedup, folder) == []
     # A well-formed file whose rows lie: one drop reason changed (built from doctored content).
-    true_content = lookup._content(folder)
+    true_content = lookup_build._content(folder)
     block = next(i for i, b in enumerate(true_content.blocks) if b"near_duplicate" in b)
     lying = list(true_content.blocks)
     lying[block] = lying[block].replace(b"near_duplicate", b"near_duplicatE", 1)
     with monkeypatch.context() as m:
-        m.setattr(lookup, "_content", lambda _: lookup._Content(true_content.rows, true_content.sha256,
+        m.setattr(lookup_build, "_content", lambda _: lookup_build._Content(true_content.rows, true_content.sha256,
                                                                 true_content.url_keys, lying))  # fmt: skip
         build_lookup(data, dedup, folder)
     assert any(r.reason == "near_duplicatE" for r in _all_rows(path))
