@@ -47,6 +47,7 @@ from model.finetune_eval import (
 )
 from model.schedule import wsd_lr
 from model.transformer import Transformer
+from records.canonical import canonical_json, write_record
 from records.finetune import (
     RUN_FORMAT,
     Example,
@@ -142,10 +143,6 @@ def _optimizer(model: Transformer, cfg: FinetuneConfig) -> torch.optim.AdamW:
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.peak_lr, betas=cfg.betas)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def finetune(
@@ -275,7 +272,7 @@ def finetune(
                 "target_tokens": len(enc.ids) - enc.loss_from,
                 "truncated": enc.truncated,
             }
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.write(canonical_json(row).decode() + "\n")
     (out_dir / "usage.jsonl").write_bytes(b"".join(line + b"\n" for line in usage))
     (out_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     evaluation = {
@@ -285,7 +282,7 @@ def finetune(
         "held_out_examples": {"base": base_ho, "finetuned": tuned_ho},
         "reference": {"source": reference.source, "base": base_ref, "finetuned": tuned_ref},
     }
-    _write_json(out_dir / "evaluation.json", evaluation)
+    write_record(out_dir / "evaluation.json", evaluation)
     tokens = sum(m["target_tokens"] for m in metrics)
     run = {
         "format": RUN_FORMAT,
@@ -324,7 +321,7 @@ def finetune(
         },
         "hardware": {**hardware_record(), "device": str(device), "torch": torch.__version__},
     }
-    _write_json(out_dir / "run.json", run)
+    write_record(out_dir / "run.json", run)
     return run
 
 
