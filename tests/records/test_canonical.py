@@ -24,7 +24,8 @@ def test_strings_are_utf8_with_only_quote_backslash_and_controls_escaped():
 @pytest.mark.parametrize(
     ("number", "spelled"),
     [(0, "0"), (-7, "-7"), (2**70, "1180591620717411303424"), (0.5, "0.5"), (1.0, "1.0"), (-0.0, "-0.0"),
-     (0.1 + 0.2, "0.30000000000000004"), (1e-05, "1e-05"), (1e16, "1e+16"), (123456789012345.6, "123456789012345.6")],
+     (0.1 + 0.2, "0.30000000000000004"), (1e-05, "1e-05"), (0.0001, "0.0001"), (1e16, "1e+16"),
+     (1234567890123456.0, "1234567890123456.0"), (1.5e300, "1.5e+300"), (123456789012345.6, "123456789012345.6")],
 )  # fmt: skip
 def test_numbers_use_their_shortest_round_trip_spelling(number, spelled):
     assert canonical_json(number) == spelled.encode()
