@@ -134,7 +134,9 @@ def save_safetensors(model: Transformer, path: str | Path) -> Path:
     state = {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
     if model.cfg.tie_embeddings:
         state.pop("head.weight")
-    save_file(state, str(path), metadata={"model_config": json.dumps(dataclasses.asdict(model.cfg))})
+    save_file(
+        state, str(path), metadata={"model_config": canonical_json(dataclasses.asdict(model.cfg)).decode()}
+    )
     return Path(path)
 
 
