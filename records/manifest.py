@@ -179,21 +179,22 @@ def read_manifest(version_folder: Path) -> dict[str, Any]:
     return read_record(path)
 
 
-def manifest_of(raw: dict[str, Any], version_folder: Path) -> Manifest:
+def manifest_of(raw: dict[str, Any], version_folder: Path, *, strict: bool = False) -> Manifest:
     """The Manifest of the raw manifest JSON ``raw`` of ``version_folder``, its lineage fields read
-    from lineage.json when the version is of format 2 and has one. A lineage.json whose sha256 is not
-    the one the manifest lists is refused (ValueError), so no reader takes lineage from a rewritten
-    file; ``verify_version`` names every such difference. Cost: reads one small file."""
+    from lineage.json when the version is of format 2 and holds it as the manifest lists it. A
+    lineage.json that is missing or whose sha256 is not the listed one leaves the manifest's copy
+    in place (``verify_version`` names the difference), or with ``strict`` is refused (ValueError),
+    for readers that take only verified files (the catalog). Cost: reads one small file."""
     if raw.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
         return Manifest.from_dict(raw)
     path = Path(version_folder) / LINEAGE
     recorded = {f.get("path"): f.get("sha256") for f in raw.get("files", ())}
-    if not path.is_file() or LINEAGE not in recorded:
-        return Manifest.from_dict(raw)  # verify_version reports the missing lineage
-    if sha256_file(path) != recorded[LINEAGE]:
-        raise ValueError(
-            f"{path}: its sha256 differs from the one {MANIFEST} records; run `apertus audit verify`"
-        )
+    if not path.is_file() or LINEAGE not in recorded or sha256_file(path) != recorded[LINEAGE]:
+        if strict:
+            raise ValueError(
+                f"{path}: missing, or its sha256 differs from the one {MANIFEST} records; run `apertus audit verify`"
+            )
+        return Manifest.from_dict(raw)
     lineage = read_record(path)
     return Manifest.from_dict({**raw, **{name: lineage[name] for name in LINEAGE_FIELDS if name in lineage}})
 

@@ -153,7 +153,7 @@ def _checked_manifest(layout: DataLayout, ref: str) -> tuple[dict, Manifest]:
     path = layout.datasets / asset / version_id / MANIFEST
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        manifest = manifest_of(raw, path.parent)  # lineage from the sealed lineage.json when it has one
+        manifest = manifest_of(raw, path.parent, strict=True)  # lineage from the sealed lineage.json
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise ValueError(f"{path}: not a readable manifest ({error}); run `apertus audit verify`") from None
     if (manifest.asset, manifest.version_id) != (asset, version_id) or version_id_of(

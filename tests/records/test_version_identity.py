@@ -14,7 +14,7 @@ import pytest
 
 from records.catalog import query, refresh_catalog
 from records.layout import DataLayout
-from records.manifest import MANIFEST_FORMAT, load_manifest, seal, verify_version
+from records.manifest import MANIFEST_FORMAT, load_manifest, manifest_of, read_manifest, seal, verify_version
 
 FILES = {"shards/00000.parquet": b"alpha", "tokenizer.json": b"gamma", "notes/empty.txt": b""}
 LINEAGE = dict(snapshot="2026-01", parents=("raw_documents/abc",), code_version="c0de",
@@ -124,8 +124,9 @@ def test_verify_names_a_lineage_that_disagrees_with_the_manifest_or_was_rewritte
     problems = verify_version(folder)
     assert any("lineage.json: sha256" in p for p in problems)
     assert any("snapshot differs" in p for p in problems)
-    with pytest.raises(ValueError, match="lineage.json: its sha256 differs"):
-        load_manifest(folder)
+    assert load_manifest(folder).snapshot == "2026-01"  # a rewritten lineage.json is never read
+    with pytest.raises(ValueError, match="lineage.json: missing, or its sha256 differs"):
+        manifest_of(read_manifest(folder), folder, strict=True)
     (folder / "lineage.json").unlink()
     assert any("lineage.json: missing" in p for p in verify_version(folder))
 
@@ -172,3 +173,19 @@ def test_a_version_sealed_by_older_code_loads_verifies_and_is_catalogued(tmp_pat
     # An old folder that holds a file named lineage.json treats it as an ordinary file.
     (folder / "lineage.json").write_bytes(b"{}")
     assert any("lineage.json: not recorded" in p for p in verify_version(folder))
+
+
+def test_the_catalog_takes_lineage_only_from_a_lineage_json_that_verifies(tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    manifest, _ = seal(
+        _staging(tmp_path, "a", FILES), layout.datasets, asset="language_identified", **LINEAGE
+    )
+    refresh_catalog(layout)
+    _, rows = query(layout, "SELECT snapshot, parents, code_version FROM dataset_versions")
+    assert rows == [("2026-01", ["raw_documents/abc"], "c0de")]
+    (layout.datasets / manifest.ref / "lineage.json").write_bytes(
+        LINEAGE_BYTES.replace(b"2026-01", b"2026-09")
+    )
+    layout.catalog.unlink()
+    with pytest.raises(ValueError, match="lineage.json: missing, or its sha256 differs"):
+        refresh_catalog(layout)
