@@ -18,6 +18,7 @@ import os
 import re
 from pathlib import Path
 
+from records.canonical import write_record
 from records.hashing import sha256_file
 
 __all__ = [
@@ -82,12 +83,7 @@ def write_tag_hashes(tag_dir: str | Path) -> Path:
     tag_dir = Path(tag_dir)
     files = {name: sha256_file(path) for name, path in _tag_files(tag_dir).items()}
     assert files, f"{tag_dir} holds no checkpoint files"
-    partial = tag_dir / f"{HASHES_FILE}.tmp"
-    with open(partial, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"format": HASHES_FORMAT, "files": files}, sort_keys=True, indent=1) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, tag_dir / HASHES_FILE)
+    write_record(tag_dir / HASHES_FILE, {"format": HASHES_FORMAT, "files": files})
     return tag_dir / HASHES_FILE
 
 

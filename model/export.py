@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from model.checkpoint_integrity import LATEST_FILE, read_latest, verify_tag
 from model.config import AttentionConfig, ModelConfig, MoEConfig
 from model.transformer import Transformer
+from records.canonical import canonical_json
 
 __all__ = ["merged_state_dict", "export_safetensors", "load_safetensors", "model_config_from_dict"]
 
@@ -63,7 +64,7 @@ def export_safetensors(
         assert tensor.shape == expected[name].shape, name
     tensors = {name: tensor.detach().contiguous() for name, tensor in state.items()}
     out_path = Path(out_path)
-    save_file(tensors, out_path, metadata={"model_config": json.dumps(dataclasses.asdict(cfg))})
+    save_file(tensors, out_path, metadata={"model_config": canonical_json(dataclasses.asdict(cfg)).decode()})
     return out_path
 
 

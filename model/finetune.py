@@ -45,6 +45,7 @@ from model.finetune_eval import (
 )
 from model.loop import AdamWConfig, LoopConfig, TorchStep, run_loop
 from model.transformer import Transformer
+from records.canonical import canonical_json, write_record
 from records.finetune import (
     RUN_FORMAT,
     Example,
@@ -145,12 +146,10 @@ def save_safetensors(model: Transformer, path: str | Path) -> Path:
     state = {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
     if model.cfg.tie_embeddings:
         state.pop("head.weight")
-    save_file(state, str(path), metadata={"model_config": json.dumps(dataclasses.asdict(model.cfg))})
+    save_file(
+        state, str(path), metadata={"model_config": canonical_json(dataclasses.asdict(model.cfg)).decode()}
+    )
     return Path(path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def finetune(
@@ -258,7 +257,7 @@ def finetune(
                 "target_tokens": len(enc.ids) - enc.loss_from,
                 "truncated": enc.truncated,
             }
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.write(canonical_json(row).decode() + "\n")
     (out_dir / "usage.jsonl").write_bytes(b"".join(line + b"\n" for line in usage))
     (out_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     evaluation = {
@@ -268,7 +267,7 @@ def finetune(
         "held_out_examples": {"base": base_ho, "finetuned": tuned_ho},
         "reference": {"source": reference.source, "base": base_ref, "finetuned": tuned_ref},
     }
-    _write_json(out_dir / "evaluation.json", evaluation)
+    write_record(out_dir / "evaluation.json", evaluation)
     tokens = sum(m["target_tokens"] for m in metrics)
     run = {
         "format": RUN_FORMAT,
@@ -307,7 +306,7 @@ def finetune(
         },
         "hardware": {**hardware_record(), "device": str(device), "torch": torch.__version__},
     }
-    _write_json(out_dir / "run.json", run)
+    write_record(out_dir / "run.json", run)
     return run
 
 

@@ -49,6 +49,7 @@ from model.train import (
 )
 from model.transformer import count_parameters
 from model.usage import SEQUENCE_USE_FILE, write_sequence_use
+from records.canonical import write_record
 
 __all__ = ["StagePlan", "TrainingSummary", "plan_stages", "train_on_stages", "main"]
 
@@ -170,12 +171,6 @@ def run_environment() -> dict:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _evaluate(engine, splits: list[StageSplit], batch_size: int) -> dict:
     """Held-out results of every stage, leaving the training RNG streams untouched."""
     state = _rng_state()
@@ -248,7 +243,7 @@ def train_on_stages(
     }
     if rank == 0:
         _truncate_metrics(metrics_path, start_step)
-        _write_json(out_dir / RUN_FILE, {**run_info, "status": "running", "resumed_from_step": start_step})
+        write_record(out_dir / RUN_FILE, {**run_info, "status": "running", "resumed_from_step": start_step})
     global_batch = step.global_batch
     loop = plan.loop_config(t)
 
@@ -301,8 +296,8 @@ def train_on_stages(
                 global_batch,
                 t.seed,
             )
-        _write_json(out_dir / EVALUATION_FILE, _evaluation_report(evaluations, run_info))
-        _write_json(
+        write_record(out_dir / EVALUATION_FILE, _evaluation_report(evaluations, run_info))
+        write_record(
             out_dir / RUN_FILE,
             {**run_info, "status": "finished" if finished else "stopped", "resumed_from_step": start_step,
              "steps_done": end_step, "files": _file_hashes(out_dir)},

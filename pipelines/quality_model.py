@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import random
 import shutil
 from collections import Counter, defaultdict
@@ -46,6 +45,7 @@ from pipelines.fasttext_model import FastTextModel, train_supervised
 from pipelines.quality_reference import contaminated_paragraphs, read_reference, reference_pages
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.steps import StepResult, finish_step, has_documents, new_staging, task_logs
+from records.canonical import write_record
 from records.layout import DataLayout, checkout_path
 from records.manifest import Manifest, load_manifest, version_folder
 
@@ -196,10 +196,6 @@ def _write_split(path: Path, examples: list[dict]) -> None:
             f.write(f"__label__{example['label']} {' '.join(example['text'].split())}\n")
 
 
-def _write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def _metrics(model: FastTextModel, test: list[dict], threshold: float) -> dict:
     scores = [positive_probability(model, e["text"]) for e in test]
     labels = [e["label"] == POSITIVE for e in test]
@@ -274,7 +270,7 @@ def train_quality_classifier(
     metrics = _metrics(model, test, config.threshold)
     metrics["train_positives"] = sum(e["label"] == POSITIVE for e in train)
     metrics["train_negatives"] = len(train) - metrics["train_positives"]
-    _write_json(staging / "metrics.json", metrics)
+    write_record(staging / "metrics.json", metrics)
     pq.write_table(
         pa.table({
             "split": [e["split"] for e in examples], "label": [e["label"] for e in examples],
@@ -297,7 +293,7 @@ def train_quality_classifier(
         num_positives=len(positives),
         negatives={"kind": config.negatives, "versions": [v.ref for v in rejected], "count": len(negatives)},
     )
-    _write_json(staging / "reference_set.json", reference)
+    write_record(staging / "reference_set.json", reference)
     return finish_step(
         layout, staging, asset=QUALITY_CLASSIFIER, snapshot=raw_version.snapshot,
         parents=(raw_version.ref, *(v.ref for v in rejected)),

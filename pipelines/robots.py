@@ -15,7 +15,6 @@ new version id, and each exclusion row names the agent, the file, its sha256, it
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from protego import Protego
 
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
+from records.canonical import write_record
 from records.erasure_match import url_host
 from records.hashing import sha256_file
 
@@ -195,9 +195,7 @@ def robots_blocks(
     if not files:
         return []
     record = {"as_of": config.as_of, "agents": list(config.agents), "files": dict(sorted(files.items()))}
-    (staging / ROBOTS_RECORD).write_text(
-        json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    write_record(staging / ROBOTS_RECORD, record)
     writer = DocumentShardWriter(staging / "excluded", output_filename="robots-${rank}.parquet")
     return [RobotsOptOutFilter(robots_dir, config, exclusion_writer=writer)]
 

@@ -37,6 +37,7 @@ QUALITY_FILTERED = "quality_filtered"
 DEDUPLICATED = "deduplicated"
 
 PIPELINES_DIR = Path(__file__).resolve().parent
+REPO_DIR = PIPELINES_DIR.parent
 
 
 def code_version() -> str:
@@ -68,6 +69,19 @@ class StepResult:
     ledger_index: int | None  # the ledger entry that pinned this version (None when reused)
 
 
+def portable(value):
+    """``value`` with every absolute path inside this checkout written relative to it: the config
+    enters the version's id (through its lineage), and the same code in another folder must give
+    the same id. The files those paths name are covered by ``code_version``."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, str | Path) and Path(value).is_absolute() and Path(value).is_relative_to(REPO_DIR):
+        return Path(value).relative_to(REPO_DIR).as_posix()
+    return value
+
+
 def finish_step(
     layout: DataLayout, staging: Path, *, asset: str, snapshot: str, parents: tuple[str, ...], config: dict
 ) -> StepResult:
@@ -82,7 +96,7 @@ def finish_step(
         asset=asset,
         snapshot=snapshot,
         parents=parents,
-        config=config,
+        config=portable(config),
         code_version=code_version(),
         stats=stats,
         counts=counts,

@@ -22,7 +22,6 @@ run: it must find nothing).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
+from records.canonical import write_record
 from records.erasure_match import BUDGET_ENV, DEFAULT_BUDGET_MS, RequestMatcher
 
 SUPPRESSION_RECORD = "suppression.json"
@@ -114,7 +114,7 @@ def suppression_blocks(
     writer = DocumentShardWriter(staging / "excluded", output_filename="suppression-${rank}.parquet")
     block = SuppressionFilter(plain, exclusion_writer=writer, budget_ms=budget)
     record = {"requests": [r["request_id"] for r in plain], "budget_ms": budget}
-    (staging / SUPPRESSION_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    write_record(staging / SUPPRESSION_RECORD, record)
     return [block]
 
 

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from pipelines.steps import StepResult, finish_step, new_staging
 from pipelines.tokenizer import END_OF_TEXT, DocumentTexts, encode_texts, load_tokenizer, special_id
+from records.canonical import write_record
 from records.hashing import sha256_file
 from records.layout import DataLayout
 from records.manifest import MANIFEST, Manifest, load_manifest, version_folder
@@ -96,7 +97,7 @@ def build_token_shards(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     parents = ((stages_manifest.ref,) if stages_manifest else ()) + (tokenizer.ref,)
-    _write_json(
+    write_record(
         staging / "index.json",
         {
             "format": FORMAT,
@@ -227,7 +228,7 @@ def _write_stage(index: int, stage_file: Path, out: Path, stream: _Stream, dtype
         "num_tokens_dropped": stream.num_tokens - (num_sequences * seq_len + 1),
         "document_tokens_by_language": dict(sorted(by_language.items())),
     }
-    _write_json(out / "index.json", summary)
+    write_record(out / "index.json", summary)
     return {k: summary[k] for k in ("stage", "stage_index", "path", "num_sequences", "num_tokens")}
 
 
@@ -307,10 +308,6 @@ def stage_dirs(version: Path) -> list[Path]:
     """The stage folders of a ``token_shards`` version, in training order."""
     index = json.loads((Path(version) / "index.json").read_text(encoding="utf-8"))
     return [Path(version) / s["path"] for s in sorted(index["stages"], key=lambda s: s["stage_index"])]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 __all__ = [

@@ -21,7 +21,6 @@ byte-identical ``tokenizer.json`` and the same version id.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines.steps import StepResult, finish_step, new_staging
+from records.canonical import write_record
 from records.layout import DataLayout
 from records.manifest import Manifest, version_folder
 
@@ -264,10 +264,10 @@ def train_tokenizer(
 
     staging = new_staging(layout, TOKENIZER)
     tokenizer.save(str(staging / TOKENIZER_FILE))
-    _write_json(
+    write_record(
         staging / "fertility.json", {"vocab_size": tokenizer.get_vocab_size(), "languages": per_language}
     )
-    _write_json(staging / "training_sample.json", _sample_record(sources, config, training, held_out))
+    write_record(staging / "training_sample.json", _sample_record(sources, config, training, held_out))
     snapshots = {s.snapshot for s in sources}
     return finish_step(
         layout,
@@ -298,10 +298,6 @@ def _sample_record(
             {"doc_id": r["doc_id"], "sha256": r["sha256"], "language": r["language"]} for r in held_out
         ],
     }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 __all__ = [

@@ -5,7 +5,8 @@ package and never spells a record's file name or encodes a hashed record itself.
 of ours. docs/data-model.md describes the formats precisely enough to reproduce their bytes.
 
     hashing.py, merkle.py   sha256 helpers; the RFC 6962 Merkle tree (ids, inclusion, consistency)
-    canonical JSON          ``signing.canonical_json``: the one encoding of everything that is hashed
+    canonical.py            canonical JSON: the one encoding of every record inside a version and of all that is hashed
+    lineage.py              a version's sealed lineage.json (snapshot, parents, config, code): part of its id
     layout.py               the data folder's top-level layout, staging folders, snapshot names
     manifest.py             a version's manifest, its id and sealing
     versions.py             reading the versions of a data folder, their graph and ledger records

@@ -7,7 +7,7 @@ their use, the sealed ``finetuned_model`` version and the membership proof of on
 
 An example is one JSON object per line: {"prompt", "response"} (loss on the response only) or
 {"text"}; any other field (``language``, ``id``) is kept and hashed with it. Its identity is the
-sha256 of its canonical JSON (records.signing.canonical_json). Each use of an example in training
+sha256 of its canonical JSON (records.canonical.canonical_json). Each use of an example in training
 is one line of usage.jsonl, the canonical JSON of {"example_sha256", "slot", "step"}; those lines in
 order are the leaves of an RFC 6962 Merkle tree whose root (``examples_root``) is in the record and in
 the ledger's ``model_trained`` entry, so one example's use is provable offline with records/merkle.py
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from records.canonical import canonical_json, write_record
 from records.hashing import sha256_file
 from records.layout import DataLayout, new_staging
 from records.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
 from records.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes, verify_inclusion
 from records.models import code_state, dependency_state, load_record
 from records.pins import pin_dataset_version
-from records.signing import canonical_json
 
 __all__ = [
     "EXAMPLES_ASSET",
@@ -223,7 +223,7 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
         target = staging / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-    (staging / RECORD_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_record(staging / RECORD_FILE, record)
     manifest, created = seal(
         staging,
         layout.datasets,

@@ -1,10 +1,16 @@
 """Dataset versions: immutable, content-addressed folders described by a ``manifest.json``.
 
-A step writes its files into a staging folder, then ``seal`` hashes every file, derives the
-version id and moves the folder to ``<datasets root>/<asset>/<version id>/``. The id is the
-RFC 6962 Merkle root over the sorted ``(path, sha256)`` pairs of every file in the folder except
-the manifest itself (leaf data: ``path + "\\0" + sha256``), so the same bytes always give the same
-id, and an auditor can recompute it from the files alone (see docs/data-model.md).
+A step writes its files into a staging folder, then ``seal`` writes the version's ``lineage.json``
+(asset, snapshot, parents, config, code version; see records/lineage.py) beside them, hashes every
+file, derives the version id and moves the folder to ``<datasets root>/<asset>/<version id>/``. The
+id is the RFC 6962 Merkle root over the sorted ``(path, sha256)`` pairs of every file in the folder
+except the manifest itself (leaf data: ``path + "\\0" + sha256``), lineage.json included, so the
+same bytes made the same way always give the same id, the same bytes made from other inputs give
+another, and an auditor can recompute it from the files alone (see docs/data-model.md).
+
+Manifest format 2 (``MANIFEST_FORMAT``) seals lineage.json; format 1, written by older code, has
+none, and its id is the same Merkle rule over the files it has. Both load and verify. Every JSON
+record of a version is written in the canonical form of records/canonical.py.
 
 A version folder, once sealed, is never written again: sealing a folder whose id already exists
 keeps the existing one and discards the staging copy.
@@ -12,7 +18,6 @@ keeps the existing one and discards the staging copy.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -20,11 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from records.canonical import read_record, write_record
 from records.hashing import sha256_file
+from records.lineage import (
+    LINEAGE,
+    LINEAGE_FIELDS,
+    lineage_problems,
+    lineage_record,
+    plain,
+    write_lineage,
+)
 from records.merkle import merkle_root
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "apertus.dataset-version/1"
+MANIFEST_FORMAT = "apertus.dataset-version/2"  # seals lineage.json
+LEGACY_FORMAT = "apertus.dataset-version/1"  # older code: no lineage.json, lineage in the manifest only
 
 
 @dataclass(frozen=True)
@@ -62,24 +77,14 @@ class Manifest:
     def short_id(self) -> str:
         return self.version_id[:12]
 
-    def to_json(self) -> str:
-        return (
-            json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable) + "\n"
-        )
+    def to_record(self) -> dict[str, Any]:
+        """The manifest as plain JSON values, as ``write_record`` stores it."""
+        return plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         files = tuple(FileEntry(**f) for f in data["files"])
         return cls(**{**data, "files": files, "parents": tuple(data.get("parents", ()))})
-
-
-def _jsonable(value: Any) -> Any:
-    # Configs hold sets (e.g. of languages); a sorted list is their canonical form.
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable in a manifest")
 
 
 def leaf_data(path: str, sha256: str) -> bytes:
@@ -123,9 +128,13 @@ def seal(
 ) -> tuple[Manifest, bool]:
     """Turn ``staging`` into an immutable version folder and return (its manifest, created).
 
-    ``created`` is False when a version with the same id already existed: the existing folder
-    and manifest are kept untouched and ``staging`` is removed.
+    ``created`` is False when a version with the same id (same bytes, same lineage) already
+    existed: the existing folder and manifest are kept untouched and ``staging`` is removed.
     """
+    lineage = lineage_record(
+        asset=asset, snapshot=snapshot, parents=tuple(parents), config=config or {}, code_version=code_version
+    )
+    write_lineage(staging, lineage)
     files = hash_folder(staging, counts)
     version_id = version_id_of(files)
     target = datasets_root / asset / version_id
@@ -138,12 +147,12 @@ def seal(
         snapshot=snapshot,
         files=tuple(files),
         parents=tuple(parents),
-        config=config or {},
+        config=lineage["config"],
         code_version=code_version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         stats=stats or {},
     )
-    (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    write_record(staging / MANIFEST, manifest.to_record())
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(staging, target)
@@ -157,11 +166,37 @@ def seal(
 
 
 def load_manifest(version_folder: Path) -> Manifest:
-    """Read ``manifest.json`` of a version folder."""
+    """Read ``manifest.json`` of a version folder, its lineage fields from the sealed lineage.json
+    when the version has one (the manifest's copy is the fallback for versions of format 1)."""
+    return manifest_of(read_manifest(version_folder), version_folder)
+
+
+def read_manifest(version_folder: Path) -> dict[str, Any]:
+    """The raw JSON of ``manifest.json`` of a version folder, as stored."""
     path = Path(version_folder) / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a dataset version (no {MANIFEST})")
-    return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return read_record(path)
+
+
+def manifest_of(raw: dict[str, Any], version_folder: Path, *, strict: bool = False) -> Manifest:
+    """The Manifest of the raw manifest JSON ``raw`` of ``version_folder``, its lineage fields read
+    from lineage.json when the version is of format 2 and holds it as the manifest lists it. A
+    lineage.json that is missing or whose sha256 is not the listed one leaves the manifest's copy
+    in place (``verify_version`` names the difference), or with ``strict`` is refused (ValueError),
+    for readers that take only verified files (the catalog). Cost: reads one small file."""
+    if raw.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
+        return Manifest.from_dict(raw)
+    path = Path(version_folder) / LINEAGE
+    recorded = {f.get("path"): f.get("sha256") for f in raw.get("files", ())}
+    if not path.is_file() or LINEAGE not in recorded or sha256_file(path) != recorded[LINEAGE]:
+        if strict:
+            raise ValueError(
+                f"{path}: missing, or its sha256 differs from the one {MANIFEST} records; run `apertus audit verify`"
+            )
+        return Manifest.from_dict(raw)
+    lineage = read_record(path)
+    return Manifest.from_dict({**raw, **{name: lineage[name] for name in LINEAGE_FIELDS if name in lineage}})
 
 
 def version_folder(datasets_root: Path, ref: str) -> Path:
@@ -180,11 +215,15 @@ def verify_version(folder: Path) -> list[str]:
     """Re-hash a version folder against its manifest; return what differs (empty list = intact).
 
     Every file at any depth is checked except the top-level manifest itself (a ``manifest.json``
-    deeper down is an ordinary file). A sealed version holds only regular files and folders: every
+    deeper down is an ordinary file). A version of format 2 must hold lineage.json in the canonical
+    form, agreeing with the manifest's copy of its fields; one of format 1 (older code) has none. A sealed version holds only regular files and folders: every
     symbolic link inside it, to a file or a folder, is reported and never followed.
     """
-    manifest = load_manifest(folder)
+    raw = read_manifest(folder)
+    manifest = Manifest.from_dict(raw)  # the files as listed; lineage.json is checked on its own
     problems = []
+    if raw.get("format", LEGACY_FORMAT) != LEGACY_FORMAT:
+        problems += lineage_problems(folder, raw)
     recorded = {f.path: f for f in manifest.files}
     files, links = _walk(folder)
     for rel, target in sorted(links.items()):

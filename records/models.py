@@ -22,6 +22,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from records.canonical import write_record
 from records.hashing import sha256_file
 from records.layout import REPO_ROOT, DataLayout
 from records.ledger.format import MODEL_TRAINED
@@ -171,7 +172,7 @@ def seal_model(
     if asset not in MODEL_ASSETS:
         raise ValueError(f"{asset!r}: a model version's asset is one of {MODEL_ASSETS}")
     run_folder = Path(run_folder)
-    (run_folder / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_record(run_folder / RECORD, record)
     datasets = record["datasets"]
     parents = tuple(
         r

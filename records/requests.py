@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from records.canonical import canonical_json
 from records.catalog import refresh_catalog
 from records.erasure_match import KINDS, compile_pattern, url_host
 from records.layout import DataLayout
 from records.ledger import ERASURE_REQUESTED, Ledger
-from records.signing import canonical_json
 
 REQUEST_FORMAT = "apertus.erasure-request/1"
 # Serializes request writers across processes (read the recorded requests, then append); see

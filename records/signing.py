@@ -1,4 +1,4 @@
-"""Canonical JSON, the ledger's Ed25519 key files, and signed tree heads in two formats.
+"""The ledger's Ed25519 key files, and signed tree heads in two formats.
 
 `Checkpoint` (written by every append now): a C2SP signed note (c2sp.org/signed-note) whose text
 is a tlog checkpoint (c2sp.org/tlog-checkpoint): origin line, tree size, base64 root, then a blank
@@ -7,7 +7,7 @@ hash SHA-256(name || 0x0A || 0x01 || raw public key)[:4]. Other tools that speak
 (witnesses, sigsum, Go's golang.org/x/mod/sumdb/note) can check and cosign these heads.
 
 `SignedTreeHead` (written by older code, still verified): what is signed is the canonical JSON
-(see `canonical_json`) of a head *without* its "signature" field, i.e. the object
+(see `records.canonical.canonical_json`) of a head *without* its "signature" field, i.e. the object
 {"key_id", "root_hash", "timestamp", "tree_size", "type"}.
 """
 
@@ -22,11 +22,12 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from records.canonical import canonical_json
 
 TREE_HEAD_TYPE = "apertus.ledger.tree_head.v1"
 CHECKPOINT_TYPE = "c2sp.org/tlog-checkpoint"
@@ -35,17 +36,6 @@ KEY_ENV = "APERTUS_LEDGER_KEY"
 ED25519_NOTE_TYPE = b"\x01"  # signed-note signature type of Ed25519
 SIGNATURE_PREFIX = "\u2014 "  # em dash, space
 MAX_NOTE_SIGNATURES = 16
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Return the one canonical encoding of a JSON value: sorted keys, no whitespace, UTF-8.
-
-    Non-ASCII text is written as UTF-8, not \\u escapes; NaN and infinities are refused
-    (ValueError), since JSON has no portable spelling for them.
-    """
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -10,7 +10,6 @@ the tokenizer step reads the text through ``source_version``, ``shard`` and ``ro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -20,6 +19,7 @@ from pipelines.curriculum.config import ALL_SOURCES, Curriculum, SourcePlan, Sta
 from pipelines.curriculum.sampling import integer_multiplicities, stage_order
 from pipelines.quality_model import QUALITY_SCORED
 from pipelines.steps import StepResult, finish_step, new_staging
+from records.canonical import write_record
 from records.layout import DataLayout
 from records.manifest import Manifest, version_folder
 
@@ -151,13 +151,9 @@ def build_curriculum_stages(
         "stage_tokens": curriculum.stage_tokens(),
         "sources": [m.ref for m in sources],
     }
-    (staging / "curriculum.json").write_text(
-        json.dumps(resolved, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    write_record(staging / "curriculum.json", resolved)
     stats_json = {"stages": all_stats, "tokens": total}
-    (staging / "stage_stats.json").write_text(
-        json.dumps(stats_json, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    write_record(staging / "stage_stats.json", stats_json)
     result = finish_step(
         layout, staging, asset=CURRICULUM_STAGES, snapshot=None, parents=tuple(m.ref for m in sources),
         config={"curriculum": resolved, "stage_stats": stats_json},

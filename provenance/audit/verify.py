@@ -2,7 +2,9 @@
 
 For each dataset version in scope (all of them, or the named one and its ancestors):
 1. re-hash every file against its manifest and recompute the version id
-   (``records.manifest.verify_version``); check that each parent version exists;
+   (``records.manifest.verify_version``; for a version of manifest format 2, also that its sealed
+   ``lineage.json`` is canonical and agrees with the manifest's copy of every lineage field);
+   check that each parent version exists;
 2. find the ledger entry that pinned the version (``dataset_version_created``, or ``model_trained``
    for a model); check that its ``manifest_sha256``
    is the sha256 of the manifest as it is now (a rewritten manifest is caught even when the files

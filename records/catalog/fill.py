@@ -18,13 +18,13 @@ from pathlib import Path
 
 import duckdb
 
+from records.canonical import canonical_json
 from records.catalog.tables import CATALOG_FORMAT, create_schema
 from records.layout import DataLayout
 from records.ledger import Ledger, LedgerEntry
 from records.ledger.format import ENTRIES, LEAF_HASHES
-from records.manifest import MANIFEST, Manifest, version_id_of
+from records.manifest import MANIFEST, Manifest, manifest_of, version_id_of
 from records.merkle import HASH_SIZE
-from records.signing import canonical_json
 from records.sql_quote import sql_identifier
 from records.verified import verified_parquet
 
@@ -152,7 +152,7 @@ def _checked_manifest(layout: DataLayout, ref: str) -> tuple[dict, Manifest]:
     path = layout.datasets / asset / version_id / MANIFEST
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest.from_dict(raw)
+        manifest = manifest_of(raw, path.parent, strict=True)  # lineage from the sealed lineage.json
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise ValueError(f"{path}: not a readable manifest ({error}); run `apertus audit verify`") from None
     if (manifest.asset, manifest.version_id) != (asset, version_id) or version_id_of(
@@ -176,7 +176,7 @@ def _add_version(con: duckdb.DuckDBPyConnection, folder: Path, raw: dict, manife
             "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?::JSON, ?::JSON, ?::JSON)",
             [
                 manifest.version_id, manifest.asset, manifest.snapshot, list(manifest.parents),
-                manifest.code_version, manifest.created_at, json.dumps(raw.get("config", {})),
+                manifest.code_version, manifest.created_at, json.dumps(manifest.config),
                 json.dumps(raw.get("stats", {})), json.dumps([asdict(f) for f in manifest.files]),
             ],
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """The ledger's record formats: event types, file names, and the entry as stored.
 
-An entry is the canonical JSON (records.signing.canonical_json) of exactly
+An entry is the canonical JSON (records.canonical.canonical_json) of exactly
 {"event_type", "index", "payload", "timestamp"}; its line bytes, without the newline, are the
 RFC 6962 leaf data. docs/ledger.md describes every file.
 """

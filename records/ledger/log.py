@@ -31,6 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from records.canonical import canonical_json
 from records.ledger.files import entries_end, last_line, read_leaf_hashes
 from records.ledger.format import (
     ENTRIES,
@@ -54,7 +55,7 @@ from records.merkle import (
     inclusion_proof,
     root_from_leaf_hashes,
 )
-from records.signing import Checkpoint, TreeHead, canonical_json, parse_head, public_key_pem
+from records.signing import Checkpoint, TreeHead, parse_head, public_key_pem
 
 
 def _append_durably(path: Path, data: bytes) -> None:

@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from records.canonical import canonical_json
 from records.ledger.format import (
     ENTRIES,
     EVENT_TYPES,
@@ -30,7 +31,7 @@ from records.merkle import (
     leaf_hash,
     verify_inclusion,
 )
-from records.signing import Checkpoint, TreeHead, canonical_json, load_public_key, parse_head
+from records.signing import Checkpoint, TreeHead, load_public_key, parse_head
 
 MAX_LISTED = 10  # one changed entry can fail thousands of later checks; list a few, count the rest
 

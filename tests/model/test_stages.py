@@ -21,7 +21,8 @@ from model.config import TrainConfig
 from model.loop import EngineStep
 from model.schedule import split_steps
 from model.stages import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
-from pipelines.token_shards import TokenShardConfig, _Stream, _write_json, _write_stage
+from pipelines.token_shards import TokenShardConfig, _Stream, _write_stage
+from records.canonical import write_record
 from records.manifest import seal
 from tests.model.conftest import tiny_run
 
@@ -86,7 +87,7 @@ def write_token_shards(datasets: Path, work: Path, seed: int = 0) -> Path:
         summaries.append(
             _write_stage(index, Path(f"{name}.parquet"), out, stream, np.dtype(np.uint16), config)
         )
-    _write_json(shards_dir / "index.json", {
+    write_record(shards_dir / "index.json", {
         "format": "apertus.token-shards/1", "stages_version": stages_manifest.ref, "tokenizer": "tokenizer/synthetic",
         "vocab_size": 256, "end_of_text_id": 0, "dtype": "uint16", "seq_len": SEQ_LEN, "seed": seed, "stages": summaries,
     })  # fmt: skip

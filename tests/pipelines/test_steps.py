@@ -130,6 +130,45 @@ def test_a_snapshot_filtered_to_nothing_gives_empty_versions_for_every_later_ste
     assert _staging_folders(layout) == []
 
 
+def test_two_snapshots_filtered_to_nothing_never_share_a_version(tmp_path):
+    """Issue 15: the steps after language identification write byte-identical (empty) files for two
+    snapshots; older code sealed both under the first one's id and manifest. Each now seals its own
+    version, whose lineage names its snapshot and parents."""
+    import dataclasses
+
+    from pipelines.langid import LanguageIdConfig
+    from records.layout import DataLayout
+    from records.manifest import load_manifest
+    from sample.crawl import generate_snapshot
+
+    layout = DataLayout(tmp_path / "data")
+    config = dataclasses.replace(CurationConfig(), language=LanguageIdConfig(languages=("xx",)))
+    results = {}
+    for snapshot, seed in (("empty-a", 3), ("empty-b", 4)):
+        generate_snapshot(layout.snapshot_dir(snapshot), seed=seed, num_documents=20)
+        results[snapshot] = curate_snapshot(layout, snapshot, config, ExecutorConfig(tasks=1, workers=1))
+    a, b = results["empty-a"][2], results["empty-b"][2]  # quality_filtered: 0 in, 0 out
+    assert a.kept["documents"] == b.kept["documents"] == 0
+    same_files = {f.path: f.sha256 for f in a.manifest.files if f.path != "lineage.json"}
+    assert same_files == {f.path: f.sha256 for f in b.manifest.files if f.path != "lineage.json"}
+    assert b.created and a.manifest.version_id != b.manifest.version_id
+    assert load_manifest(a.folder).snapshot == "empty-a" and load_manifest(b.folder).snapshot == "empty-b"
+    assert verify_version(a.folder) == [] and verify_version(b.folder) == []
+
+
+def test_configs_name_files_of_the_checkout_relative_to_it():
+    """A version's config enters its id: the same code checked out elsewhere must give the same id."""
+    from pathlib import Path
+
+    from pipelines.steps import REPO_DIR, portable
+
+    config = {"model_path": str(REPO_DIR / "resources/models/m.ftz"), "dir": REPO_DIR / "sample",
+              "elsewhere": "/srv/data/x", "names": ("de", "fr"), "n": 4}  # fmt: skip
+    assert portable(config) == {"model_path": "resources/models/m.ftz", "dir": "sample",
+                                "elsewhere": "/srv/data/x", "names": ["de", "fr"], "n": 4}  # fmt: skip
+    assert Path(REPO_DIR / "pipelines").is_dir()
+
+
 def test_a_step_that_fails_leaves_no_staging_folder(tmp_path):
     """Finding 13: the staging folder of a failed step is removed (here the language model does not
     match its recorded hash, so the step raises)."""

@@ -206,7 +206,7 @@ def test_one_byte_in_a_manifest_fails_verify_naming_it(data_copy, monkeypatch, c
     copy, folders = data_copy
     manifest = folders[1] / "manifest.json"
     text = manifest.read_bytes()
-    _flip(manifest, text.index(b'"created_at": "') + len(b'"created_at": "') + 3)  # still valid JSON
+    _flip(manifest, text.index(b'"created_at":"') + len(b'"created_at":"') + 3)  # still valid JSON
     code, out = _audit(monkeypatch, capsys, copy, "verify")
     assert code == 1
     problems = out.splitlines()[:-1]

@@ -248,7 +248,8 @@ def test_a_new_entry_not_matching_its_leaf_hash_is_refused(data):
 
 
 def test_byte_identical_versions_of_two_assets_are_both_catalogued(tmp_path):
-    """A version's id covers its files only: two steps can seal the same bytes under one id."""
+    """Two steps that seal the same bytes get two versions (the asset is in the sealed lineage), and
+    the catalog holds both."""
     layout = DataLayout(tmp_path / "data")
     for asset in ("tokenizer", "quality_classifier"):
         staging = tmp_path / "staging" / asset
@@ -258,4 +259,4 @@ def test_byte_identical_versions_of_two_assets_are_both_catalogued(tmp_path):
     refresh_catalog(layout)
     _, rows = query(layout, "SELECT asset, dataset_version FROM dataset_versions ORDER BY asset")
     assert [r[0] for r in rows] == ["quality_classifier", "tokenizer"]
-    assert rows[0][1] == rows[1][1]
+    assert rows[0][1] != rows[1][1]

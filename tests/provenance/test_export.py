@@ -377,7 +377,8 @@ def test_changed_manifest_or_unknown_ref_is_a_clear_error(data_copy):
     data = json.loads(path.read_text())
     data["config"]["language"]["min_score"] = 0.0  # still a readable manifest, no longer the pinned one
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    assert load_manifest(path.parent).config["language"]["min_score"] == 0.0
+    # Readers take the lineage from the sealed lineage.json, not from the manifest's copy.
+    assert load_manifest(path.parent).config["language"]["min_score"] == 0.65
     for fmt in FORMATS:
         with pytest.raises(
             ValueError, match=rf"{path}: sha256 \w+ differs from manifest_sha256 \w+ .* entry 1"

@@ -26,24 +26,38 @@ FILES = {"shards/00000.parquet": b"alpha", "shards/00001.parquet": b"beta", "ind
 def test_version_id_is_the_rfc6962_root_over_sorted_path_hash_pairs(tmp_path):
     manifest, created = seal(_staging(tmp_path, "a", FILES), tmp_path / "datasets", asset="x", snapshot="s")
     assert created
-    # Recompute by hand, as an auditor would, from the spec in the module docstring.
-    pairs = sorted((p, hashlib.sha256(d).hexdigest()) for p, d in FILES.items())
+    # Recompute by hand, as an auditor would, from the spec in the module docstring: the sealed
+    # lineage.json is one of the leaves (tests/records/test_version_identity.py spells its bytes).
+    lineage = (tmp_path / "datasets" / "x" / manifest.version_id / "lineage.json").read_bytes()
+    pairs = sorted((p, hashlib.sha256(d).hexdigest()) for p, d in {**FILES, "lineage.json": lineage}.items())
     leaves = [leaf_hash(f"{p}\0{h}".encode()) for p, h in pairs]
-    expected = node_hash(node_hash(leaves[0], leaves[1]), leaves[2])
+    expected = node_hash(node_hash(leaves[0], leaves[1]), node_hash(leaves[2], leaves[3]))
     assert manifest.version_id == expected.hex()
     assert manifest.version_id == version_id_of(manifest.files)
     assert leaf_data("a", "b") == b"a\0b"
 
 
-def test_same_content_reuses_the_version_and_keeps_the_first_manifest(tmp_path):
-    first, created = seal(_staging(tmp_path, "a", FILES), tmp_path / "datasets", asset="x", snapshot="s")
-    second, created_again = seal(
-        _staging(tmp_path, "b", FILES), tmp_path / "datasets", asset="x", snapshot="s", config={"other": 1}
+def test_same_content_and_lineage_reuses_the_version_and_keeps_the_first_manifest(tmp_path):
+    first, created = seal(
+        _staging(tmp_path, "a", FILES), tmp_path / "datasets", asset="x", snapshot="s", config={"k": 1}
     )
+    second, created_again = seal(
+        _staging(tmp_path, "b", FILES), tmp_path / "datasets", asset="x", snapshot="s", config={"k": 1},
+        stats={"other": 1},
+    )  # fmt: skip
     assert created and not created_again
     assert second == first
     assert not (tmp_path / "work" / "b").exists()
     assert len(list((tmp_path / "datasets" / "x").iterdir())) == 1
+
+
+def test_same_content_with_another_config_is_another_version(tmp_path):
+    first, _ = seal(_staging(tmp_path, "a", FILES), tmp_path / "datasets", asset="x", snapshot="s")
+    second, created = seal(
+        _staging(tmp_path, "b", FILES), tmp_path / "datasets", asset="x", snapshot="s", config={"other": 1}
+    )
+    assert created and second.version_id != first.version_id
+    assert (second.config, first.config) == ({"other": 1}, {})
 
 
 def test_different_content_gives_a_different_version(tmp_path):

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from apertus.cli import main
+from records.canonical import canonical_json
 from records.identity import init_instance
 from records.keys import PUBLIC_KEY, held_head_path
 from records.layout import DataLayout
@@ -34,7 +35,7 @@ from records.ledger import (
 from records.manifest import MANIFEST, seal
 from records.merkle import leaf_hash, root_from_leaf_hashes
 from records.pins import pin_dataset_version, write_pin
-from records.signing import canonical_json, note_key_hash, parse_head, public_key_pem, verifier_key
+from records.signing import note_key_hash, parse_head, public_key_pem, verifier_key
 
 
 def _small_data_folder(root: Path) -> DataLayout:
