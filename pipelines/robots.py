@@ -29,11 +29,10 @@ from protego import Protego
 
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
+from records.documents import EXCLUDED, ROBOTS_RECORD
 from records.erasure_match import url_host
 from records.hashing import sha256_file
 
-ROBOTS_DIR = "robots"  # under the data folder
-ROBOTS_RECORD = "robots.json"
 _DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})\.txt$")
 
 # User agents of crawlers that collect training data for AI models, or fetch pages for an AI
@@ -198,7 +197,7 @@ def robots_blocks(
     (staging / ROBOTS_RECORD).write_text(
         json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
-    writer = DocumentShardWriter(staging / "excluded", output_filename="robots-${rank}.parquet")
+    writer = DocumentShardWriter(staging / EXCLUDED, output_filename="robots-${rank}.parquet")
     return [RobotsOptOutFilter(robots_dir, config, exclusion_writer=writer)]
 
 

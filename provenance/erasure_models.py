@@ -15,7 +15,11 @@ from pathlib import Path
 
 import duckdb
 
+from records.assets import TOKEN_SHARDS
+from records.curriculum import STAGES
 from records.layout import DataLayout
+from records.models import SEQUENCE_USE
+from records.token_shards import SEQUENCES
 from records.versions import ancestors
 
 
@@ -43,13 +47,13 @@ def model_impacts(layout: DataLayout, doc_ids: list[str]) -> list[ModelImpact]:
     direct: dict[str, ModelImpact] = {}
     for ref in sorted(models):
         folder = layout.datasets / ref
-        shards_ref = (load_record(folder).get("datasets") or {}).get("token_shards")
+        shards_ref = (load_record(folder).get("datasets") or {}).get(TOKEN_SHARDS)
         hits = (
-            _sequence_hits(layout.datasets / shards_ref, folder / "sequence_use.parquet", doc_ids)
+            _sequence_hits(layout.datasets / shards_ref, folder / SEQUENCE_USE, doc_ids)
             if doc_ids and shards_ref
             else []
         )
-        used = (folder / "sequence_use.parquet").exists()
+        used = (folder / SEQUENCE_USE).exists()
         contains = any((h["sequences_trained"] if used else h["sequences"]) for h in hits)
         direct[ref] = ModelImpact(ref, shards_ref, hits, contains)
     # A fine-tuned model holds what its base model holds.
@@ -66,7 +70,7 @@ def model_impacts(layout: DataLayout, doc_ids: list[str]) -> list[ModelImpact]:
 
 def _sequence_hits(shards: Path, use_file: Path, doc_ids: list[str]) -> list[dict]:
     """Per (document, stage): sequences of the token shards holding it, and those trained on."""
-    files = sorted(shards.glob("stages/*/sequences.parquet"))
+    files = sorted(shards.glob(f"{STAGES}/*/{SEQUENCES}"))
     if not files:
         return []
     listing = "[" + ", ".join(_quote(p) for p in files) + "]"

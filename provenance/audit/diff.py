@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from records.documents import EXCLUSIONS, INDEX
 from records.layout import DataLayout
 from records.versions import ancestors, depth, load_versions, resolve
 
@@ -37,11 +38,11 @@ def diff(layout: DataLayout, a: str, b: str, *, limit: int = 5) -> VersionDiff:
     versions = load_versions(layout)
     a, b = resolve(versions, a), resolve(versions, b)
     between = [r for r in ancestors(versions, b) if r in versions and r not in ancestors(versions, a)]
-    index_a, index_b = (f"read_parquet('{layout.datasets / r / 'index.parquet'}')" for r in (a, b))
+    index_a, index_b = (f"read_parquet('{layout.datasets / r / INDEX}')" for r in (a, b))
     exclusions = (
         " UNION ALL ".join(
             f"SELECT doc_id, sha256, url, step, reason, details, {depth(versions, r)} AS depth "
-            f"FROM read_parquet('{layout.datasets / r / 'exclusions.parquet'}')"
+            f"FROM read_parquet('{layout.datasets / r / EXCLUSIONS}')"
             for r in between
         )
         or "SELECT NULL::VARCHAR AS doc_id, NULL::VARCHAR AS sha256, NULL::VARCHAR AS url, NULL::VARCHAR AS step, NULL::VARCHAR AS reason, NULL::VARCHAR AS details, 0 AS depth WHERE false"

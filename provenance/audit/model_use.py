@@ -18,10 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provenance.audit.contains import IN, DocumentFate, Membership, contains
+from records.assets import CURRICULUM_STAGES, MODEL_ASSETS, TOKEN_SHARDS, TRAINED_MODEL
+from records.curriculum import STAGES
+from records.documents import INDEX
 from records.layout import DataLayout
-from records.versions import MODEL_ASSETS, load_versions, resolve
+from records.models import SEQUENCE_USE
+from records.token_shards import read_index, sequences_file
+from records.versions import load_versions, resolve
 
-SEQUENCE_USE_FILE = "sequence_use.parquet"  # model.usage, without importing torch
 NOT_STAGED, STAGED_NOT_TRAINED = "not_staged", "staged_not_trained"
 
 
@@ -70,7 +74,7 @@ class ModelMembership:
         return {
             "model": self.model,
             "status": self.status,
-            "token_shards": self.token_shards,
+            TOKEN_SHARDS: self.token_shards,
             "uses": [asdict(u) for u in self.uses],
             "membership": self.membership.to_dict(),
         }
@@ -94,13 +98,13 @@ def training_data(layout: DataLayout, model: str) -> tuple[str, str, str, list[s
     versions the curriculum drew on."""
     versions = load_versions(layout)
     current = model
-    while versions[current].asset != "trained_model":
+    while versions[current].asset != TRAINED_MODEL:
         bases = [p for p in versions[current].parents if p in versions and versions[p].asset in MODEL_ASSETS]
         if not bases:
             raise ValueError(f"{model}: no trained_model among its ancestors")
         current = bases[0]
-    shards = _one(versions, current, "token_shards")
-    stages = _one(versions, shards, "curriculum_stages")
+    shards = _one(versions, current, TOKEN_SHARDS)
+    stages = _one(versions, shards, CURRICULUM_STAGES)
     return current, shards, stages, list(versions[stages].parents)
 
 
@@ -136,14 +140,13 @@ def _uses(
 ) -> list[DocumentUse]:
     if not kept:
         return []
-    import json
 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    index = json.loads((shards_folder / "index.json").read_text(encoding="utf-8"))
+    index = read_index(shards_folder)
     hashes = sorted({d.sha256 for d in kept})
-    use_path = model_folder / SEQUENCE_USE_FILE
+    use_path = model_folder / SEQUENCE_USE
     if not use_path.exists():
         raise ValueError(f"{use_path}: missing; the model's record of which sequences it trained on")
     use = pq.read_table(use_path)
@@ -151,13 +154,13 @@ def _uses(
     for stage in sorted(index["stages"], key=lambda s: s["stage_index"]):
         folder_name = Path(stage["path"]).name
         picked = pq.read_table(
-            stages_folder / "stages" / f"{folder_name}.parquet",
+            stages_folder / STAGES / f"{folder_name}.parquet",
             columns=["sha256", "multiplicity"],
             filters=[("sha256", "in", hashes)],
         )
         copies = dict(zip(picked["sha256"].to_pylist(), picked["multiplicity"].to_pylist(), strict=True))
         sequences = pq.read_table(
-            shards_folder / stage["path"] / "sequences.parquet",
+            sequences_file(shards_folder / stage["path"]),
             columns=["sequence", "sha256"],
             filters=[("sha256", "in", hashes)],
         )
@@ -193,19 +196,17 @@ def trained_document(layout: DataLayout, model: str) -> tuple[str, str]:
     import pyarrow.parquet as pq
 
     trained, shards, _, _ = training_data(layout, model)
-    use = pq.read_table(layout.datasets / trained / SEQUENCE_USE_FILE)
+    use = pq.read_table(layout.datasets / trained / SEQUENCE_USE)
     use = use.filter(pc.greater(use["times_trained"], 0))
     if not use.num_rows:
-        raise ValueError(f"{trained}: its {SEQUENCE_USE_FILE} records no sequence trained on")
+        raise ValueError(f"{trained}: its {SEQUENCE_USE} records no sequence trained on")
     stage, sequence = use["stage"][0].as_py(), use["sequence"][0].as_py()
     rows = pq.read_table(
-        layout.datasets / shards / "stages" / stage / "sequences.parquet",
+        sequences_file(layout.datasets / shards / STAGES / stage),
         columns=["sequence", "doc_id", "source_version"],
     )
     row = rows.filter(pc.equal(rows["sequence"], sequence)).slice(0, 1).to_pylist()[0]
-    index = pq.read_table(
-        layout.datasets / row["source_version"] / "index.parquet", columns=["doc_id", "url"]
-    )
+    index = pq.read_table(layout.datasets / row["source_version"] / INDEX, columns=["doc_id", "url"])
     match = index.filter(pc.equal(index["doc_id"], row["doc_id"]))
     if not match.num_rows:
         raise ValueError(f"{row['doc_id']}: in {model}'s sequences but not in {row['source_version']}")
