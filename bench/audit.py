@@ -52,7 +52,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from pipelines.tables import EXCLUSION_COLUMNS, INDEX_COLUMNS  # noqa: E402
 from provenance.audit.repin import repin  # noqa: E402
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS  # noqa: E402
-from records.documents import TABLES  # noqa: E402
+from records.documents import SHARDS, TABLES  # noqa: E402
 from records.layout import DataLayout  # noqa: E402
 from records.lookup import build_missing_lookups, lookup_path  # noqa: E402
 from records.manifest import seal  # noqa: E402
@@ -157,7 +157,7 @@ def _write_version(layout, snapshot, k, docs, fates, parent) -> str:
     rows = {"index": 0, "exclusions": 0}
     for start in range(0, docs.num_rows, SHARD_ROWS):
         chunk, chunk_fates = docs.slice(start, SHARD_ROWS), fates[start : start + SHARD_ROWS]
-        shard = f"shards/{start // SHARD_ROWS:05d}.parquet"
+        shard = f"{SHARDS}/{start // SHARD_ROWS:05d}.parquet"
         for table, mask in (("index", chunk_fates > k), ("exclusions", chunk_fates == k)):
             chosen = chunk.filter(pa.array(mask))
             n = chosen.num_rows

@@ -7,7 +7,12 @@ of ours. docs/data-model.md describes the formats precisely enough to reproduce 
     hashing.py, merkle.py   sha256 helpers; the RFC 6962 Merkle tree (ids, inclusion, consistency)
     canonical JSON          ``signing.canonical_json``: the one encoding of everything that is hashed
     layout.py               the data folder's top-level layout, staging folders, snapshot names
+    assets.py               the asset names (Dagster keys, ``datasets/<asset>/`` folders)
+    names.py                every file name of a version and of the data folder, gathered from its owner
     manifest.py             a version's manifest, its id and sealing
+    documents.py            the files of a version of documents (shards, tables, step records)
+    quality.py, curriculum.py, tokenizer.py, token_shards.py, release.py
+                            the files of those assets' versions; token_shards.py the one shard reader
     versions.py             reading the versions of a data folder, their graph and ledger records
     ledger/                 the append-only, signed log: format, files, append, verification, trust
     signing.py, keys.py     Ed25519 signing, C2SP checkpoints; the key folder outside the data folder
