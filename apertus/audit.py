@@ -6,8 +6,8 @@ import csv
 import json
 import sys
 
+from records.assets import MODEL_ASSETS
 from records.layout import DataLayout
-from records.versions import MODEL_ASSETS
 
 
 def _format_table(columns: list[str], rows: list[tuple]) -> str:

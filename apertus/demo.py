@@ -6,7 +6,13 @@ import os
 import time
 from pathlib import Path
 
+from records.assets import CURRICULUM_STAGES, QUALITY_CLASSIFIER, TOKEN_SHARDS, TOKENIZER, TRAINED_MODEL
+from records.curriculum import read_stage_stats
 from records.layout import DataLayout
+from records.models import EVALUATION, EXPORT_FILE, RECORD
+from records.quality import read_metrics
+from records.token_shards import read_index
+from records.tokenizer import read_fertility
 
 SAMPLE_SNAPSHOT = "sample"
 
@@ -112,26 +118,25 @@ def _print_languages(first, last) -> None:
 
 def _print_training_data(layout: DataLayout, curate_result, stage_result) -> None:
     """The learned quality score, the curriculum's stages and the token shards, in a few lines."""
-    import json
 
     from records.manifest import version_folder
 
     def folder(result, asset):
         return version_folder(layout.datasets, result.output_for_node(asset))
 
-    metrics = json.loads((folder(curate_result, "quality_classifier") / "metrics.json").read_text())
+    metrics = read_metrics(folder(curate_result, QUALITY_CLASSIFIER))
     print(
         f"\n== quality_classifier  held-out AUC {metrics['auc']:.3f}  precision {metrics['precision']:.3f}"
         f"  recall {metrics['recall']:.3f}"
     )
-    stats = json.loads((folder(stage_result, "curriculum_stages") / "stage_stats.json").read_text())
+    stats = read_stage_stats(folder(stage_result, CURRICULUM_STAGES))
     print(f"== curriculum_stages  {len(stats['stages'])} stages, {stats['tokens']:,} estimated tokens")
     for entry in stats["stages"]:
         print(f"   {entry['name']:10} {entry['documents']:6,} documents  {entry['tokens']:>9,} tokens")
-    fertility = json.loads((folder(stage_result, "tokenizer") / "fertility.json").read_text())["languages"]
+    fertility = read_fertility(folder(stage_result, TOKENIZER))["languages"]
     exact = sum(entry["round_trip_exact"] for entry in fertility.values())
     print(f"== tokenizer  round-trips {exact} of {len(fertility)} languages exactly")
-    index = json.loads((folder(stage_result, "token_shards") / "index.json").read_text())
+    index = read_index(folder(stage_result, TOKEN_SHARDS))
     print(f"== token_shards  sequences of {index['seq_len']} tokens:")
     for entry in index["stages"]:
         print(
@@ -143,18 +148,18 @@ def _print_trained_model(trained) -> None:
     """The trained model's loss, speed and held-out perplexity per language after each stage."""
     import json
 
-    out = DataLayout.from_env().datasets / trained.output_for_node("trained_model")
-    (event,) = trained.asset_materializations_for_node("trained_model")
+    out = DataLayout.from_env().datasets / trained.output_for_node(TRAINED_MODEL)
+    (event,) = trained.asset_materializations_for_node(TRAINED_MODEL)
     meta = event.metadata
     print(
         f"\n== trained_model  {meta['steps'].value} steps  loss {meta['first_loss'].value:.2f} -> "
         f"{meta['final_loss'].value:.2f}  {meta['tokens_per_s'].value:,.0f} tokens/s"
     )
-    for entry in json.loads((out / "evaluation.json").read_text())["after_stage"]:
+    for entry in json.loads((out / EVALUATION).read_text())["after_stage"]:
         ppl = "  ".join(f"{lang} {p:,.0f}" for lang, p in entry["perplexity"].items())
         print(f"   after {entry['stage']:12} held-out perplexity: {ppl}")
-    print(f"   {out}  model.safetensors sha256 {meta['model_sha256'].value[:16]}")
-    print(f"   provenance record: {out / 'provenance.json'}  ledger entry {meta['ledger_index'].value}")
+    print(f"   {out}  {EXPORT_FILE} sha256 {meta['model_sha256'].value[:16]}")
+    print(f"   provenance record: {out / RECORD}  ledger entry {meta['ledger_index'].value}")
 
 
 def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None = None) -> int:
@@ -185,7 +190,7 @@ def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None
     from apertus.audit import print_lineage, print_model_contains
     from provenance.audit.model_use import trained_document
 
-    model = trained.output_for_node("trained_model")
+    model = trained.output_for_node(TRAINED_MODEL)
     print(f"\n$ apertus audit lineage {model[:26]}")
     print_lineage(model, prov=None, as_json=False)
     _, url = trained_document(layout, model)

@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from records.assets import CURRICULUM_STAGES, TRAINED_MODEL
 from records.layout import REPO_ROOT, DataLayout, validate_snapshot_name
 
 
@@ -111,8 +112,7 @@ def _materialize(
 
 def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, raise_on_error: bool = True):
     """Materialize the curation assets and the quality score for ``snapshot``; return Dagster's result."""
-    from assets.curation import CURATION_ASSETS
-    from assets.training_data import quality_classifier, quality_scored
+    from assets.jobs import CURATE_JOB_ASSETS
 
     layout = DataLayout.from_env()
     validate_snapshot_name(snapshot)  # before anything is registered or read
@@ -122,7 +122,7 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
         )
     register(snapshot)
     return _materialize(
-        [*CURATION_ASSETS, quality_classifier, quality_scored],
+        CURATE_JOB_ASSETS,
         "curate",
         partition_key=snapshot,
         raise_on_error=raise_on_error,
@@ -139,7 +139,7 @@ def stage(*, curriculum: str | None = None, tasks: int = 4, raise_on_error: bool
     return _materialize(
         [curriculum_stages, tokenizer, token_shards],
         "stage",
-        op_config={"curriculum_stages": {"curriculum_path": path}},
+        op_config={CURRICULUM_STAGES: {"curriculum_path": path}},
         raise_on_error=raise_on_error,
         tasks=tasks,
     )
@@ -151,5 +151,5 @@ def train(*, max_steps: int | None = None, raise_on_error: bool = True):
 
     config = {} if max_steps is None else {"max_steps": max_steps}
     return _materialize(
-        [trained_model], "train", op_config={"trained_model": config}, raise_on_error=raise_on_error
+        [trained_model], "train", op_config={TRAINED_MODEL: config}, raise_on_error=raise_on_error
     )

@@ -29,8 +29,6 @@ __all__ = [
     "run_tune_demo",
 ]
 
-SAMPLE_EXAMPLES = REPO_ROOT / "sample" / "finetune" / "examples.jsonl"
-
 
 def _user() -> str:
     try:
@@ -242,9 +240,10 @@ def print_example_contains(example: str, run: str, *, as_json: bool) -> int:
 
 
 def _absence_reason(layout: DataLayout, sha: str, run: str) -> str:
+    from records.finetune import EXAMPLES_FILE
     from records.manifest import version_folder
 
-    for line in (version_folder(layout.datasets, run) / "examples.jsonl").read_text().splitlines():
+    for line in (version_folder(layout.datasets, run) / EXAMPLES_FILE).read_text().splitlines():
         row = json.loads(line)
         if row["sha256"] == sha:
             return (
@@ -278,6 +277,7 @@ def run_tune_demo(layout: DataLayout, base_ref: str, log=print) -> int:
     from provenance.certify import certify, materialize_alias, rollback, set_alias
     from records.finetune import contains_example, read_examples, verify_example_proof
     from records.hashing import sha256_file
+    from sample import FINETUNE_EXAMPLES as SAMPLE_EXAMPLES
 
     by = "apertus demo"
     log(f"\n== fine-tuning (SovereignTune) on {SAMPLE_EXAMPLES.relative_to(REPO_ROOT)}")

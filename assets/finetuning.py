@@ -9,7 +9,6 @@ The records are records.finetune's; certifying the fine-tune and moving an alias
 decisions (``apertus certify``, ``apertus alias set``), not side effects of a materialization.
 """
 
-import json
 import sys
 
 import dagster as dg
@@ -20,19 +19,18 @@ from assets.operations import TRAIN_POOL, TRAINING_RETRY
 from assets.resources import CurationResource
 from assets.training import run_logged
 from pipelines.steps import StepResult
-from records.layout import REPO_ROOT
-from records.manifest import load_manifest, version_folder
+from records.assets import FINETUNED_MODEL
+from records.manifest import MANIFEST, load_manifest, version_folder
+from records.models import RECORD, load_record
 from records.versions import ledger_records
-
-FINETUNED_MODEL = "finetuned_model"
-SAMPLE_EXAMPLES = REPO_ROOT / "sample" / "finetune" / "examples.jsonl"
+from sample import FINETUNE_EXAMPLES
 
 
 class FinetuningConfig(dg.Config):
     """examples: JSONL of {"prompt", "response"} or {"text"} (default: the bundled sample set).
     steps: optimizer steps (0: model/finetune.py's default). threads: OMP_NUM_THREADS of the run."""
 
-    examples: str = str(SAMPLE_EXAMPLES)
+    examples: str = str(FINETUNE_EXAMPLES)
     steps: int = 0
     threads: int = 2
 
@@ -66,13 +64,13 @@ def finetuned_model(
         raise dg.Failure(f"apertus finetune did not end with the new version's ref: {ref!r}")
     folder = layout.datasets / ref
     manifest = load_manifest(folder)
-    record = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+    record = load_record(folder)
     pinned = ledger_records(layout).get(ref)
     gates = record.get("gates", {})
     metadata = {
         "model_version": dg.MetadataValue.text(manifest.version_id),
-        "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
-        "provenance_record": dg.MetadataValue.path(str(folder / "provenance.json")),
+        "manifest": dg.MetadataValue.path(str(folder / MANIFEST)),
+        "provenance_record": dg.MetadataValue.path(str(folder / RECORD)),
         "base_model": dg.MetadataValue.text(base),
         "examples": dg.MetadataValue.json(record.get("examples", {})),
         "gates": dg.MetadataValue.json(gates),

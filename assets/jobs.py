@@ -19,12 +19,13 @@ from assets.training_data import (
     tokenizer,
 )
 
-CURATE_ASSETS = [*CURATION_ASSETS, quality_classifier, quality_scored]
+# The curate job's selection: the curation steps of assets/curation.py, then the quality score.
+CURATE_JOB_ASSETS = [*CURATION_ASSETS, quality_classifier, quality_scored]
 STAGE_ASSETS = [curriculum_stages, tokenizer, token_shards]
 
 curate_job = dg.define_asset_job(
     "curate",
-    selection=dg.AssetSelection.assets(*CURATE_ASSETS),
+    selection=dg.AssetSelection.assets(*CURATE_JOB_ASSETS),
     partitions_def=snapshots,
     description="Curate one source snapshot: read, identify languages, filter, deduplicate, score quality.",
     tags=RUN_RETRY_TAGS,
@@ -48,7 +49,7 @@ train_job = dg.define_asset_job(
 # training together (no partition); each run request selects which (assets/schedules.py).
 retrain_job = dg.define_asset_job(
     "retrain",
-    selection=dg.AssetSelection.assets(*CURATE_ASSETS, *STAGE_ASSETS, trained_model),
+    selection=dg.AssetSelection.assets(*CURATE_JOB_ASSETS, *STAGE_ASSETS, trained_model),
     description=(
         "What the retraining schedule launches: re-curation of a snapshot whose curation is missing or "
         "stale, or staging plus training when the curated data changed since the last trained model."
@@ -60,7 +61,7 @@ retrain_job = dg.define_asset_job(
 # document a recorded request names), so an erasure request re-curates every snapshot.
 erasure_job = dg.define_asset_job(
     "erasure",
-    selection=dg.AssetSelection.assets(*CURATE_ASSETS),
+    selection=dg.AssetSelection.assets(*CURATE_JOB_ASSETS),
     description=(
         "Apply a recorded erasure request: re-curate one snapshot, so that its new versions no longer "
         "hold the documents the request names (launched by the erasure_requests sensor, per snapshot)."

@@ -14,6 +14,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from pipelines.steps import StepResult
+from records.documents import EXCLUDED, SHARDS
+from records.manifest import MANIFEST
 
 EXAMPLE_CHARS = 240
 NUM_EXAMPLES = 3
@@ -94,7 +96,7 @@ def version_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
     manifest = result.manifest
     metadata = {
         "dataset_version": dg.MetadataValue.text(manifest.version_id),
-        "manifest": dg.MetadataValue.path(str(result.folder / "manifest.json")),
+        "manifest": dg.MetadataValue.path(str(result.folder / MANIFEST)),
         "new_version": dg.MetadataValue.bool(result.created),
         "parents": dg.MetadataValue.json(list(manifest.parents)),
         "code_version": dg.MetadataValue.text(manifest.code_version),
@@ -132,8 +134,8 @@ def step_metadata(result: StepResult, plot_dir: Path) -> dict[str, dg.MetadataVa
         "documents_removed": dg.MetadataValue.int(result.excluded["documents"]),
         "languages": dg.MetadataValue.md(_language_table(result.kept, result.excluded)),
         "removals_by_reason": dg.MetadataValue.md(_reason_table(result.excluded["by_reason"])),
-        "examples_kept": dg.MetadataValue.md(_examples(result.folder, "shards")),
-        "examples_removed": dg.MetadataValue.md(_examples(result.folder, "excluded")),
+        "examples_kept": dg.MetadataValue.md(_examples(result.folder, SHARDS)),
+        "examples_removed": dg.MetadataValue.md(_examples(result.folder, EXCLUDED)),
         **plot_metadata("language_distribution", language_plot_png(result.kept), plot_path),
     }
     quarantine = manifest.stats.get("quarantine")

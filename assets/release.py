@@ -10,8 +10,6 @@ so ``apertus audit lineage|verify`` cover them; a release of the same model with
 reuses the version.
 """
 
-import json
-
 import dagster as dg
 
 from assets.checks import VERSION_CHECKS, check_results, version_outcomes
@@ -19,10 +17,11 @@ from assets.curation import CODE_VERSION
 from assets.operations import CURATION_RETRY
 from assets.resources import CurationResource
 from pipelines.steps import StepResult, new_staging, pin_version
-from records.manifest import seal
+from records.assets import MODEL_RELEASE
+from records.manifest import MANIFEST, seal
+from records.release import MODEL_CARD, markdown_file, read_sources
 from records.versions import ledger_records
 
-MODEL_RELEASE = "model_release"
 PRODUCTION = "production"
 
 
@@ -72,11 +71,11 @@ def model_release(
     folder = layout.datasets / manifest.ref
     pin_version(layout, manifest, folder, sealed_now=created)  # a retry pins what a failed run sealed
     pinned = ledger_records(layout).get(manifest.ref)
-    card = (folder / "model-card.md").read_text(encoding="utf-8")
-    anchor = json.loads((folder / "sources.json").read_text())["ledger_head"] or {}
+    card = (folder / markdown_file(MODEL_CARD)).read_text(encoding="utf-8")
+    anchor = read_sources(folder)["ledger_head"] or {}
     metadata = {
         "dataset_version": dg.MetadataValue.text(manifest.version_id),
-        "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
+        "manifest": dg.MetadataValue.path(str(folder / MANIFEST)),
         "new_version": dg.MetadataValue.bool(created),
         "model_version": dg.MetadataValue.text(trained_model),
         "certification_ledger_index": dg.MetadataValue.int(certified.index),

@@ -28,18 +28,17 @@ import dagster as dg
 from dagster._core.definitions.data_version import CODE_VERSION_TAG, DATA_VERSION_TAG
 
 from assets.curation import CODE_VERSION, snapshots
-from assets.jobs import CURATE_ASSETS, STAGE_ASSETS, retrain_job
+from assets.jobs import CURATE_JOB_ASSETS, STAGE_ASSETS, retrain_job
 from assets.operations import HEAVY_TAGS
-from assets.training import TRAINED_MODEL, trained_model
+from assets.training import trained_model
+from records.assets import CURRICULUM_STAGES, QUALITY_SCORED, RAW_DOCUMENTS, TRAINED_MODEL
 from records.layout import DataLayout
-from records.manifest import load_manifest, version_folder
+from records.manifest import MANIFEST, load_manifest, version_folder
 
 CRON_ENV = "APERTUS_RETRAIN_CRON"
 TIMEZONE_ENV = "APERTUS_RETRAIN_TIMEZONE"
 DEFAULT_CRON = "0 3 * * 1"  # Mondays 03:00: after a weekend's deliveries, before the working week
 DEFAULT_TIMEZONE = "UTC"
-QUALITY_SCORED = "quality_scored"
-CURRICULUM_STAGES = "curriculum_stages"
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -77,7 +76,7 @@ def curation_needed(
     """Why ``snapshot`` needs curating (an asset never materialized for it, materialized under other
     curation code than ``CODE_VERSION``, or, given the data folder, its raw_documents version made
     before an erasure request recorded since), or None when every curation asset is current."""
-    for asset in CURATE_ASSETS:
+    for asset in CURATE_JOB_ASSETS:
         name = asset.key.to_user_string()
         event = _latest(instance, name, snapshot)
         if event is None:
@@ -86,7 +85,7 @@ def curation_needed(
         if code != CODE_VERSION:
             return f"{name} made by code {code}, now {CODE_VERSION}"
     if layout is not None:
-        return _unapplied_requests(layout, _latest(instance, "raw_documents", snapshot))
+        return _unapplied_requests(layout, _latest(instance, RAW_DOCUMENTS, snapshot))
     return None
 
 
@@ -98,8 +97,8 @@ def _unapplied_requests(layout: DataLayout, raw_event) -> str | None:
     recorded = {r.request_id for r in requests(layout)}
     if not recorded or DATA_VERSION_TAG not in raw_event.tags:
         return None
-    folder = layout.datasets / "raw_documents" / raw_event.tags[DATA_VERSION_TAG]
-    if not (folder / "manifest.json").exists():
+    folder = layout.datasets / RAW_DOCUMENTS / raw_event.tags[DATA_VERSION_TAG]
+    if not (folder / MANIFEST).exists():
         return None
     missing = recorded - set(load_manifest(folder).config.get("suppression", []))
     return f"{len(missing)} erasure request(s) recorded since its curation" if missing else None
@@ -114,13 +113,13 @@ def trained_on(instance: dg.DagsterInstance, layout: DataLayout) -> tuple[str | 
         return None, None
     ref = f"{TRAINED_MODEL}/{event.tags[DATA_VERSION_TAG]}"
     folder = version_folder(layout.datasets, ref)
-    if not (folder / "manifest.json").exists():
+    if not (folder / MANIFEST).exists():
         return ref, None
     model = load_manifest(folder)
     curricula = [p for p in model.parents if p.startswith(f"{CURRICULUM_STAGES}/")]
     if len(curricula) != 1:
         raise ValueError(
-            f"{folder / 'manifest.json'}: parents name {len(curricula)} {CURRICULUM_STAGES} versions, expected 1"
+            f"{folder / MANIFEST}: parents name {len(curricula)} {CURRICULUM_STAGES} versions, expected 1"
         )
     stages = load_manifest(version_folder(layout.datasets, curricula[0]))
     return ref, {p for p in stages.parents if p.startswith(f"{QUALITY_SCORED}/")}
@@ -195,7 +194,7 @@ def _evaluate(context: dg.ScheduleEvaluationContext):
         dg.RunRequest(
             run_key=f"{tick}:curate:{name}",
             partition_key=name,
-            asset_selection=[asset.key for asset in CURATE_ASSETS],
+            asset_selection=[asset.key for asset in CURATE_JOB_ASSETS],
             tags={"apertus/retrain": "curate", "apertus/reason": reason[:200]},
         )
         for name, reason in sorted(plan.curate.items())

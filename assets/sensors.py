@@ -10,6 +10,7 @@ from assets.curation import snapshots
 from assets.jobs import curate_job, erasure_job
 from records.hashing import sha256_file
 from records.layout import DataLayout, validate_snapshot_name
+from records.requests import ERASURE_INBOX
 
 
 @dg.sensor(
@@ -69,14 +70,13 @@ def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     )
 
 
-ERASURE_REQUESTS = ("requests", "erasure")  # under the data folder, outside the inbox (not a snapshot)
 REJECTED = "rejected"  # beside the request files: malformed ones, each with <name>.reason.txt
 REQUEST_FIELDS = ("kind", "value", "note", "requested_at")
 
 
 def erasure_request_folder(layout: DataLayout) -> Path:
     """Where erasure request files are dropped: ``<data>/requests/erasure/``."""
-    return layout.root.joinpath(*ERASURE_REQUESTS)
+    return layout.root.joinpath(*ERASURE_INBOX)
 
 
 def read_request_file(path: Path) -> dict:

@@ -25,13 +25,13 @@ from assets.metadata import figure_png, plot_metadata
 from assets.operations import TRAIN_POOL, TRAINING_RETRY
 from assets.resources import CurationResource
 from pipelines.steps import StepResult
+from records.assets import MODEL_INPUTS, TOKEN_SHARDS, TRAINED_MODEL
 from records.hashing import sha256_file
 from records.layout import REPO_ROOT
-from records.manifest import version_folder
-from records.models import RECORD, build_record, seal_model
+from records.manifest import MANIFEST, version_folder
+from records.models import EVALUATION, EXPORT_FILE, METRICS, RECORD, RUN, build_record, seal_model
 from records.versions import ledger_records
 
-TRAINED_MODEL = "trained_model"
 RUNS_DIR = "runs"  # under work/: a run folder until it is sealed into datasets/trained_model/<id>
 CHECKS = (*VERSION_CHECKS, "loss_decreased", "export_reloads")
 # loss_decreased: the mean loss of the last steps must be this fraction below the first step's.
@@ -140,8 +140,8 @@ def training_outcomes(out: Path, steps: list[dict], run_info: dict) -> dict:
     last = steps[-max(1, min(5, len(steps) // 5)) :]
     final = sum(r["lm_loss"] for r in last) / len(last)
     decreased = final < first * (1 - LOSS_DROP)
-    export = out / "model.safetensors"
-    recorded = run_info.get("files", {}).get("model.safetensors")
+    export = out / EXPORT_FILE
+    recorded = run_info.get("files", {}).get(EXPORT_FILE)
     actual = sha256_file(export) if export.exists() else None
     problem = None
     if actual is None or actual != recorded:
@@ -187,13 +187,13 @@ def trained_model(
     context.log.info(f"training: OMP_NUM_THREADS={config.threads} {' '.join(command)}")
     run_logged(context, command, config.threads)
 
-    run_info = json.loads((out / "run.json").read_text())
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    run_info = json.loads((out / RUN).read_text())
+    records = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
     steps = [r for r in records if r.get("event") is None]
-    evaluations = json.loads((out / "evaluation.json").read_text())["after_stage"]
+    evaluations = json.loads((out / EVALUATION).read_text())["after_stage"]
     # The pinned versions must be the ones this run consumed: what the trainer read (run.json's
     # upstream) and what Dagster passed (the input's data version) are compared before sealing.
-    consumed = _input_data_version(context, "token_shards")
+    consumed = _input_data_version(context, TOKEN_SHARDS)
     if consumed is not None and consumed != token_shards.partition("/")[2]:
         raise dg.Failure(
             f"token_shards input version {consumed} differs from the folder trained on {token_shards}"
@@ -205,7 +205,7 @@ def trained_model(
         orchestration={
             "orchestrator": "dagster",
             "dagster_run_id": context.run_id,
-            "input_versions": {"token_shards": consumed},
+            "input_versions": {TOKEN_SHARDS: consumed},
             "training_config": config.model_dump(),
         },
     )
@@ -215,17 +215,15 @@ def trained_model(
     load_cv = [sum(r["load_cv"][layer] for r in late) / len(late) for layer in range(len(late[0]["load_cv"]))]
     speeds = sorted(r["tokens_per_s"] for r in steps[1:] or steps)
     plots = Path(context.instance.storage_directory()) / "plots"
-    model_sha = run_info["files"].get("model.safetensors", "")
+    model_sha = run_info["files"].get(EXPORT_FILE, "")
     metadata = {
         "model_version": dg.MetadataValue.text(manifest.version_id),
-        "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
+        "manifest": dg.MetadataValue.path(str(folder / MANIFEST)),
         "provenance_record": dg.MetadataValue.path(str(folder / RECORD)),
         "new_version": dg.MetadataValue.bool(ledger_index is not None),
         "parents": dg.MetadataValue.json(list(manifest.parents)),
         "code": dg.MetadataValue.json(record["code"]),
-        "upstream_versions": dg.MetadataValue.json(
-            {k: run_info["upstream"][k] for k in ("token_shards", "tokenizer", "curriculum_stages")}
-        ),
+        "upstream_versions": dg.MetadataValue.json({k: run_info["upstream"][k] for k in MODEL_INPUTS}),
         "stage_plan": dg.MetadataValue.json(run_info["stage_plan"]),
         "steps": dg.MetadataValue.int(len(steps)),
         "first_loss": dg.MetadataValue.float(steps[0]["lm_loss"]),

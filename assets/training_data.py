@@ -5,7 +5,6 @@ deduplicated + quality_classifier                      -> quality_scored       (
 quality_scored (every snapshot) + curriculum YAML      -> curriculum_stages
 """
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -16,16 +15,23 @@ from assets.metadata import curriculum_plot_png, plot_metadata, step_metadata, v
 from assets.operations import CPU_POOL, CURATION_AUTOMATION, CURATION_RETRY, STAGING_AUTOMATION
 from assets.resources import CurationResource
 from pipelines.curriculum import load_curriculum
-from pipelines.curriculum.stages import CURRICULUM_STAGES, build_curriculum_stages, stage_stats_table
-from pipelines.quality_model import (
+from pipelines.curriculum.stages import build_curriculum_stages, stage_stats_table
+from pipelines.quality_model import score_quality, train_quality_classifier
+from pipelines.token_shards import TokenShardConfig, build_token_shards
+from pipelines.tokenizer import TokenizerConfig, train_tokenizer
+from records.assets import (
+    CURRICULUM_STAGES,
+    DEDUPLICATED,
     QUALITY_CLASSIFIER,
     QUALITY_SCORED,
-    score_quality,
-    train_quality_classifier,
+    TOKEN_SHARDS,
+    TOKENIZER,
 )
-from pipelines.token_shards import TOKEN_SHARDS, TokenShardConfig, build_token_shards
-from pipelines.tokenizer import TOKENIZER, TokenizerConfig, train_tokenizer
+from records.curriculum import read_stage_stats
 from records.layout import REPO_ROOT
+from records.quality import REFERENCE_SET, read_metrics
+from records.token_shards import read_index
+from records.tokenizer import read_fertility
 
 DEFAULT_CURRICULUM = REPO_ROOT / "configs" / "curriculum" / "sample.yaml"
 
@@ -67,7 +73,7 @@ def quality_classifier(
         curation.manifest(raw_documents),
         (curation.manifest(language_identified), curation.manifest(quality_filtered)),
     )
-    metrics = json.loads((result.folder / "metrics.json").read_text())
+    metrics = read_metrics(result.folder)
     context.log.info(f"quality classifier {result.manifest.short_id}: held-out AUC {metrics['auc']:.3f}")
     metadata = {
         **version_metadata(result),
@@ -77,7 +83,7 @@ def quality_classifier(
             if metrics.get(name) is not None
         },
         "metrics": dg.MetadataValue.json(metrics),
-        "reference_set": dg.MetadataValue.path(str(result.folder / "reference_set.json")),
+        "reference_set": dg.MetadataValue.path(str(result.folder / REFERENCE_SET)),
     }
     yield from version_output(result, metadata, version_outcomes(result, layout))
 
@@ -122,7 +128,7 @@ def quality_scored(
     group_name="training_data",
     code_version=CODE_VERSION,
     check_specs=check_specs(CURRICULUM_STAGES, "no_stage_empty"),
-    ins={"quality_scored": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    ins={QUALITY_SCORED: dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     kinds={"parquet"},
     retry_policy=CURATION_RETRY,
     pool=CPU_POOL,
@@ -142,7 +148,7 @@ def curriculum_stages(
     path = path if path.is_absolute() else REPO_ROOT / path
     sources = [curation.manifest(ref) for ref in _refs(quality_scored)]
     result = build_curriculum_stages(layout, sources, load_curriculum(path), where=str(path))
-    stats = json.loads((result.folder / "stage_stats.json").read_text())
+    stats = read_stage_stats(result.folder)
     context.log.info(
         f"curriculum_stages {result.manifest.short_id}: {len(stats['stages'])} stages from {path}"
     )
@@ -175,7 +181,7 @@ def _fertility_table(languages: dict) -> str:
     group_name="training_data",
     code_version=CODE_VERSION,
     check_specs=check_specs(TOKENIZER, "round_trips_every_language"),
-    ins={"deduplicated": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    ins={DEDUPLICATED: dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     kinds={"huggingface"},
     retry_policy=CURATION_RETRY,
     pool=CPU_POOL,
@@ -187,7 +193,7 @@ def tokenizer(context: dg.AssetExecutionContext, curation: CurationResource, ded
     layout = curation.layout()
     sources = [curation.manifest(ref) for ref in _refs(deduplicated)]
     result = train_tokenizer(layout, sources, config=TokenizerConfig())
-    languages = json.loads((result.folder / "fertility.json").read_text())["languages"]
+    languages = read_fertility(result.folder)["languages"]
     context.log.info(f"tokenizer {result.manifest.short_id}: {len(languages)} languages")
     metadata = {**version_metadata(result), "fertility": dg.MetadataValue.md(_fertility_table(languages))}
     outcomes = version_outcomes(result, layout)
@@ -223,7 +229,7 @@ def token_shards(
         curation.manifest(tokenizer),
         config=TokenShardConfig(),
     )
-    index = json.loads((result.folder / "index.json").read_text())
+    index = read_index(result.folder)
     context.log.info(
         f"token_shards {result.manifest.short_id}: {sum(s['num_tokens'] for s in index['stages']):,} tokens"
     )

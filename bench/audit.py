@@ -51,6 +51,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from pipelines.tables import EXCLUSION_COLUMNS, INDEX_COLUMNS  # noqa: E402
 from provenance.audit.repin import repin  # noqa: E402
+from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS  # noqa: E402
+from records.documents import SHARDS, TABLES  # noqa: E402
 from records.layout import DataLayout  # noqa: E402
 from records.lookup import lookup_path  # noqa: E402
 from records.lookup_build import build_missing_lookups  # noqa: E402
@@ -59,15 +61,15 @@ from records.sql_quote import sql_identifier  # noqa: E402
 from records.versions import leaves, load_versions  # noqa: E402
 
 STEPS = (  # asset, share of its input dropped, reason, details
-    ("raw_documents", 0.0, None, None),
-    ("language_identified", 0.01, "low_language_score", {"rule": "min_score", "threshold": 0.65}),
+    (RAW_DOCUMENTS, 0.0, None, None),
+    (LANGUAGE_IDENTIFIED, 0.01, "low_language_score", {"rule": "min_score", "threshold": 0.65}),
     (
-        "quality_filtered",
+        QUALITY_FILTERED,
         0.10,
         "gopher_repetition:dup_line_frac",
         {"rule": "dup_line_frac", "threshold": 0.3},
     ),
-    ("deduplicated", 0.15, "near_duplicate", {"cluster_size": 2}),
+    (DEDUPLICATED, 0.15, "near_duplicate", {"cluster_size": 2}),
 )
 SHARD_ROWS = 131_072  # rows per shard, so per row group of index.parquet (one write per shard)
 LANGUAGES = ["en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "ja", "zh", "ko"]
@@ -157,7 +159,7 @@ def _write_version(layout, snapshot, k, docs, fates, parent) -> str:
     rows = {"index": 0, "exclusions": 0}
     for start in range(0, docs.num_rows, SHARD_ROWS):
         chunk, chunk_fates = docs.slice(start, SHARD_ROWS), fates[start : start + SHARD_ROWS]
-        shard = f"shards/{start // SHARD_ROWS:05d}.parquet"
+        shard = f"{SHARDS}/{start // SHARD_ROWS:05d}.parquet"
         for table, mask in (("index", chunk_fates > k), ("exclusions", chunk_fates == k)):
             chosen = chunk.filter(pa.array(mask))
             n = chosen.num_rows
@@ -246,13 +248,11 @@ def _sizes(layout: DataLayout, versions: dict) -> dict:
     """Per version and in all: bytes of index + exclusions Parquet, bytes of its lookup folder."""
     per_version = {}
     for ref in sorted(versions):
-        parquet = sum(
-            (layout.datasets / ref / t).stat().st_size for t in ("index.parquet", "exclusions.parquet")
-        )
+        parquet = sum((layout.datasets / ref / t).stat().st_size for t in TABLES)
         folder = lookup_path(layout, ref).parent
         lookup = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         rows = sum(pq.ParquetFile(layout.datasets / ref / t).metadata.num_rows
-                   for t in ("index.parquet", "exclusions.parquet"))  # fmt: skip
+                   for t in TABLES)  # fmt: skip
         per_version[ref] = {"rows": rows, "parquet_bytes": parquet, "lookup_bytes": lookup,
                             "ratio": round(lookup / parquet, 3)}  # fmt: skip
     parquet = sum(v["parquet_bytes"] for v in per_version.values())

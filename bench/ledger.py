@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from records.ledger import DATASET_VERSION_CREATED, Ledger, verify_entry_offline  # noqa: E402
+from records.ledger.format import TREE_HEADS  # noqa: E402
 from records.merkle import verify_consistency  # noqa: E402
 from records.signing import SignedTreeHead  # noqa: E402
 
@@ -117,7 +118,7 @@ def main() -> None:
                                "hashes": len(proof), "bytes": 32 * len(proof),
                                "hex_json_bytes": len(json.dumps(proof)), "verify_offline_ms": ok_ms}  # fmt: skip
 
-        lines = (ledger.root / "tree_heads.jsonl").read_bytes().splitlines()
+        lines = (ledger.root / TREE_HEADS).read_bytes().splitlines()
         heads = [SignedTreeHead.from_json(line) for line in lines]
         old = min(heads, key=lambda h: abs(h.tree_size - args.entries // 2))
         ms, proof = _median_ms(lambda: ledger.consistency_proof(old.tree_size, head.tree_size), args.repeats)

@@ -45,10 +45,14 @@ import torch  # noqa: E402
 from pipelines.normalize import text_sha256  # noqa: E402
 from pipelines.shards import SHARD_SCHEMA  # noqa: E402
 from pipelines.steps import finish_step, new_staging  # noqa: E402
-from pipelines.token_shards import TokenShardConfig, TokenShardReader, build_token_shards, stage_dirs  # noqa: E402
+from pipelines.token_shards import TokenShardConfig, build_token_shards  # noqa: E402
 from pipelines.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer  # noqa: E402
+from records.assets import CURRICULUM_STAGES  # noqa: E402
+from records.curriculum import STAGES, stage_file  # noqa: E402
+from records.documents import INDEX, SHARDS  # noqa: E402
 from records.layout import DataLayout  # noqa: E402
 from records.manifest import seal, version_folder  # noqa: E402
+from records.token_shards import ShardRows, stage_dirs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_PER_SHARD = 500
@@ -66,7 +70,7 @@ def _document_version(layout: DataLayout, repeat: int):
         with gzip.open(path, "rt", encoding="utf-8") as f:
             records += [json.loads(line) for line in f]
     staging = new_staging(layout, "bench_documents")
-    (staging / "shards").mkdir()
+    (staging / SHARDS).mkdir()
     rows = [
         {
             "id": f"{r['id']}~{k}",
@@ -85,12 +89,12 @@ def _document_version(layout: DataLayout, repeat: int):
         for field in SHARD_SCHEMA:
             if field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-        pq.write_table(table.select(SHARD_SCHEMA.names), staging / "shards" / f"{n:05d}.parquet")
+        pq.write_table(table.select(SHARD_SCHEMA.names), staging / SHARDS / f"{n:05d}.parquet")
     return finish_step(layout, staging, asset="bench_documents", snapshot="bench", parents=(), config={})
 
 
 def _one_stage(layout: DataLayout, documents) -> Path:
-    index = pq.read_table(version_folder(layout.datasets, documents.manifest.ref) / "index.parquet")
+    index = pq.read_table(version_folder(layout.datasets, documents.manifest.ref) / INDEX)
     n = index.num_rows
     table = pa.table({
         "stage": ["all"] * n, "stage_index": [0] * n, "position": list(range(n)), "doc_id": index["doc_id"],
@@ -99,16 +103,16 @@ def _one_stage(layout: DataLayout, documents) -> Path:
         "num_tokens_est": index["num_tokens_est"],
     })  # fmt: skip
     staging = layout.work / "bench-stages"
-    (staging / "stages").mkdir(parents=True)
-    pq.write_table(table, staging / "stages" / "0-all.parquet")
-    manifest, _ = seal(staging, layout.datasets, asset="curriculum_stages", snapshot="bench")
+    (staging / STAGES).mkdir(parents=True)
+    pq.write_table(table, staging / stage_file(0, "all"))
+    manifest, _ = seal(staging, layout.datasets, asset=CURRICULUM_STAGES, snapshot="bench")
     return manifest
 
 
 def _texts(layout: DataLayout, documents) -> list[str]:
     folder = version_folder(layout.datasets, documents.manifest.ref)
     return [
-        t for p in sorted((folder / "shards").glob("*.parquet")) for t in pq.read_table(p)["text"].to_pylist()
+        t for p in sorted((folder / SHARDS).glob("*.parquet")) for t in pq.read_table(p)["text"].to_pylist()
     ]
 
 
@@ -161,7 +165,7 @@ def main() -> None:
         rate = {k: num_tokens / statistics.median(v) for k, v in seconds.items()}
         best = {k: num_tokens / min(v) for k, v in seconds.items()}
 
-        reader = TokenShardReader(stage_dirs(built[-1].folder)[0])
+        reader = ShardRows(stage_dirs(built[-1].folder)[0])
         picks = np.random.default_rng(0).integers(0, len(reader), args.reads).tolist()
         start = time.perf_counter()
         for i in picks:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from records.canonical import write_record
 from records.hashing import sha256_file
+from records.models import CHECKPOINT_HASHES as HASHES_FILE
+from records.models import LATEST as LATEST_FILE
 
 __all__ = [
     "HASHES_FILE",
@@ -31,8 +33,6 @@ __all__ = [
     "write_tag_hashes",
 ]
 
-LATEST_FILE = "latest"
-HASHES_FILE = "checkpoint_hashes.json"
 HASHES_FORMAT = "apertus.checkpoint_hashes/1"
 TAG_PATTERN = re.compile(r"step_\d{8}")
 

@@ -6,12 +6,13 @@ data-loader position is the step alone and resuming needs nothing else.
 """
 
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from records.token_shards import ShardRows
 
 __all__ = ["TokenSource", "MemmapTokens", "TokenShards", "batch_indices", "write_markov_tokens"]
 
@@ -63,34 +64,22 @@ class MemmapTokens(TokenSource):
 
 
 class TokenShards(TokenSource):
-    """One stage of a token_shards version (pipelines/token_shards.py, docs/tokens.md): the rows of its
-    shards in order, each seq_len + 1 token ids. The rows are already shuffled, independent windows,
-    so unlike MemmapTokens they do not share tokens with their neighbours."""
+    """One stage of a token_shards version (records/token_shards.py, docs/tokens.md): the rows of its
+    shards in order, each seq_len + 1 token ids, as int64 tensors. The rows are already shuffled,
+    independent windows, so unlike MemmapTokens they do not share tokens with their neighbours."""
 
     def __init__(self, stage_dir: str | Path):
-        self.folder = Path(stage_dir)
-        index = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
-        self.seq_len = index["seq_len"]
-        self.dtype = index["dtype"]
-        self.shards = [
-            np.memmap(self.folder / s["path"], dtype=self.dtype, mode="r").reshape(-1, self.seq_len + 1)
-            for s in index["shards"]
-        ]
-        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
-        # The shards' sha256 in order, as index.json and the version's manifest record them.
-        self._digest = hashlib.sha256("\n".join(s["sha256"] for s in index["shards"]).encode()).hexdigest()
+        self.rows = ShardRows(stage_dir)
+        self.folder, self.seq_len, self.dtype = self.rows.folder, self.rows.seq_len, self.rows.dtype
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
-        return torch.from_numpy(self.shards[k][i - self.offsets[k]].astype(np.int64))
+        return torch.from_numpy(self.rows[i].astype(np.int64))
 
     def fingerprint(self) -> str:
-        return f"token-shards:{self.dtype}:{self.seq_len}:{self._digest}"
+        return f"token-shards:{self.dtype}:{self.seq_len}:{self.rows.digest}"
 
 
 def batch_indices(num_samples: int, step: int, global_batch: int, seed: int) -> torch.Tensor:

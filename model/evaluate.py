@@ -14,7 +14,6 @@ the ``curriculum_stages`` version the token_shards index names, joined on ``posi
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from model.data import TokenShards
+from records.curriculum import STAGES
+from records.token_shards import read_index, sequences_file
 
 __all__ = ["StageSplit", "held_out_mask", "stage_languages", "split_stage", "evaluate_split", "merge_results"]
 
@@ -45,13 +46,13 @@ def stage_languages(token_shards_folder: Path, stage_dir: Path) -> dict[int, str
     """position -> language of the stage's documents, from the stage file of the curriculum_stages
     version that token_shards' index.json names (a sibling under the same datasets folder); {} when that
     version is not there."""
-    index = json.loads((Path(token_shards_folder) / "index.json").read_text(encoding="utf-8"))
+    index = read_index(token_shards_folder)
     ref = index.get("stages_version")
     if not ref:
         return {}
     asset, _, version = ref.partition("/")
     matches = sorted((Path(token_shards_folder).parent.parent / asset).glob(f"{version}*"))
-    path = matches[0] / "stages" / f"{Path(stage_dir).name}.parquet" if len(matches) == 1 else None
+    path = matches[0] / STAGES / f"{Path(stage_dir).name}.parquet" if len(matches) == 1 else None
     if path is None or not path.exists():
         return {}
     table = pq.read_table(path, columns=["position", "language"])
@@ -100,7 +101,7 @@ def split_stage(
     stage_dir = Path(stage_dir)
     data = TokenShards(stage_dir)
     table = pq.read_table(
-        stage_dir / "sequences.parquet",
+        sequences_file(stage_dir),
         columns=["sequence", "sha256", "doc_id", "position", "token_start", "token_end"],
     )
     keys = [s or d for s, d in zip(table["sha256"].to_pylist(), table["doc_id"].to_pylist(), strict=True)]

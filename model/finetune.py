@@ -45,9 +45,12 @@ from model.finetune_eval import (
 )
 from model.loop import AdamWConfig, LoopConfig, TorchStep, run_loop
 from model.transformer import Transformer
+from records.assets import TOKENIZER
 from records.canonical import canonical_json, write_record
 from records.finetune import (
+    EXAMPLES_FILE,
     RUN_FORMAT,
+    USAGE_FILE,
     Example,
     hardware_record,
     read_examples,
@@ -57,6 +60,8 @@ from records.finetune import (
 )
 from records.hashing import sha256_file
 from records.manifest import load_manifest, version_folder
+from records.models import EVALUATION, EXPORT_FILE, METRICS, RECORD, RUN, load_record
+from records.tokenizer import TOKENIZER_FILE
 
 __all__ = ["FinetuneConfig", "encode_example", "save_safetensors", "finetune", "main"]
 
@@ -166,20 +171,18 @@ def finetune(
     or examples the tokenizer's vocabulary exceeds the model's for."""
     base_folder, out_dir = Path(base_folder), Path(out_dir)
     base_manifest = load_manifest(base_folder)
-    base_record = json.loads((base_folder / "provenance.json").read_text(encoding="utf-8"))
+    base_record = load_record(base_folder)
     datasets_root = base_folder.parent.parent
-    tokenizer_ref = (pretrained_root(base_folder)[1].get("datasets") or {}).get("tokenizer")
+    tokenizer_ref = (pretrained_root(base_folder)[1].get("datasets") or {}).get(TOKENIZER)
     if not tokenizer_ref:
-        raise ValueError(
-            f"{base_folder / 'provenance.json'}: names no tokenizer version (datasets.tokenizer)"
-        )
-    tokenizer = _load_tokenizer(version_folder(datasets_root, tokenizer_ref) / "tokenizer.json")
+        raise ValueError(f"{base_folder / RECORD}: names no tokenizer version (datasets.tokenizer)")
+    tokenizer = _load_tokenizer(version_folder(datasets_root, tokenizer_ref) / TOKENIZER_FILE)
     eot, pad = tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(PAD)
 
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_safetensors(base_folder / "model.safetensors").to(device)
+    model = load_safetensors(base_folder / EXPORT_FILE).to(device)
     if tokenizer.get_vocab_size() > model.cfg.vocab_size:
         raise ValueError(
             f"{tokenizer_ref}: vocabulary of {tokenizer.get_vocab_size()}, "
@@ -242,9 +245,9 @@ def finetune(
         + ", ".join(f"{k} {'passed' if g['passed'] else 'FAILED'}" for k, g in gates.items())
     )
 
-    save_safetensors(model, out_dir / "model.safetensors")
+    save_safetensors(model, out_dir / EXPORT_FILE)
     held_shas = {e.sha256 for e in held}
-    with open(out_dir / "examples.jsonl", "w", encoding="utf-8") as f:
+    with open(out_dir / EXAMPLES_FILE, "w", encoding="utf-8") as f:
         for e in examples:
             enc = encoded[e.sha256]
             row = {
@@ -258,8 +261,8 @@ def finetune(
                 "truncated": enc.truncated,
             }
             f.write(canonical_json(row).decode() + "\n")
-    (out_dir / "usage.jsonl").write_bytes(b"".join(line + b"\n" for line in usage))
-    (out_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    (out_dir / USAGE_FILE).write_bytes(b"".join(line + b"\n" for line in usage))
+    (out_dir / METRICS).write_text("".join(json.dumps(m) + "\n" for m in metrics))
     evaluation = {
         "format": "apertus.finetune-evaluation/1",
         "gates": gates,
@@ -267,15 +270,15 @@ def finetune(
         "held_out_examples": {"base": base_ho, "finetuned": tuned_ho},
         "reference": {"source": reference.source, "base": base_ref, "finetuned": tuned_ref},
     }
-    write_record(out_dir / "evaluation.json", evaluation)
+    write_record(out_dir / EVALUATION, evaluation)
     tokens = sum(m["target_tokens"] for m in metrics)
     run = {
         "format": RUN_FORMAT,
         "base": {
             "model_version": base_manifest.ref,
-            "model_sha256": sha256_file(base_folder / "model.safetensors"),
-            "record_sha256": sha256_file(base_folder / "provenance.json"),
-            "tokenizer": tokenizer_ref,
+            "model_sha256": sha256_file(base_folder / EXPORT_FILE),
+            "record_sha256": sha256_file(base_folder / RECORD),
+            TOKENIZER: tokenizer_ref,
         },
         "model": {
             "recipe": (base_record.get("model") or {}).get("recipe"),
@@ -306,7 +309,7 @@ def finetune(
         },
         "hardware": {**hardware_record(), "device": str(device), "torch": torch.__version__},
     }
-    write_record(out_dir / "run.json", run)
+    write_record(out_dir / RUN, run)
     return run
 
 

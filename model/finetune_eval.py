@@ -17,8 +17,11 @@ import torch.nn.functional as F
 
 from model.loop import IGNORE  # targets that carry no loss (prompt tokens, padding)
 from model.transformer import Transformer
+from records.assets import TOKEN_SHARDS
 from records.hashing import sha256_file
 from records.manifest import version_folder
+from records.models import RUN, load_record
+from records.token_shards import stage_dirs
 
 __all__ = [
     "IGNORE",
@@ -96,13 +99,13 @@ def pretrained_root(folder: Path) -> tuple[Path, dict]:
     """(folder, provenance record) of the trained_model a model version descends from through its
     fine-tuning records' "base" (the version itself when it is one)."""
     folder = Path(folder)
-    record = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+    record = load_record(folder)
     for _ in range(1000):  # a chain of fine-tunes; a cycle is impossible with content addresses
         base = record.get("base")
         if not isinstance(base, dict) or "model_version" not in base:
             return folder, record
         folder = version_folder(folder.parent.parent, base["model_version"])
-        record = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+        record = load_record(folder)
     raise AssertionError(f"{folder}: fine-tuning chain too long")
 
 
@@ -114,19 +117,19 @@ def reference_from_token_shards(base_folder: Path, eval_sequences: int, device) 
 
     base_folder, base_record = pretrained_root(base_folder)
 
-    ref = (base_record.get("datasets") or {}).get("token_shards")
+    ref = (base_record.get("datasets") or {}).get(TOKEN_SHARDS)
     if not ref:
         return None
     try:
         folder = version_folder(base_folder.parent.parent, ref)
     except ValueError:
         return None
-    run_file = base_folder / "run.json"
+    run_file = base_folder / RUN
     run_info = json.loads(run_file.read_text()) if run_file.exists() else {}
     fraction = run_info.get("held_out", {}).get("fraction", 0.02)
-    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
-    stage_dirs = [folder / s["path"] for s in sorted(index["stages"], key=lambda s: s["stage_index"])]
-    splits = [split_stage(d, fraction, stage_languages(folder, d), eval_sequences) for d in stage_dirs]
+    splits = [
+        split_stage(d, fraction, stage_languages(folder, d), eval_sequences) for d in stage_dirs(folder)
+    ]
 
     def evaluate(model):
         result = merge_results(

@@ -48,13 +48,18 @@ from model.train import (
     setup_engine,
 )
 from model.transformer import count_parameters
-from model.usage import SEQUENCE_USE_FILE, write_sequence_use
+from model.usage import write_sequence_use
+from records.assets import CURRICULUM_STAGES, TOKEN_SHARDS, TOKENIZER
 from records.canonical import write_record
+from records.manifest import MANIFEST
+from records.models import EVALUATION as EVALUATION_FILE
+from records.models import RUN as RUN_FILE
+from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
+from records.token_shards import read_index
+from records.token_shards import stage_dirs as shard_stage_dirs
 
 __all__ = ["StagePlan", "TrainingSummary", "plan_stages", "train_on_stages", "main"]
 
-EVALUATION_FILE = "evaluation.json"
-RUN_FILE = "run.json"
 RUN_FORMAT = "apertus.training-run/1"
 
 
@@ -131,13 +136,13 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _upstream(folder: Path, index: dict) -> dict:
     """The token_shards version's ref and the refs of the versions it was made from: refs only, never
     a path of this machine, since the record is sealed into the model version (and its id)."""
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     ref = f"{manifest['asset']}/{manifest['version_id']}" if manifest else None
     return {
-        "token_shards": ref,
-        "curriculum_stages": index.get("stages_version"),
-        "tokenizer": index.get("tokenizer"),
+        TOKEN_SHARDS: ref,
+        CURRICULUM_STAGES: index.get("stages_version"),
+        TOKENIZER: index.get(TOKENIZER),
         "parents": manifest.get("parents", []),
     }
 
@@ -202,14 +207,14 @@ def train_on_stages(
     are still never trained on). log: called with one line of text per step and evaluation."""
     t, m = run.train, run.model
     folder, out_dir = Path(token_shards_folder), Path(out_dir)
-    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    index = read_index(folder)
     if index["seq_len"] != t.seq_len:
         raise ValueError(
             f"{folder}: sequences of {index['seq_len']} tokens, TrainConfig.seq_len is {t.seq_len}"
         )
     if index.get("vocab_size", 0) > m.vocab_size:
         raise ValueError(f"{folder}: vocabulary of {index['vocab_size']}, the model's is {m.vocab_size}")
-    stage_dirs = [folder / s["path"] for s in sorted(index["stages"], key=lambda s: s["stage_index"])]
+    stage_dirs = shard_stage_dirs(folder, index)
     splits = [
         split_stage(d, held_out_fraction, stage_languages(folder, d), max_held_out=eval_sequences)
         for d in stage_dirs
@@ -346,7 +351,7 @@ def main(argv=None) -> None:
     add_run_arguments(p)
     args = p.parse_args(argv)
     if args.seq_len is None:  # the shards fix the context length
-        args.seq_len = json.loads((Path(args.token_shards) / "index.json").read_text())["seq_len"]
+        args.seq_len = read_index(args.token_shards)["seq_len"]
     _scale_schedule(args)
     # Ranks other than 0 stay quiet; rank 0's lines are what a caller streams.
     quiet = int(os.environ.get("RANK", 0)) != 0

@@ -27,12 +27,12 @@ from model.data import MemmapTokens, TokenShards, TokenSource, write_markov_toke
 from model.export import export_safetensors
 from model.loop import EngineStep, LoopConfig, adamw, run_loop, token_batches
 from model.transformer import Transformer, count_parameters
+from records.models import CHECKPOINTS as CHECKPOINT_DIR
+from records.models import EXPORT_FILE
+from records.models import METRICS as METRICS_FILE
+from records.token_shards import is_shards_folder
 
 __all__ = ["deepspeed_config", "init_distributed", "setup_engine", "train", "main"]
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-EXPORT_FILE = "model.safetensors"
 
 
 def deepspeed_config(
@@ -312,7 +312,7 @@ def main(argv=None) -> None:
             write_markov_tokens(path, 400_000, seed=run.train.seed, dtype=args.data_dtype)
         tdist.barrier()
     # A token_shards stage folder (stages/<i>-<name>/ with index.json), or a flat token file.
-    if (path / "index.json").is_file():
+    if is_shards_folder(path):
         data = TokenShards(path)
     else:
         data = MemmapTokens(path, run.train.seq_len, args.data_dtype)

@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-SEQUENCE_USE_FILE = "sequence_use.parquet"
 SCHEMA = pa.schema(
     [
         ("stage", pa.string()),

@@ -45,12 +45,13 @@ from pipelines.fasttext_model import FastTextModel, train_supervised
 from pipelines.quality_reference import contaminated_paragraphs, read_reference, reference_pages
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.steps import StepResult, finish_step, has_documents, new_staging, task_logs
+from records.assets import QUALITY_CLASSIFIER, QUALITY_SCORED
 from records.canonical import write_record
+from records.documents import EXCLUDED, SHARDS
 from records.layout import DataLayout, checkout_path
 from records.manifest import Manifest, load_manifest, version_folder
+from records.quality import CLASSIFIER, EXAMPLES, METRICS, REFERENCE_SET, TEST_SPLIT, TRAIN_SPLIT
 
-QUALITY_CLASSIFIER = "quality_classifier"
-QUALITY_SCORED = "quality_scored"
 POSITIVE, NEGATIVE = "reference", "crawl"
 # Relative to the checkout (records.layout.checkout_path): the default enters the classifier's lineage.
 SAMPLE_REFERENCE_DIR = "sample/sources"
@@ -112,9 +113,9 @@ def _negatives(
                 f"{version.ref} does not descend from {raw.ref}: pass the steps run on that raw version"
             )
     if config.negatives == "raw":
-        folders = [version_folder(layout.datasets, raw.ref) / "shards"]
+        folders = [version_folder(layout.datasets, raw.ref) / SHARDS]
     elif config.negatives == "rejected":
-        folders = [version_folder(layout.datasets, v.ref) / "excluded" for v in rejected]
+        folders = [version_folder(layout.datasets, v.ref) / EXCLUDED for v in rejected]
     else:
         raise ValueError(f"QualityModelConfig.negatives: {config.negatives!r}; use 'rejected' or 'raw'")
     rows = (
@@ -149,7 +150,7 @@ def _identified_languages(layout: DataLayout, rows: list[dict], versions: Sequen
     missing = {row["source"]: row for row in rows if not row["language"]}
     for version in versions:
         folder = version_folder(layout.datasets, version.ref)
-        for sub in ("shards", "excluded"):
+        for sub in (SHARDS, EXCLUDED):
             for r in _shard_texts(folder / sub, ("id", fields.LANGUAGE)):
                 row = missing.get(r["id"])
                 if row is not None and r[fields.LANGUAGE]:
@@ -241,7 +242,7 @@ def train_quality_classifier(
     same bytes."""
     negatives = _negatives(layout, raw_version, rejected, config, seed)
     documents, files = read_reference(checkout_path(config.reference_dir))
-    crawl = _shard_texts(version_folder(layout.datasets, raw_version.ref) / "shards", ("text",))
+    crawl = _shard_texts(version_folder(layout.datasets, raw_version.ref) / SHARDS, ("text",))
     contaminated = contaminated_paragraphs(documents, (row["text"] for row in crawl))
     pages = reference_pages(documents, contaminated, config.page_words)
     reference = {
@@ -260,17 +261,17 @@ def train_quality_classifier(
     test = [e for e in examples if e["split"] == "test"]
 
     staging = new_staging(layout, QUALITY_CLASSIFIER)
-    _write_split(staging / "train.txt", train)
-    _write_split(staging / "test.txt", test)
+    _write_split(staging / TRAIN_SPLIT, train)
+    _write_split(staging / TEST_SPLIT, test)
     model = train_supervised(
-        staging / "train.txt", epoch=config.epoch, lr=config.lr, dim=config.dim, wordNgrams=config.word_ngrams,
+        staging / TRAIN_SPLIT, epoch=config.epoch, lr=config.lr, dim=config.dim, wordNgrams=config.word_ngrams,
         bucket=config.bucket, minCount=1, thread=1, seed=seed, verbose=0,
     )  # fmt: skip
-    model.save(staging / "model.bin")
+    model.save(staging / CLASSIFIER)
     metrics = _metrics(model, test, config.threshold)
     metrics["train_positives"] = sum(e["label"] == POSITIVE for e in train)
     metrics["train_negatives"] = len(train) - metrics["train_positives"]
-    write_record(staging / "metrics.json", metrics)
+    write_record(staging / METRICS, metrics)
     pq.write_table(
         pa.table({
             "split": [e["split"] for e in examples], "label": [e["label"] for e in examples],
@@ -278,7 +279,7 @@ def train_quality_classifier(
             "reason": [e["reason"] for e in examples],
             "sha256": [hashlib.sha256(e["text"].encode()).hexdigest() for e in examples],
         }),
-        staging / "examples.parquet", compression="zstd",
+        staging / EXAMPLES, compression="zstd",
     )  # fmt: skip
     reference.update(
         description=config.reference_description,
@@ -293,7 +294,7 @@ def train_quality_classifier(
         num_positives=len(positives),
         negatives={"kind": config.negatives, "versions": [v.ref for v in rejected], "count": len(negatives)},
     )
-    write_record(staging / "reference_set.json", reference)
+    write_record(staging / REFERENCE_SET, reference)
     return finish_step(
         layout, staging, asset=QUALITY_CLASSIFIER, snapshot=raw_version.snapshot,
         parents=(raw_version.ref, *(v.ref for v in rejected)),
@@ -359,12 +360,12 @@ def score_quality(
 ) -> StepResult:
     """Seal a ``quality_scored`` version: ``parent``'s documents, in the same shards and order, with
     ``quality_score`` and ``quality_percentile`` (within the document's language, over the version)."""
-    model_path = version_folder(layout.datasets, classifier.ref) / "model.bin"
+    model_path = version_folder(layout.datasets, classifier.ref) / CLASSIFIER
     if classifier.asset != QUALITY_CLASSIFIER or not model_path.is_file():
         raise ValueError(f"{classifier.ref} is not a {QUALITY_CLASSIFIER} version with a model.bin")
     staging = new_staging(layout, QUALITY_SCORED)
     work = layout.work / "quality" / staging.name
-    shards = version_folder(layout.datasets, parent.ref) / "shards"
+    shards = version_folder(layout.datasets, parent.ref) / SHARDS
     try:
         if has_documents(shards):  # else an empty version, like the parent
             run_pipeline(
@@ -382,7 +383,7 @@ def score_quality(
                 [
                     DocumentShardReader(work / "scored"),
                     QualityPercentile(str(work / "ranks.npz")),
-                    DocumentShardWriter(staging / "shards"),
+                    DocumentShardWriter(staging / SHARDS),
                 ],
                 logging_dir=task_logs(layout, staging) / "rank",
                 config=executor,

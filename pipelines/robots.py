@@ -29,11 +29,10 @@ from protego import Protego
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
 from records.canonical import write_record
+from records.documents import EXCLUDED, ROBOTS_RECORD
 from records.erasure_match import url_host
 from records.hashing import sha256_file
 
-ROBOTS_DIR = "robots"  # under the data folder
-ROBOTS_RECORD = "robots.json"
 _DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})\.txt$")
 
 # User agents of crawlers that collect training data for AI models, or fetch pages for an AI
@@ -196,7 +195,7 @@ def robots_blocks(
         return []
     record = {"as_of": config.as_of, "agents": list(config.agents), "files": dict(sorted(files.items()))}
     write_record(staging / ROBOTS_RECORD, record)
-    writer = DocumentShardWriter(staging / "excluded", output_filename="robots-${rank}.parquet")
+    writer = DocumentShardWriter(staging / EXCLUDED, output_filename="robots-${rank}.parquet")
     return [RobotsOptOutFilter(robots_dir, config, exclusion_writer=writer)]
 
 

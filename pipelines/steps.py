@@ -24,17 +24,14 @@ from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
+from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
 from records.catalog import refresh_catalog
+from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
 from records.layout import DataLayout, discard_on_failure, new_staging
 from records.lookup import file_root
 from records.lookup_build import build_lookup
 from records.manifest import Manifest, seal
 from records.pins import pin_dataset_version, read_pin
-
-RAW_DOCUMENTS = "raw_documents"
-LANGUAGE_IDENTIFIED = "language_identified"
-QUALITY_FILTERED = "quality_filtered"
-DEDUPLICATED = "deduplicated"
 
 PIPELINES_DIR = Path(__file__).resolve().parent
 REPO_DIR = PIPELINES_DIR.parent
@@ -125,13 +122,13 @@ def pin_version(layout: DataLayout, manifest: Manifest, folder: Path, *, sealed_
         if pin is not None:
             return pin.index
     root = None
-    if (folder / "index.parquet").exists():  # a version of documents (not a tokenizer, a report …)
+    if (folder / INDEX).exists():  # a version of documents (not a tokenizer, a report …)
         root = file_root(build_lookup(layout, manifest, folder))
     return pin_dataset_version(layout, manifest, lookup_root=root, sealed_now=sealed_now)
 
 
 def _quarantine_stats(staging: Path) -> dict | None:
-    folder = staging / "quarantine"
+    folder = staging / QUARANTINE
     if not folder.exists():
         return None
     from pipelines.readers import read_quarantine
@@ -156,7 +153,7 @@ def task_logs(layout: DataLayout, staging: Path) -> Path:
 
 def excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
     # One file per block and task: two filters of a step must not write the same file.
-    return DocumentShardWriter(staging / "excluded", output_filename=f"{block}-${{rank}}.parquet")
+    return DocumentShardWriter(staging / EXCLUDED, output_filename=f"{block}-${{rank}}.parquet")
 
 
 def ingest_snapshot(
@@ -183,14 +180,14 @@ def ingest_snapshot(
             SnapshotReader(
                 str(source),
                 snapshot,
-                str(staging / "quarantine"),
+                str(staging / QUARANTINE),
                 max_document_bytes=config.max_document_bytes,
                 budgets=config.budgets,
             ),
             Normalizer(),
             *suppression_blocks(suppress, staging),
             *robots_blocks(layout.robots, staging, config.robots),
-            DocumentShardWriter(staging / "shards", max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
+            DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]
         run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
         return finish_step(
@@ -224,12 +221,12 @@ def transform_version(
     """
     staging = new_staging(layout, asset)
     with discard_on_failure(staging):
-        shards = layout.datasets / parent.asset / parent.version_id / "shards"
+        shards = layout.datasets / parent.asset / parent.version_id / SHARDS
         if has_documents(shards):  # else an empty version: nothing kept, nothing excluded
             pipeline = [
                 DocumentShardReader(shards),
                 *blocks(staging),
-                DocumentShardWriter(staging / "shards"),
+                DocumentShardWriter(staging / SHARDS),
             ]
             run_pipeline(pipeline, logging_dir=task_logs(layout, staging), config=executor)
         return finish_step(
@@ -292,14 +289,14 @@ def deduplicate_version(
 
     staging = new_staging(layout, DEDUPLICATED)
     work_dir = layout.work / "dedup" / staging.name
-    shards = layout.datasets / parent.asset / parent.version_id / "shards"
+    shards = layout.datasets / parent.asset / parent.version_id / SHARDS
     with discard_on_failure(staging):
         try:
             if has_documents(shards):  # else an empty version
                 deduplicate(
                     str(shards),
-                    str(staging / "shards"),
-                    str(staging / "excluded"),
+                    str(staging / SHARDS),
+                    str(staging / EXCLUDED),
                     str(work_dir),
                     config=config.dedup,
                     executor=executor,

@@ -34,9 +34,8 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from pipelines import fields, reasons
 from pipelines.shards import DocumentShardWriter
 from records.canonical import write_record
+from records.documents import EXCLUDED, SHARDS, SUPPRESSION_RECORD
 from records.erasure_match import BUDGET_ENV, DEFAULT_BUDGET_MS, RequestMatcher
-
-SUPPRESSION_RECORD = "suppression.json"
 
 
 def _plain(requests: Sequence[Mapping]) -> list[dict]:
@@ -111,7 +110,7 @@ def suppression_blocks(
         return []
     plain = _plain(requests)
     budget = budget_ms_from_env() if budget_ms is None else budget_ms
-    writer = DocumentShardWriter(staging / "excluded", output_filename="suppression-${rank}.parquet")
+    writer = DocumentShardWriter(staging / EXCLUDED, output_filename="suppression-${rank}.parquet")
     block = SuppressionFilter(plain, exclusion_writer=writer, budget_ms=budget)
     record = {"requests": [r["request_id"] for r in plain], "budget_ms": budget}
     write_record(staging / SUPPRESSION_RECORD, record)
@@ -134,7 +133,7 @@ def suppression_check(folder: Path, requests: Sequence[Mapping], batch_rows: int
     (``raw_documents``) for patterns; URL, domain and hash checks hold anywhere. Cost: linear in the
     version's kept text; memory bounded by ``batch_rows``.
     """
-    files = sorted((Path(folder) / "shards").glob("*.parquet"))
+    files = sorted((Path(folder) / SHARDS).glob("*.parquet"))
     if not files or not requests:
         return []
     plain = _plain(requests)

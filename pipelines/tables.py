@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import fields
+from records.documents import EXCLUDED, EXCLUSIONS, INDEX, SHARDS
 
 INDEX_COLUMNS = (
     "doc_id", "snapshot", "source_id", "source_file", "source_offset", "url", "sha256", "language",
@@ -128,10 +129,8 @@ def build_tables(version_dir: Path, step: str) -> tuple[dict[str, tuple[int, int
 
     Returns (documents and estimated tokens per shard file, kept stats, excluded stats).
     """
-    counts, kept = _write_table(version_dir, "shards", INDEX_COLUMNS, "index.parquet", step)
-    excluded_counts, excluded = _write_table(
-        version_dir, "excluded", EXCLUSION_COLUMNS, "exclusions.parquet", step
-    )
+    counts, kept = _write_table(version_dir, SHARDS, INDEX_COLUMNS, INDEX, step)
+    excluded_counts, excluded = _write_table(version_dir, EXCLUDED, EXCLUSION_COLUMNS, EXCLUSIONS, step)
     return {**counts, **excluded_counts}, kept, excluded
 
 

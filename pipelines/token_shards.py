@@ -26,7 +26,6 @@ a pure function of (stage, tokenizer, seed).
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,13 +37,14 @@ import pyarrow.parquet as pq
 
 from pipelines.steps import StepResult, finish_step, new_staging
 from pipelines.tokenizer import END_OF_TEXT, DocumentTexts, encode_texts, load_tokenizer, special_id
+from records.assets import TOKEN_SHARDS, TOKENIZER
 from records.canonical import write_record
+from records.curriculum import STAGES
 from records.hashing import sha256_file
 from records.layout import DataLayout
 from records.manifest import MANIFEST, Manifest, load_manifest, version_folder
+from records.token_shards import FORMAT, INDEX, SEQUENCES, shard_name, stage_path
 
-TOKEN_SHARDS = "token_shards"
-FORMAT = "apertus.token-shards/1"
 STAGE_COLUMNS = ("stage", "stage_index", "position", "doc_id", "sha256", "source_version", "shard", "row",
                  "language", "multiplicity")  # fmt: skip
 
@@ -82,12 +82,12 @@ def build_token_shards(
     tok = load_tokenizer(version_folder(layout.datasets, tokenizer.ref))
     dtype = np.dtype(np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32)
     staging = new_staging(layout, TOKEN_SHARDS)
-    work = layout.work / "token_shards" / staging.name
+    work = layout.work / TOKEN_SHARDS / staging.name
     work.mkdir(parents=True)
     summaries = []
     try:
         for index, path in stage_files:
-            out = staging / "stages" / path.stem
+            out = staging / STAGES / path.stem
             out.mkdir(parents=True)
             stream = _write_stream(layout, path, work / f"{path.stem}.tokens", tok, dtype, config)
             summaries.append(_write_stage(index, path, out, stream, dtype, config))
@@ -98,11 +98,11 @@ def build_token_shards(
         shutil.rmtree(work, ignore_errors=True)
     parents = ((stages_manifest.ref,) if stages_manifest else ()) + (tokenizer.ref,)
     write_record(
-        staging / "index.json",
+        staging / INDEX,
         {
             "format": FORMAT,
             "stages_version": stages_manifest.ref if stages_manifest else None,
-            "tokenizer": tokenizer.ref,
+            TOKENIZER: tokenizer.ref,
             "vocab_size": tok.get_vocab_size(),
             "end_of_text_id": special_id(tok, END_OF_TEXT),
             "dtype": dtype.name,
@@ -123,13 +123,13 @@ def build_token_shards(
 
 def _stage_files(folder: Path) -> list[tuple[int, Path]]:
     files = []
-    for path in (folder / "stages").glob("*.parquet"):
+    for path in (folder / STAGES).glob("*.parquet"):
         head, _, name = path.stem.partition("-")
         if not head.isdigit() or not name:
             raise ValueError(f"{path}: stage files are named '<stage index>-<stage name>.parquet'")
         files.append((int(head), path))
     if not files:
-        raise ValueError(f"{folder / 'stages'}: no stage files (<stage index>-<stage name>.parquet)")
+        raise ValueError(f"{folder / STAGES}: no stage files (<stage index>-<stage name>.parquet)")
     return sorted(files)
 
 
@@ -199,10 +199,10 @@ def _write_stage(index: int, stage_file: Path, out: Path, stream: _Stream, dtype
     windows = np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[::seq_len]
     order = np.random.default_rng([config.seed, index]).permutation(num_sequences)
     shards = []
-    with pq.ParquetWriter(out / "sequences.parquet", _MAP_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(out / SEQUENCES, _MAP_SCHEMA, compression="zstd") as writer:
         for number, lo in enumerate(range(0, num_sequences, config.sequences_per_shard)):
             chosen = order[lo : lo + config.sequences_per_shard]
-            name = f"tokens-{number:05d}.bin"
+            name = shard_name(number)
             np.ascontiguousarray(windows[chosen]).tofile(out / name)
             shards.append({"path": name, "num_sequences": len(chosen), "sha256": sha256_file(out / name)})
             writer.write_table(_sequence_map(stream, chosen, lo, seq_len))
@@ -215,7 +215,7 @@ def _write_stage(index: int, stage_file: Path, out: Path, stream: _Stream, dtype
     summary = {
         "stage": stage_file.stem.partition("-")[2],
         "stage_index": index,
-        "path": f"stages/{out.name}",
+        "path": stage_path(out.name),
         "dtype": dtype.name,
         "seq_len": seq_len,
         "num_sequences": num_sequences,
@@ -228,7 +228,7 @@ def _write_stage(index: int, stage_file: Path, out: Path, stream: _Stream, dtype
         "num_tokens_dropped": stream.num_tokens - (num_sequences * seq_len + 1),
         "document_tokens_by_language": dict(sorted(by_language.items())),
     }
-    write_record(out / "index.json", summary)
+    write_record(out / INDEX, summary)
     return {k: summary[k] for k in ("stage", "stage_index", "path", "num_sequences", "num_tokens")}
 
 
@@ -279,42 +279,7 @@ def _sequence_map(stream: _Stream, chosen: np.ndarray, first: int, seq_len: int)
     )
 
 
-class TokenShardReader:
-    """Random access to one stage folder's sequences: ``reader[i]`` is row i (seq_len + 1 token ids)
-    over the stage's shards in order, as in ``sequences.parquet``. Memory-mapped, read-only."""
-
-    def __init__(self, stage_dir: Path | str):
-        self.folder = Path(stage_dir)
-        index = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
-        self.seq_len: int = index["seq_len"]
-        self.dtype: str = index["dtype"]
-        self.shards = [
-            np.memmap(self.folder / s["path"], dtype=self.dtype, mode="r").reshape(-1, self.seq_len + 1)
-            for s in index["shards"]
-        ]
-        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
-        return self.shards[k][i - self.offsets[k]]
-
-
-def stage_dirs(version: Path) -> list[Path]:
-    """The stage folders of a ``token_shards`` version, in training order."""
-    index = json.loads((Path(version) / "index.json").read_text(encoding="utf-8"))
-    return [Path(version) / s["path"] for s in sorted(index["stages"], key=lambda s: s["stage_index"])]
-
-
 __all__ = [
-    "FORMAT",
-    "TOKEN_SHARDS",
     "TokenShardConfig",
-    "TokenShardReader",
     "build_token_shards",
-    "stage_dirs",
 ]

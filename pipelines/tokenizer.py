@@ -30,12 +30,13 @@ import pyarrow.parquet as pq
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines.steps import StepResult, finish_step, new_staging
+from records.assets import TOKENIZER
 from records.canonical import write_record
+from records.documents import INDEX
 from records.layout import DataLayout
 from records.manifest import Manifest, version_folder
+from records.tokenizer import FERTILITY, TOKENIZER_FILE, TRAINING_SAMPLE
 
-TOKENIZER = "tokenizer"
-TOKENIZER_FILE = "tokenizer.json"
 END_OF_TEXT = "<|endoftext|>"
 PAD = "<|pad|>"
 SPECIAL_TOKENS = (END_OF_TEXT, PAD)  # ids 0 and 1, in this order
@@ -241,7 +242,7 @@ def train_tokenizer(
     index_rows = []
     for source in sources:
         folder = version_folder(layout.datasets, source.ref)
-        rows = pq.read_table(folder / "index.parquet", columns=columns).to_pylist()
+        rows = pq.read_table(folder / INDEX, columns=columns).to_pylist()
         index_rows += [{**row, "folder": folder} for row in rows]
     if not index_rows:
         raise ValueError(f"{', '.join(s.ref for s in sources)}: no documents to train a tokenizer on")
@@ -264,10 +265,8 @@ def train_tokenizer(
 
     staging = new_staging(layout, TOKENIZER)
     tokenizer.save(str(staging / TOKENIZER_FILE))
-    write_record(
-        staging / "fertility.json", {"vocab_size": tokenizer.get_vocab_size(), "languages": per_language}
-    )
-    write_record(staging / "training_sample.json", _sample_record(sources, config, training, held_out))
+    write_record(staging / FERTILITY, {"vocab_size": tokenizer.get_vocab_size(), "languages": per_language})
+    write_record(staging / TRAINING_SAMPLE, _sample_record(sources, config, training, held_out))
     snapshots = {s.snapshot for s in sources}
     return finish_step(
         layout,

@@ -19,12 +19,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from records.finetune import FINETUNED_MODEL, MODEL_FILE, RECORD_FILE, RECORD_FORMAT
+from records.assets import MODEL_ASSETS
+from records.finetune import RECORD_FORMAT
 from records.hashing import sha256_file
 from records.layout import DataLayout
 from records.ledger import ALIAS_MOVED, MODEL_CERTIFIED, MODEL_TRAINED, ROLLBACK, Ledger, LedgerEntry
+from records.ledger.format import ENTRIES
 from records.manifest import MANIFEST, verify_version, version_folder
-from records.models import load_record
+from records.models import EXPORT_FILE, RECORD, load_record
 
 __all__ = [
     "MODEL_ASSETS",
@@ -40,7 +42,6 @@ __all__ = [
     "model_history",
 ]
 
-MODEL_ASSETS = ("trained_model", FINETUNED_MODEL)
 MODEL_EVENTS = (MODEL_TRAINED, MODEL_CERTIFIED, ALIAS_MOVED, ROLLBACK)
 
 
@@ -98,16 +99,16 @@ def _integrity_problems(layout: DataLayout, ref: str, folder: Path, ledger: Ledg
         e for e in ledger.entries() if e.event_type == MODEL_TRAINED and e.payload.get("model_version") == ref
     ]
     if not trained:
-        problems.append(f"{ref}: no model_trained entry in {ledger.root / 'entries.jsonl'}")
+        problems.append(f"{ref}: no model_trained entry in {ledger.root / ENTRIES}")
     else:
         payload = trained[-1].payload
         if payload.get("manifest_sha256") != sha256_file(folder / MANIFEST):
             problems.append(
                 f"{folder / MANIFEST}: differs from the manifest entry {trained[-1].index} recorded"
             )
-        if payload.get("model_sha256") != sha256_file(folder / MODEL_FILE):
+        if payload.get("model_sha256") != sha256_file(folder / EXPORT_FILE):
             problems.append(
-                f"{folder / MODEL_FILE}: differs from the model entry {trained[-1].index} recorded"
+                f"{folder / EXPORT_FILE}: differs from the model entry {trained[-1].index} recorded"
             )
     problems += [f"{ledger.root}/{p}" for p in ledger.verify()]
     return problems
@@ -141,8 +142,8 @@ def certify(layout: DataLayout, ref: str, *, by: str) -> LedgerEntry:
         "kind": "finetune" if finetuned else "pretrain",
         "by": by,
         "manifest_sha256": sha256_file(folder / MANIFEST),
-        "record_sha256": sha256_file(folder / RECORD_FILE),
-        "model_sha256": sha256_file(folder / MODEL_FILE),
+        "record_sha256": sha256_file(folder / RECORD),
+        "model_sha256": sha256_file(folder / EXPORT_FILE),
         "gates": {k: g["passed"] for k, g in record.get("gates", {}).items()} if finetuned else {},
     }
     if finetuned:
@@ -170,7 +171,7 @@ def _certified_target(layout: DataLayout, ref: str, ledger: Ledger) -> tuple[str
             f"{ref} is not certified (no model_certified entry); run `apertus certify {ref}` first"
         )
     problems = _integrity_problems(layout, ref, folder, ledger)
-    for name, path in (("manifest_sha256", folder / MANIFEST), ("model_sha256", folder / MODEL_FILE)):
+    for name, path in (("manifest_sha256", folder / MANIFEST), ("model_sha256", folder / EXPORT_FILE)):
         if path.exists() and sha256_file(path) != cert.payload[name]:
             problems.append(f"{path}: differs from the {name} certified in entry {cert.index}")
     if problems:
@@ -218,13 +219,13 @@ def materialize_alias(layout: DataLayout, alias: str, dest: str | Path) -> Path:
     if cert is None:
         raise ValueError(f"alias {alias!r} names {ref}, which is not certified")
     expected = cert.payload["model_sha256"]
-    if sha256_file(folder / MODEL_FILE) != expected:
+    if sha256_file(folder / EXPORT_FILE) != expected:
         raise ValueError(
-            f"{folder / MODEL_FILE}: sha256 differs from the certified {expected[:16]}… (entry {cert.index})"
+            f"{folder / EXPORT_FILE}: sha256 differs from the certified {expected[:16]}… (entry {cert.index})"
         )
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / MODEL_FILE, dest)
+    shutil.copyfile(folder / EXPORT_FILE, dest)
     if sha256_file(dest) != expected:
         raise ValueError(f"{dest}: the copy's sha256 differs from the certified one")
     return dest

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from provenance.audit.contains import IN
 from provenance.audit.model_use import training_use
+from records.assets import MODEL_ASSETS, TRAINED_MODEL
 from records.layout import DataLayout
-from records.versions import MODEL_ASSETS, ancestors, load_versions
+from records.versions import ancestors, load_versions
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def model_impacts(layout: DataLayout, doc_ids: list[str]) -> list[ModelImpact]:
     versions = load_versions(layout)
     models = {ref: m for ref, m in versions.items() if m.asset in MODEL_ASSETS}
     direct: dict[str, ModelImpact] = {}
-    for ref in sorted(r for r, m in models.items() if m.asset == "trained_model"):
+    for ref in sorted(r for r, m in models.items() if m.asset == TRAINED_MODEL):
         use = training_use(layout, ref, "doc_id", doc_ids, versions)
         hits = [
             {"doc_id": d.doc_id, "sha256": d.sha256, "stage": s.folder, "sequences": s.sequences,
@@ -50,7 +51,7 @@ def model_impacts(layout: DataLayout, doc_ids: list[str]) -> list[ModelImpact]:
             direct[ref] = ModelImpact(ref, use.token_shards, hits, use.status, use.status == IN)
     result = list(direct.values())
     # A fine-tuned model holds what its base model holds, and answers as it does.
-    for ref in sorted(r for r, m in models.items() if m.asset != "trained_model"):
+    for ref in sorted(r for r, m in models.items() if m.asset != TRAINED_MODEL):
         bases = [a for a in ancestors(models, ref)[1:] if a in direct]
         if bases:
             status = direct[bases[0]].status

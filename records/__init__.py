@@ -8,7 +8,12 @@ of ours. docs/data-model.md describes the formats precisely enough to reproduce 
     canonical.py            canonical JSON: the one encoding of every record inside a version and of all that is hashed
     lineage.py              a version's sealed lineage.json (snapshot, parents, config, code): part of its id
     layout.py               the data folder's top-level layout, staging folders, snapshot names
+    assets.py               the asset names (Dagster keys, ``datasets/<asset>/`` folders)
+    names.py                every file name of a version and of the data folder, gathered from its owner
     manifest.py             a version's manifest, its id and sealing
+    documents.py            the files of a version of documents (shards, tables, step records)
+    quality.py, curriculum.py, tokenizer.py, token_shards.py, release.py
+                            the files of those assets' versions; token_shards.py the one shard reader
     versions.py             reading the versions of a data folder, their graph and ledger records
     ledger/                 the append-only, signed log: format, files, append, verification, trust
     signing.py, keys.py     Ed25519 signing, C2SP checkpoints; the key folder outside the data folder

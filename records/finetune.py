@@ -24,17 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from records.assets import FINETUNE_EXAMPLES, FINETUNED_MODEL
 from records.canonical import canonical_json, write_record
 from records.hashing import sha256_file
 from records.layout import DataLayout, new_staging
 from records.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
 from records.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes, verify_inclusion
-from records.models import code_state, dependency_state, load_record
+from records.models import EXPORT_FILE, RECORD, RUN, code_state, dependency_state, load_record
 from records.pins import pin_dataset_version
 
 __all__ = [
-    "EXAMPLES_ASSET",
-    "FINETUNED_MODEL",
+    "EXAMPLES_FILE",
+    "USAGE_FILE",
     "RECORD_FORMAT",
     "Example",
     "read_examples",
@@ -49,13 +50,10 @@ __all__ = [
     "verify_example_proof",
 ]
 
-EXAMPLES_ASSET = "finetune_examples"
-FINETUNED_MODEL = "finetuned_model"
+# The files a fine-tuning adds to a model version's (records.models); spelled here only.
 EXAMPLES_FILE = "examples.jsonl"
 USAGE_FILE = "usage.jsonl"
-RUN_FILE = "run.json"
-RECORD_FILE = "provenance.json"
-MODEL_FILE = "model.safetensors"
+FILE_NAMES = (EXAMPLES_FILE, USAGE_FILE)
 RECORD_FORMAT = "apertus.finetune-record/1"
 RUN_FORMAT = "apertus.finetune-run/1"
 PROOF_FORMAT = "apertus.example-inclusion/1"
@@ -156,7 +154,7 @@ def seal_examples(layout: DataLayout, path: str | Path) -> tuple[Manifest, bool]
     (manifest, created): the same file again is the same version, created False."""
     path = Path(path)
     examples = read_examples(path)
-    staging = new_staging(layout, EXAMPLES_ASSET)
+    staging = new_staging(layout, FINETUNE_EXAMPLES)
     shutil.copyfile(path, staging / EXAMPLES_FILE)
     by_kind: dict[str, int] = {}
     by_language: dict[str, int] = {}
@@ -166,7 +164,7 @@ def seal_examples(layout: DataLayout, path: str | Path) -> tuple[Manifest, bool]
     manifest, created = seal(
         staging,
         layout.datasets,
-        asset=EXAMPLES_ASSET,
+        asset=FINETUNE_EXAMPLES,
         snapshot=None,
         config={"source_name": path.name},
         stats={
@@ -187,13 +185,13 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
     identical version existed already). ValueError when the run does not match the examples version
     or its usage tree does not give the recorded root."""
     run_dir = Path(run_dir)
-    run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    run = json.loads((run_dir / RUN).read_text(encoding="utf-8"))
     examples_folder = version_folder(layout.datasets, examples_ref)
     examples_manifest = load_manifest(examples_folder)
     file_sha = sha256_file(examples_folder / EXAMPLES_FILE)
     if run["examples"]["file_sha256"] != file_sha:
         raise ValueError(
-            f"{run_dir / RUN_FILE}: trained on examples with sha256 "
+            f"{run_dir / RUN}: trained on examples with sha256 "
             f"{run['examples']['file_sha256'][:16]}…, "
             f"but {examples_manifest.ref} holds {file_sha[:16]}…"
         )
@@ -201,13 +199,13 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
     if usage_root(lines) != run["examples"]["root"]:
         raise ValueError(f"{run_dir / USAGE_FILE}: its Merkle root differs from run.json's examples root")
     base = run["base"]
-    model_sha = sha256_file(run_dir / MODEL_FILE)
+    model_sha = sha256_file(run_dir / EXPORT_FILE)
     record = {
         "format": RECORD_FORMAT,
         "kind": "finetune",
         "base": base,
         "model": run["model"],
-        "export": {"path": MODEL_FILE, "sha256": model_sha},
+        "export": {"path": EXPORT_FILE, "sha256": model_sha},
         "examples": {**run["examples"], "dataset_version": examples_manifest.ref},
         "config": run["config"],
         "gates": run["gates"],
@@ -223,7 +221,7 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
         target = staging / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-    write_record(staging / RECORD_FILE, record)
+    write_record(staging / RECORD, record)
     manifest, created = seal(
         staging,
         layout.datasets,
@@ -243,7 +241,7 @@ def seal_finetune(layout: DataLayout, run_dir: str | Path, examples_ref: str) ->
         "kind": "finetune",
         "parents": list(manifest.parents),
         "manifest_sha256": sha256_file(folder / MANIFEST),
-        "record_sha256": sha256_file(folder / RECORD_FILE),
+        "record_sha256": sha256_file(folder / RECORD),
         "model_sha256": model_sha,
         "examples_root": run["examples"]["root"],
         "certifiable": run["certifiable"],
@@ -290,7 +288,7 @@ def contains_example(
     folder = version_folder(layout.datasets, run_ref)
     record = load_record(folder)
     if record.get("format") != RECORD_FORMAT:
-        raise ValueError(f"{folder / RECORD_FILE}: not a fine-tuning record ({record.get('format')!r})")
+        raise ValueError(f"{folder / RECORD}: not a fine-tuning record ({record.get('format')!r})")
     lines = (folder / USAGE_FILE).read_bytes().splitlines()
     hashes = [leaf_hash(line) for line in lines]
     root = root_from_leaf_hashes(hashes).hex()

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA_ENV = "APERTUS_DATA"
+CATALOG = "catalog.duckdb"
+CATALOG_LOCK = ".catalog.lock"  # serializes the catalog's writers and readers (records.catalog)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A snapshot name is a folder name under inbox/ and a Dagster partition key: one path component that
 # cannot climb (".", ".."), hide ("."), read as an option ("-") or hold separators or control characters.
@@ -92,7 +94,7 @@ class DataLayout:
 
     @property
     def catalog(self) -> Path:
-        return self.root / "catalog.duckdb"
+        return self.root / CATALOG
 
     def snapshot_dir(self, snapshot: str) -> Path:
         """``inbox/<snapshot>``; ValueError for a name ``validate_snapshot_name`` refuses."""
@@ -105,6 +107,7 @@ class DataLayout:
         return sorted(p.name for p in self.inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+STAGING = "staging"  # under work/
 STAGING_OWNER_PREFIX = "owner-"  # work/staging/owner-<host>-<pid>-<start>/: one folder per process
 
 
@@ -179,7 +182,7 @@ def new_staging(layout: DataLayout, asset: str) -> Path:
     was left by processes of this host that are gone (a kill, where no ``finally`` ran).
     Cost: one listing of ``work/staging`` and a ``/proc`` read per owner folder.
     """
-    root = layout.work / "staging"
+    root = layout.work / STAGING
     remove_stale_staging(root)
     path = root / f"{STAGING_OWNER_PREFIX}{ProcessId.current()}" / f"{asset}-{uuid.uuid4().hex[:12]}"
     path.mkdir(parents=True)

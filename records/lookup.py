@@ -36,12 +36,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from records.documents import TABLES
 from records.layout import DataLayout
 from records.lookup_file import LookupFile, LookupIntegrityError
+from records.manifest import MANIFEST
 
 LOOKUP = "lookup.bin"
 LEGACY_LOOKUP = "lookup.sqlite"  # format 1; build_lookup removes it, nothing reads it
-TABLES = ("index.parquet", "exclusions.parquet")
 ANSWER_COLUMNS = (
     "sha256", "doc_id", "url", "snapshot", "kept", "step", "reason", "details",
     "minhash_cluster_id", "minhash_cluster_size",
@@ -146,7 +147,7 @@ def _check_tables(layout: DataLayout, ref: str) -> None:
     for name in TABLES:
         if recorded.get(name) is None or sha256_file(folder / name) != recorded[name]:
             raise LookupIntegrityError(
-                f"{folder / name}: its sha256 differs from {folder / 'manifest.json'} (or it is not "
+                f"{folder / name}: its sha256 differs from {folder / MANIFEST} (or it is not "
                 "recorded there); run `apertus audit verify`"
             )
 

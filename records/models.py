@@ -22,17 +22,35 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from records.assets import (
+    CURRICULUM_STAGES,
+    FINETUNED_MODEL,
+    MODEL_ASSETS,
+    TOKEN_SHARDS,
+    TOKENIZER,
+    TRAINED_MODEL,
+)
 from records.canonical import write_record
 from records.hashing import sha256_file
-from records.layout import REPO_ROOT, DataLayout
+from records.layout import REPO_ROOT, STAGING, DataLayout
 from records.ledger.format import MODEL_TRAINED
 from records.manifest import MANIFEST, Manifest, load_manifest, seal, version_folder
-from records.versions import MODEL_ASSETS
+from records.token_shards import read_index
 
+# The files of a model version (a run folder as model/ writes it, then sealed); spelled here only.
 RECORD = "provenance.json"
-RECORD_FORMAT = "apertus.provenance-record/1"
-TRAINED_MODEL, FINETUNED_MODEL = MODEL_ASSETS
 EXPORT_FILE = "model.safetensors"
+RUN = "run.json"
+EVALUATION = "evaluation.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"  # in checkpoints/: the tag of the latest checkpoint (DeepSpeed's convention)
+CHECKPOINT_HASHES = "checkpoint_hashes.json"  # in each checkpoint tag folder (model.checkpoint_integrity)
+SEQUENCE_USE = "sequence_use.parquet"  # which sequences each step trained on (model.usage)
+REQUIREMENTS_LOCK = "requirements.lock"  # in the checkout, not the data folder: the dependency lock
+RECORD_FORMAT = "apertus.provenance-record/1"
+
+FILE_NAMES = (RECORD, EXPORT_FILE, RUN, EVALUATION, METRICS, CHECKPOINT_HASHES, SEQUENCE_USE)
 
 
 def code_state(repo: Path = REPO_ROOT) -> dict:
@@ -73,7 +91,7 @@ def dependency_state(repo: Path = REPO_ROOT) -> dict:
     pins = sorted(
         {f"{d.metadata['Name'].lower()}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
     )
-    lock = repo / "requirements.lock"
+    lock = repo / REQUIREMENTS_LOCK
     return {
         "sha256": hashlib.sha256("\n".join(pins).encode()).hexdigest(),
         "count": len(pins),
@@ -96,19 +114,17 @@ def build_record(
     the inputs it passed); stored as given, and checked against the record's own datasets by callers.
     """
     run_folder = Path(run_folder)
-    run = _read_json(run_folder / "run.json")
+    run = _read_json(run_folder / RUN)
     if run.get("status") != "finished":
-        raise ValueError(f"{run_folder}: run.json says {run.get('status')!r}; only finished runs are sealed")
-    evaluation = _read_json(run_folder / "evaluation.json")
+        raise ValueError(f"{run_folder / RUN}: says {run.get('status')!r}; only finished runs are sealed")
+    evaluation = _read_json(run_folder / EVALUATION)
     steps = [
-        r
-        for r in map(json.loads, (run_folder / "metrics.jsonl").read_text().splitlines())
-        if r.get("event") is None
+        r for r in map(json.loads, (run_folder / METRICS).read_text().splitlines()) if r.get("event") is None
     ]
     upstream = run["upstream"]
-    shards_folder = version_folder(layout.datasets, upstream["token_shards"])
-    index = json.loads((shards_folder / "index.json").read_text())
-    stages_manifest = load_manifest(version_folder(layout.datasets, upstream["curriculum_stages"]))
+    shards_folder = version_folder(layout.datasets, upstream[TOKEN_SHARDS])
+    index = read_index(shards_folder)
+    stages_manifest = load_manifest(version_folder(layout.datasets, upstream[CURRICULUM_STAGES]))
     stages = []
     for stage in sorted(index["stages"], key=lambda s: s["stage_index"]):
         use = run.get("sequence_use", {}).get(Path(stage["path"]).name, {})
@@ -124,8 +140,8 @@ def build_record(
                 "dataset_versions": list(stages_manifest.parents),
             }
         )
-    checkpoint_files = {k: v for k, v in run["files"].items() if k.startswith("checkpoints/")}
-    latest = (run_folder / "checkpoints" / "latest").read_text().strip()
+    checkpoint_files = {k: v for k, v in run["files"].items() if k.startswith(f"{CHECKPOINTS}/")}
+    latest = (run_folder / CHECKPOINTS / LATEST).read_text().strip()
     run_config = run["run_config"]
     return {
         "format": RECORD_FORMAT,
@@ -137,16 +153,16 @@ def build_record(
         "export": {"path": EXPORT_FILE, "sha256": run["files"].get(EXPORT_FILE)},
         "checkpoint": {"latest": latest, "step": run["steps_done"], "files": checkpoint_files},
         "datasets": {
-            "token_shards": upstream["token_shards"],
-            "tokenizer": upstream["tokenizer"],
-            "curriculum_stages": upstream["curriculum_stages"],
+            TOKEN_SHARDS: upstream[TOKEN_SHARDS],
+            TOKENIZER: upstream[TOKENIZER],
+            CURRICULUM_STAGES: upstream[CURRICULUM_STAGES],
             "stages": stages,
         },
         "code": code_state(),
         "config": {"run": run_config, "deepspeed": run.get("deepspeed_config")},
         "dependencies": dependency_state(),
         "hardware": run.get("environment"),
-        "seeds": {"train": run_config["train"]["seed"], "token_shards": index.get("seed")},
+        "seeds": {"train": run_config["train"]["seed"], TOKEN_SHARDS: index.get("seed")},
         "metrics": {
             "steps": len(steps),
             "first_loss": steps[0]["lm_loss"] if steps else None,
@@ -175,11 +191,9 @@ def seal_model(
     write_record(run_folder / RECORD, record)
     datasets = record["datasets"]
     parents = tuple(
-        r
-        for r in (datasets.get("token_shards"), datasets.get("tokenizer"), datasets.get("curriculum_stages"))
-        if r
+        r for r in (datasets.get(TOKEN_SHARDS), datasets.get(TOKENIZER), datasets.get(CURRICULUM_STAGES)) if r
     ) + tuple(record.get("parents", ()))
-    staging = layout.work / "staging" / f"{asset}-{run_folder.name}"
+    staging = layout.work / STAGING / f"{asset}-{run_folder.name}"
     staging.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(run_folder, staging)
     manifest, created = seal(

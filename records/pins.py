@@ -29,14 +29,13 @@ from pathlib import Path
 
 from records.hashing import sha256_file
 from records.layout import DataLayout
+from records.ledger.format import DATASET_VERSION_CREATED, ENTRIES, LEAF_HASHES
 from records.manifest import MANIFEST, Manifest
 from records.merkle import HASH_SIZE, leaf_hash
 
+# (records.ledger loads its writer and its cryptography only on first use, so `contains` can check
+# a pin without them at start-up.)
 PINS = "pins"
-# records.ledger.format's names, spelled here so that `contains` can check a pin without
-# importing the ledger's writer (and its cryptography) at start-up.
-DATASET_VERSION_CREATED = "dataset_version_created"
-LEDGER_ENTRIES, LEDGER_LEAF_HASHES = "entries.jsonl", "leaf_hashes.bin"
 REPINNED = "repinned"  # payload flag of a creation entry appended by a run that did not seal the version
 
 
@@ -49,7 +48,7 @@ class Pin:
     payload: dict
 
     def where(self, layout: DataLayout) -> str:
-        return f"{layout.ledger / LEDGER_ENTRIES} entry {self.index}"
+        return f"{layout.ledger / ENTRIES} entry {self.index}"
 
 
 def marker_path(layout: DataLayout, ref: str) -> Path:
@@ -77,7 +76,7 @@ def read_pin(layout: DataLayout, ref: str) -> Pin | None:
         named = payload.get("dataset_version") or payload.get("model_version")
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: not a pin marker ({e}); rewrite it with `apertus audit repin`") from None
-    hashes = layout.ledger / LEDGER_LEAF_HASHES
+    hashes = layout.ledger / LEAF_HASHES
     recorded = b""
     if type(index) is int and index >= 0 and hashes.exists():
         with open(hashes, "rb") as f:
@@ -154,7 +153,7 @@ def _creation_entry(layout: DataLayout, ref: str) -> Pin | None:
     from records.versions import ledger_records
 
     record = ledger_records(layout).get(ref)
-    hashes = layout.ledger / LEDGER_LEAF_HASHES
+    hashes = layout.ledger / LEAF_HASHES
     committed = hashes.stat().st_size // HASH_SIZE if hashes.exists() else 0
     if record is None or record.index >= committed:  # a line an interrupted append left uncommitted
         return None

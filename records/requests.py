@@ -28,11 +28,15 @@ from records.catalog import refresh_catalog
 from records.erasure_match import KINDS, compile_pattern, url_host
 from records.layout import DataLayout
 from records.ledger import ERASURE_REQUESTED, Ledger
+from records.ledger.format import ENTRIES
 
 REQUEST_FORMAT = "apertus.erasure-request/1"
 # Serializes request writers across processes (read the recorded requests, then append); see
 # ``request_lock``. Beside the request files, outside the ledger folder.
-REQUESTS_LOCK = ("requests", ".lock")
+REQUESTS = "requests"  # under the data folder
+REQUESTS_LOCK = (REQUESTS, ".lock")
+# Where request files are dropped for the erasure sensor: outside the inbox (not a snapshot).
+ERASURE_INBOX = (REQUESTS, "erasure")
 _DOMAIN = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 SUPPRESSED = "suppressed:erasure_request"  # pipelines.reasons.SUPPRESSED_ERASURE_REQUEST
 SUPPRESSION_TIMEOUT = "suppression:timeout"  # pipelines.reasons.SUPPRESSION_TIMEOUT
@@ -140,13 +144,13 @@ def record_request(
 def requests(layout: DataLayout) -> list[ErasureRequest]:
     """Every recorded request, in ledger order (empty when there is no ledger). ValueError naming the
     entry when one is not a well-formed request: a request must never be skipped silently."""
-    if not (layout.ledger / "entries.jsonl").exists():
+    if not (layout.ledger / ENTRIES).exists():
         return []
     found = []
     for entry in Ledger(layout.ledger).entries():
         if entry.event_type != ERASURE_REQUESTED:
             continue
-        where = f"{layout.ledger / 'entries.jsonl'} entry {entry.index}"
+        where = f"{layout.ledger / ENTRIES} entry {entry.index}"
         p = entry.payload
         missing = [k for k in ("request_id", "kind", "value", "requested_at") if k not in p]
         if missing or p["kind"] not in KINDS:

@@ -10,14 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from records.documents import INDEX
 from records.layout import DataLayout
+from records.ledger.format import DATASET_VERSION_CREATED, ENTRIES, MODEL_TRAINED
 from records.manifest import MANIFEST, Manifest, load_manifest
 
-# records.ledger.format's event types, without its imports; the payload key naming the version.
-# Versions that are models (records.models), not data: never a target of a document query.
-MODEL_ASSETS = ("trained_model", "finetuned_model")
-DOCUMENT_INDEX = "index.parquet"  # pipelines.tables writes it; membership is answered from it
-CREATION_EVENTS = {"dataset_version_created": "dataset_version", "model_trained": "model_version"}
+# The creation events' payload key naming the version.
+CREATION_EVENTS = {DATASET_VERSION_CREATED: "dataset_version", MODEL_TRAINED: "model_version"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def holds_documents(manifest: Manifest) -> bool:
     be asked of it. Reads only the manifest (its ``stats``, as pipelines.tables counts them)."""
     stats = manifest.stats or {}
     documents = sum(int((stats.get(side) or {}).get("documents") or 0) for side in ("kept", "excluded"))
-    return documents > 0 and any(f.path == DOCUMENT_INDEX for f in manifest.files)
+    return documents > 0 and any(f.path == INDEX for f in manifest.files)
 
 
 def leaves(versions: dict[str, Manifest]) -> list[str]:
@@ -110,7 +109,7 @@ def leaves(versions: dict[str, Manifest]) -> list[str]:
 
 def ledger_records(layout: DataLayout) -> dict[str, LedgerRecord]:
     """``asset/version_id`` -> the entry that pinned it; unparseable lines are skipped."""
-    path = layout.ledger / "entries.jsonl"
+    path = layout.ledger / ENTRIES
     records: dict[str, LedgerRecord] = {}
     if not path.exists():
         return records

@@ -17,13 +17,14 @@ import polars as pl
 
 from pipelines.curriculum.config import ALL_SOURCES, Curriculum, SourcePlan, Stage, selection_filter, validate
 from pipelines.curriculum.sampling import integer_multiplicities, stage_order
-from pipelines.quality_model import QUALITY_SCORED
 from pipelines.steps import StepResult, finish_step, new_staging
+from records.assets import CURRICULUM_STAGES, QUALITY_SCORED
 from records.canonical import write_record
+from records.curriculum import CURRICULUM, STAGE_STATS, STAGES, stage_file
+from records.documents import INDEX
 from records.layout import DataLayout
 from records.manifest import Manifest, version_folder
 
-CURRICULUM_STAGES = "curriculum_stages"
 INVENTORY_COLUMNS = (
     "doc_id", "sha256", "shard", "row", "language", "language_score", "quality_percentile",
     "minhash_cluster_size", "num_tokens_est",
@@ -46,7 +47,7 @@ def load_inventory(layout: DataLayout, sources: Sequence[Manifest]) -> pl.DataFr
         raise ValueError(f"sources: snapshots {snapshots}; pass one quality_scored version per snapshot")
     frames = [
         pl.read_parquet(
-            version_folder(layout.datasets, m.ref) / "index.parquet", columns=list(INVENTORY_COLUMNS)
+            version_folder(layout.datasets, m.ref) / INDEX, columns=list(INVENTORY_COLUMNS)
         ).with_columns(source=pl.lit(m.snapshot), source_version=pl.lit(m.ref))
         for m in sources
     ]
@@ -127,7 +128,7 @@ def build_curriculum_stages(
     inventory = load_inventory(layout, sources)
     plans = validate(curriculum, inventory, where)
     staging = new_staging(layout, CURRICULUM_STAGES)
-    (staging / "stages").mkdir()
+    (staging / STAGES).mkdir()
     all_stats, counts = [], {}
     for index, (stage, budget, stage_plans) in enumerate(
         zip(curriculum.stages, curriculum.stage_tokens(), plans, strict=True)
@@ -138,7 +139,7 @@ def build_curriculum_stages(
             for plan in stage_plans
         ])  # fmt: skip
         rows = _stage_rows(stage, index, sampled, curriculum.seed)
-        rel = f"stages/{index:02d}-{stage.name}.parquet"
+        rel = stage_file(index, stage.name)
         rows.write_parquet(staging / rel, compression="zstd", statistics=False)
         counts[rel] = (rows.height, int((rows["num_tokens_est"] * rows["multiplicity"]).sum()))
         all_stats.append(_stage_stats(stage, budget, stage_plans, sampled))
@@ -151,9 +152,9 @@ def build_curriculum_stages(
         "stage_tokens": curriculum.stage_tokens(),
         "sources": [m.ref for m in sources],
     }
-    write_record(staging / "curriculum.json", resolved)
+    write_record(staging / CURRICULUM, resolved)
     stats_json = {"stages": all_stats, "tokens": total}
-    write_record(staging / "stage_stats.json", stats_json)
+    write_record(staging / STAGE_STATS, stats_json)
     result = finish_step(
         layout, staging, asset=CURRICULUM_STAGES, snapshot=None, parents=tuple(m.ref for m in sources),
         config={"curriculum": resolved, "stage_stats": stats_json},

@@ -14,11 +14,12 @@ import json
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
+from records.assets import MODEL_ASSETS
+from records.documents import EXCLUDED, INDEX, SHARDS
 from records.layout import DataLayout
 from records.lookup import Row, find_rows
+from records.manifest import MANIFEST
 from records.versions import (
-    DOCUMENT_INDEX,
-    MODEL_ASSETS,
     ancestors,
     depth,
     holds_documents,
@@ -85,7 +86,7 @@ def scope_of(layout: DataLayout, targets: list[str] | None) -> tuple[dict, list[
     others = [r for r in resolved if not holds_documents(versions[r])]
     if others:
         raise ValueError(
-            f"{others[0]} holds no documents (no {DOCUMENT_INDEX} of kept or dropped documents), so it "
+            f"{others[0]} holds no documents (no {INDEX} of kept or dropped documents), so it "
             "cannot contain one: name a "
             f"curated version with --version (one of: {', '.join(leaves(versions)) or 'none'}), a model "
             "with --model, or a fine-tuning example with --example"
@@ -171,12 +172,12 @@ def _hashes_with_text(layout: DataLayout, versions: dict, scope: list[str], snip
     files = []
     for ref in scope:
         for f in sorted(versions[ref].files, key=lambda f: f.path):
-            if not (f.path.startswith(("shards/", "excluded/")) and f.path.endswith(".parquet")):
+            if not (f.path.startswith((f"{SHARDS}/", f"{EXCLUDED}/")) and f.path.endswith(".parquet")):
                 continue
             path = layout.datasets / ref / f.path
             if sha256_file(path) != f.sha256:
                 raise ValueError(
-                    f"{path}: its sha256 differs from {layout.datasets / ref / 'manifest.json'}; "
+                    f"{path}: its sha256 differs from {layout.datasets / ref / MANIFEST}; "
                     "run `apertus audit verify`"
                 )
             files.append(path)

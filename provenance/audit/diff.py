@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from records.documents import EXCLUSIONS, INDEX
 from records.layout import DataLayout
 from records.versions import ancestors, depth, load_versions, resolve
 
@@ -44,14 +45,14 @@ def diff(layout: DataLayout, a: str, b: str, *, limit: int = 5) -> VersionDiff:
         # Each table is read as its manifest lists it, from bytes checked against the recorded
         # sha256 (records.verified), and handed to DuckDB as Arrow: no path or value is in the SQL.
         for name, ref in (("index_a", a), ("index_b", b)):
-            con.register(name, _table(layout, versions, ref, "index.parquet", ["doc_id", "sha256", "url"]))
+            con.register(name, _table(layout, versions, ref, INDEX, ["doc_id", "sha256", "url"]))
         con.execute(
             """CREATE TEMP TABLE steps (doc_id VARCHAR, sha256 VARCHAR, url VARCHAR, step VARCHAR,
                reason VARCHAR, details VARCHAR, depth INTEGER)"""
         )
         columns = ["doc_id", "sha256", "url", "step", "reason", "details"]
         for ref in between:
-            con.register("exclusions", _table(layout, versions, ref, "exclusions.parquet", columns))
+            con.register("exclusions", _table(layout, versions, ref, EXCLUSIONS, columns))
             con.execute(
                 "INSERT INTO steps SELECT doc_id, sha256, url, step, reason, details, ? FROM exclusions",
                 [depth(versions, ref)],

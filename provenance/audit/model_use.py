@@ -24,12 +24,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provenance.audit.contains import IN, Membership, contains
+from records.assets import CURRICULUM_STAGES, MODEL_ASSETS, TOKEN_SHARDS, TRAINED_MODEL
+from records.curriculum import STAGES
+from records.documents import INDEX as DOCUMENT_INDEX
 from records.layout import DataLayout
 from records.manifest import Manifest
+from records.models import SEQUENCE_USE
+from records.token_shards import INDEX as SHARDS_INDEX
+from records.token_shards import SEQUENCES
 from records.verified import is_listed, verified_json, verified_parquet
-from records.versions import MODEL_ASSETS, load_versions, resolve
+from records.versions import load_versions, resolve
 
-SEQUENCE_USE_FILE = "sequence_use.parquet"  # model.usage, without importing torch
 NOT_STAGED, STAGED_NOT_TRAINED = "not_staged", "staged_not_trained"
 STAGED_USE_UNKNOWN = "staged_use_unknown"
 USE_UNKNOWN_TEXT = "in the staged data; per-sequence use unknown"
@@ -107,7 +112,7 @@ class ModelMembership:
         return {
             "model": self.model,
             "status": self.status,
-            "token_shards": self.token_shards,
+            TOKEN_SHARDS: self.token_shards,
             "sequence_use_recorded": self.use_known,
             "uses": [asdict(u) for u in self.uses],
             "membership": self.membership.to_dict(),
@@ -134,13 +139,13 @@ def training_data(
     versions the curriculum drew on."""
     versions = versions if versions is not None else load_versions(layout)
     current = model
-    while versions[current].asset != "trained_model":
+    while versions[current].asset != TRAINED_MODEL:
         bases = [p for p in versions[current].parents if p in versions and versions[p].asset in MODEL_ASSETS]
         if not bases:
             raise ValueError(f"{model}: no trained_model among its ancestors")
         current = bases[0]
-    shards = _one(versions, current, "token_shards")
-    stages = _one(versions, shards, "curriculum_stages")
+    shards = _one(versions, current, TOKEN_SHARDS)
+    stages = _one(versions, shards, CURRICULUM_STAGES)
     return current, shards, stages, list(versions[stages].parents)
 
 
@@ -197,12 +202,12 @@ def training_use(
     assert column in ("sha256", "doc_id"), column
     versions = versions if versions is not None else load_versions(layout)
     trained, shards, stages, _ = training_data(layout, model, versions)
-    use_known = is_listed(versions[trained], SEQUENCE_USE_FILE)
+    use_known = is_listed(versions[trained], SEQUENCE_USE)
     if not values:
         return TrainingUse(trained, shards, use_known, [])
     folder = {ref: layout.datasets / ref for ref in (trained, shards, stages)}
-    index = verified_json(folder[shards], versions[shards], "index.json")
-    use = verified_parquet(folder[trained], versions[trained], SEQUENCE_USE_FILE) if use_known else None
+    index = verified_json(folder[shards], versions[shards], SHARDS_INDEX)
+    use = verified_parquet(folder[trained], versions[trained], SEQUENCE_USE) if use_known else None
     wanted = pa.array(sorted(set(values)), pa.string())
     found: dict[tuple[str, str], list[StageUse]] = {}
     for stage in sorted(index["stages"], key=lambda s: s["stage_index"]):
@@ -210,14 +215,14 @@ def training_use(
         sequences = verified_parquet(
             folder[shards],
             versions[shards],
-            f"{stage['path']}/sequences.parquet",
+            f"{stage['path']}/{SEQUENCES}",
             ["sequence", "doc_id", "sha256"],
         )
         sequences = sequences.filter(pc.is_in(sequences[column], value_set=wanted))
         if not sequences.num_rows:
             continue
         picked = verified_parquet(
-            folder[stages], versions[stages], f"stages/{name}.parquet", ["doc_id", "sha256", "multiplicity"]
+            folder[stages], versions[stages], f"{STAGES}/{name}.parquet", ["doc_id", "sha256", "multiplicity"]
         )
         picked = picked.filter(pc.is_in(picked[column], value_set=wanted))
         copies = {(r["doc_id"], r["sha256"]): r["multiplicity"] for r in picked.to_pylist()}
@@ -260,20 +265,20 @@ def trained_document(layout: DataLayout, model: str) -> tuple[str, str]:
 
     versions = load_versions(layout)
     trained, shards, _, _ = training_data(layout, model, versions)
-    if not is_listed(versions[trained], SEQUENCE_USE_FILE):
-        raise ValueError(f"{trained}: its manifest lists no {SEQUENCE_USE_FILE}; per-sequence use unknown")
-    use = verified_parquet(layout.datasets / trained, versions[trained], SEQUENCE_USE_FILE)
+    if not is_listed(versions[trained], SEQUENCE_USE):
+        raise ValueError(f"{trained}: its manifest lists no {SEQUENCE_USE}; per-sequence use unknown")
+    use = verified_parquet(layout.datasets / trained, versions[trained], SEQUENCE_USE)
     use = use.filter(pc.greater(use["times_trained"], 0))
     if not use.num_rows:
-        raise ValueError(f"{trained}: its {SEQUENCE_USE_FILE} records no sequence trained on")
+        raise ValueError(f"{trained}: its {SEQUENCE_USE} records no sequence trained on")
     stage, sequence = use["stage"][0].as_py(), use["sequence"][0].as_py()
     rows = verified_parquet(
-        layout.datasets / shards, versions[shards], f"stages/{stage}/sequences.parquet",
+        layout.datasets / shards, versions[shards], f"{STAGES}/{stage}/{SEQUENCES}",
         ["sequence", "doc_id", "source_version"],
     )  # fmt: skip
     row = rows.filter(pc.equal(rows["sequence"], sequence)).slice(0, 1).to_pylist()[0]
     source = row["source_version"]
-    index = verified_parquet(layout.datasets / source, versions[source], "index.parquet", ["doc_id", "url"])
+    index = verified_parquet(layout.datasets / source, versions[source], DOCUMENT_INDEX, ["doc_id", "url"])
     match = index.filter(pc.equal(index["doc_id"], row["doc_id"]))
     if not match.num_rows:
         raise ValueError(f"{row['doc_id']}: in {model}'s sequences but not in {source}")

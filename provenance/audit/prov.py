@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from provenance.audit.lineage import Node
-from records.versions import MODEL_ASSETS
+from records.assets import MODEL_ASSETS
 
 NAMESPACE = "urn:apertus:"
 

@@ -21,24 +21,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from records.assets import FINETUNED_MODEL, MODEL_ASSETS
 from records.hashing import sha256_file
 from records.layout import DataLayout
+from records.ledger.format import MODEL_TRAINED
 from records.lookup import file_root, lookup_path
 from records.lookup_build import build_lookup
 from records.manifest import MANIFEST, Manifest, verify_version
+from records.models import RECORD
 from records.pins import DATASET_VERSION_CREATED, REPINNED, dataset_payload, write_pin
 from records.versions import (
     CREATION_EVENTS,
-    MODEL_ASSETS,
     LedgerRecord,
     depth,
     holds_documents,
     ledger_records,
     load_versions,
 )
-
-MODEL_TRAINED = "model_trained"
-MODEL_RECORD = "provenance.json"  # records.models.RECORD, records.finetune.RECORD_FILE
 
 
 @dataclass
@@ -119,14 +118,14 @@ def _root_or_none(path) -> str | None:
 
 def _model_payload(folder, manifest: Manifest, manifest_sha: str) -> dict:
     """The ``model_trained`` payload of a model version, from its provenance record (as sealing writes it)."""
-    record = json.loads((folder / MODEL_RECORD).read_text(encoding="utf-8"))
-    finetune = manifest.asset == "finetuned_model"
+    record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    finetune = manifest.asset == FINETUNED_MODEL
     payload = {
         CREATION_EVENTS[MODEL_TRAINED]: manifest.ref,
         "kind": "finetune" if finetune else "pretrain",
         "parents": list(manifest.parents),
         "manifest_sha256": manifest_sha,
-        "record_sha256": sha256_file(folder / MODEL_RECORD),
+        "record_sha256": sha256_file(folder / RECORD),
         "model_sha256": record["export"].get("sha256"),
     }
     if finetune:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from records.layout import DataLayout
+from records.ledger.format import ENTRIES, TREE_HEADS
 from records.lookup import has_lookup, lookup_path
 from records.lookup_build import lookup_problems
 from records.manifest import MANIFEST, verify_version
@@ -87,7 +88,7 @@ def verify(layout: DataLayout, ref: str | None = None) -> Report:
         record = records.get(version)
         if record is None:
             report.problems.append(
-                f"{folder / MANIFEST}: no entry pinning {version} in {ledger.root / 'entries.jsonl'}"
+                f"{folder / MANIFEST}: no entry pinning {version} in {ledger.root / ENTRIES}"
             )
         else:
             report.problems += _check_record(layout, ledger, record, folder, head if proofs_usable else None)
@@ -101,7 +102,7 @@ def verify(layout: DataLayout, ref: str | None = None) -> Report:
             if version not in versions and not (layout.datasets / version / MANIFEST).exists():
                 report.problems.append(
                     f"{layout.datasets / version}: missing, but entry {record.index} of "
-                    f"{ledger.root / 'entries.jsonl'} records its creation"
+                    f"{ledger.root / ENTRIES} records its creation"
                 )
     report.ledger_entries = ledger.size()
     report.problems += [f"{ledger.root}/{p}" for p in ledger.verify()]
@@ -109,7 +110,7 @@ def verify(layout: DataLayout, ref: str | None = None) -> Report:
 
 
 def _latest_head(ledger, report: Report) -> tuple[str | None, bool]:
-    path = ledger.root / "tree_heads.jsonl"
+    path = ledger.root / TREE_HEADS
     if not path.exists():
         return None, False
     try:
@@ -143,7 +144,7 @@ def _check_lookup(
             f"{lookup_path(layout, manifest.ref)}: no lookup_root pinned for it in entry {record.index} "
             "(a folder older than lookup format 3): `apertus audit index --rebuild`, then `apertus audit repin`"
         ]
-    where = "" if record is None else f"{ledger.root / 'entries.jsonl'} entry {record.index}"
+    where = "" if record is None else f"{ledger.root / ENTRIES} entry {record.index}"
     return lookup_problems(layout, manifest, folder, root, where)
 
 
@@ -151,7 +152,7 @@ def _check_record(
     layout: DataLayout, ledger, record: LedgerRecord, folder: Path, head: str | None
 ) -> list[str]:
     problems = []
-    where = f"{ledger.root / 'entries.jsonl'} line {record.index + 1} (entry {record.index})"
+    where = f"{ledger.root / ENTRIES} line {record.index + 1} (entry {record.index})"
     manifest_sha = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
     if record.payload.get("manifest_sha256") != manifest_sha:
         problems.append(

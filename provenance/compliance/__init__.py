@@ -14,8 +14,7 @@ from provenance.compliance.model_card import model_card
 from provenance.compliance.render import write
 from provenance.compliance.summary import public_summary
 from records.layout import DataLayout
-
-DOCUMENTS = ("training-content-summary", "annex-xi", "gdpr-art30", "model-card")
+from records.release import DOCUMENTS, SOURCES
 
 
 def ledger_anchor(layout: DataLayout, cited: list[int | None]) -> dict | None:
@@ -55,12 +54,14 @@ def write_documents(
     certified = certification(layout, facts.model_ref)
     cited = [entry and entry.index, certified and certified.index, *(r.ledger_index for r in facts.requests)]
     anchor = ledger_anchor(layout, cited)
-    documents = {
-        "training-content-summary": public_summary(facts),
-        "annex-xi": annex_xi(facts),
-        "gdpr-art30": gdpr_art30(facts),
-        "model-card": model_card(facts, entry.index if entry else None, anchor),
-    }
+    # In the order of DOCUMENTS.
+    made = (
+        public_summary(facts),
+        annex_xi(facts),
+        gdpr_art30(facts),
+        model_card(facts, entry.index if entry else None, anchor),
+    )
+    documents = dict(zip(DOCUMENTS, made, strict=True))
     written = [path for name, doc in documents.items() for path in write(doc, out_dir, name)]
     sources = {
         "model_version": facts.model_ref,
@@ -69,7 +70,7 @@ def write_documents(
         "erasure_requests": [r.request_id for r in facts.requests],
         "ledger_head": anchor,
     }
-    path = Path(out_dir) / "sources.json"
+    path = Path(out_dir) / SOURCES
     path.write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
     return [*written, path]
 

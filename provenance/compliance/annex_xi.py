@@ -8,19 +8,31 @@ from __future__ import annotations
 from provenance.compliance.facts import Facts
 from provenance.compliance.render import Bullets, Document, Fields, Heading, Paragraph, Table, fmt
 from provenance.compliance.summary import pii_blocks, rights_blocks
+from records.assets import (
+    CURRICULUM_STAGES,
+    DEDUPLICATED,
+    LANGUAGE_IDENTIFIED,
+    QUALITY_CLASSIFIER,
+    QUALITY_FILTERED,
+    QUALITY_SCORED,
+    RAW_DOCUMENTS,
+    TOKEN_SHARDS,
+    TOKENIZER,
+)
+from records.tokenizer import TOKENIZER_FILE
 
 # What each step of the chain does (pipelines/steps.py and the training-data assets), in order.
 STEPS = {
-    "raw_documents": "read the snapshot; quarantine unreadable records; normalize text (NFC, repairs); drop documents "
+    RAW_DOCUMENTS: "read the snapshot; quarantine unreadable records; normalize text (NFC, repairs); drop documents "
     "named by recorded erasure requests (and pages reserved by robots.txt, where robots files are given)",
-    "language_identified": "identify language and script (fastText lid.176); keep the selected languages",
-    "quality_filtered": "heuristic quality rules per language (Gopher, C4, FineWeb); replace PII by placeholders",
-    "deduplicated": "drop exact duplicates, then MinHash near-duplicates",
-    "quality_classifier": "train the learned quality classifier",
-    "quality_scored": "score every document with the quality classifier",
-    "curriculum_stages": "select and weight documents into the curriculum's stages",
-    "tokenizer": "train the byte-level BPE tokenizer",
-    "token_shards": "tokenize each stage into shuffled fixed-length sequences",
+    LANGUAGE_IDENTIFIED: "identify language and script (fastText lid.176); keep the selected languages",
+    QUALITY_FILTERED: "heuristic quality rules per language (Gopher, C4, FineWeb); replace PII by placeholders",
+    DEDUPLICATED: "drop exact duplicates, then MinHash near-duplicates",
+    QUALITY_CLASSIFIER: "train the learned quality classifier",
+    QUALITY_SCORED: "score every document with the quality classifier",
+    CURRICULUM_STAGES: "select and weight documents into the curriculum's stages",
+    TOKENIZER: "train the byte-level BPE tokenizer",
+    TOKEN_SHARDS: "tokenize each stage into shuffled fixed-length sequences",
 }
 
 
@@ -61,7 +73,7 @@ def annex_xi(facts: Facts) -> Document:
         ("(c) Date of release and methods of distribution", f"{config.release_date}; {config.distribution}"),
         ("(d) Architecture", _architecture(model["config"])),
         ("(d) Number of parameters", f"{fmt(parameters.get('total'))} in total, {fmt(parameters.get('active'))} active per token"),
-        ("(e) Modality and format of inputs and outputs", f"text in, text out, as token ids of the tokenizer `{record['datasets']['tokenizer']}`; "
+        ("(e) Modality and format of inputs and outputs", f"text in, text out, as token ids of the tokenizer `{record['datasets'][TOKENIZER]}`; "
          f"context of up to {fmt(model['config'].get('max_seq_len'))} tokens (trained on {fmt(train.get('seq_len'))})"),
         ("(f) Licence", config.licence),
     ]))  # fmt: skip
@@ -70,7 +82,7 @@ def annex_xi(facts: Facts) -> Document:
     doc.add(Heading(3, "(a) Technical means for integration"))
     doc.add(Fields([
         ("Weights", f"`{record['export'].get('path')}` (safetensors), sha256 `{record['export'].get('sha256')}`"),
-        ("Tokenizer", f"`{record['datasets']['tokenizer']}` (byte-level BPE, `tokenizer.json`)"),
+        ("Tokenizer", f"`{record['datasets'][TOKENIZER]}` (byte-level BPE, `{TOKENIZER_FILE}`)"),
         ("Instructions of use", config.distribution),
     ]))  # fmt: skip
     doc.add(Heading(3, "(b) Design specifications and training process"))

@@ -19,12 +19,15 @@ import yaml
 
 from provenance.audit.model_use import SEQUENCE_USE_FILE, USE_UNKNOWN_TEXT
 from provenance.compliance.render import TO_FILL
+from records.assets import MODEL_ASSETS, QUALITY_FILTERED, RAW_DOCUMENTS, TOKEN_SHARDS
 from records.catalog import refresh_catalog
+from records.documents import ROBOTS_RECORD, SHARDS
 from records.erasure_match import HOST_PATTERN
 from records.layout import DataLayout
 from records.manifest import Manifest
-from records.models import MODEL_ASSETS, load_record
+from records.models import load_record
 from records.requests import requests
+from records.token_shards import read_index
 from records.verified import is_listed
 from records.versions import ancestors, load_versions, resolve
 
@@ -160,11 +163,11 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
         )
     chain = [r for r in ancestors(versions, ref) if r in versions]
     sources = sorted({v for s in record["datasets"]["stages"] for v in s.get("dataset_versions", [])})
-    shards = layout.datasets / record["datasets"]["token_shards"]
-    index = json.loads((shards / "index.json").read_text(encoding="utf-8"))
+    shards = layout.datasets / record["datasets"][TOKEN_SHARDS]
+    index = read_index(shards)
     staged: dict[str, int] = {}
     for stage in index["stages"]:
-        stage_index = json.loads((shards / stage["path"] / "index.json").read_text(encoding="utf-8"))
+        stage_index = read_index(shards / stage["path"])
         for language, n in stage_index.get("document_tokens_by_language", {}).items():
             staged[language] = staged.get(language, 0) + n
     # Per stage, the sequences trained on; without the model's per-sequence use, the same words as
@@ -179,7 +182,7 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
          "sequences_trained": trained.get(s["stage"])}
         for s in sorted(index["stages"], key=lambda s: s["stage_index"])
     ]  # fmt: skip
-    raws = [r for r in chain if versions[r].asset == "raw_documents"]
+    raws = [r for r in chain if versions[r].asset == RAW_DOCUMENTS]
     refresh_catalog(layout)  # builds it, or adds what it lacks: O(versions) when current
     con = duckdb.connect(str(layout.catalog), read_only=True)
     try:
@@ -225,22 +228,22 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
             "quarantined": quarantined.get(r.split("/")[1], 0), "first": first, "last": last,
         })  # fmt: skip
     robots = [
-        json.loads((layout.datasets / r / "robots.json").read_text())
+        json.loads((layout.datasets / r / ROBOTS_RECORD).read_text())
         for r in raws
-        if (layout.datasets / r / "robots.json").exists()
+        if (layout.datasets / r / ROBOTS_RECORD).exists()
     ]
     applied = sorted({i for r in raws for i in versions[r].config.get("suppression", [])})
     return Facts(
         ref, manifest, record, config, chain, sources, languages, stages, index.get("seq_len"),
         domains, domains_to_list(len(domains), config.sme), snapshots, exclusions,
-        _pii(layout, [r for r in chain if versions[r].asset == "quality_filtered"]),
+        _pii(layout, [r for r in chain if versions[r].asset == QUALITY_FILTERED]),
         requests(layout), applied, robots,
     )  # fmt: skip
 
 
 def _crawl_dates(folder: Path) -> tuple[str | None, str | None]:
     """The earliest and latest ``date`` the source records gave (kept in ``extra``), if any."""
-    files = sorted((folder / "shards").glob("*.parquet"))
+    files = sorted((folder / SHARDS).glob("*.parquet"))
     if not files:
         return None, None
     con = duckdb.connect()
@@ -257,7 +260,7 @@ def _crawl_dates(folder: Path) -> tuple[str | None, str | None]:
 def _pii(layout: DataLayout, refs: list[str]) -> dict:
     """PII redacted by the chain's quality_filtered versions: documents touched, spans replaced (the
     pii_redactions column), and spans per category (placeholders counted in the kept text)."""
-    files = [p for r in refs for p in sorted((layout.datasets / r / "shards").glob("*.parquet"))]
+    files = [p for r in refs for p in sorted((layout.datasets / r / SHARDS).glob("*.parquet"))]
     result = {"documents": 0, "spans": 0, "by_category": {name: 0 for name in PII_PLACEHOLDERS}}
     if not files:
         return result

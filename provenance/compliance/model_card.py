@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from provenance.compliance.facts import ERASURE_REASON, ROBOTS_REASON, Facts
 from provenance.compliance.render import Document, Fields, Heading, Paragraph, Table, fmt
+from records.assets import TOKEN_SHARDS, TOKENIZER
 
 
 def model_card(facts: Facts, ledger_index: int | None = None, anchor: dict | None = None) -> Document:
@@ -64,8 +65,8 @@ def model_card(facts: Facts, ledger_index: int | None = None, anchor: dict | Non
         ("Signing key id", f"`{anchor['key_id']}`" if anchor else "none (the ledger is empty)"),
         ("Ledger head", f"{anchor['tree_size']} entries, root `{anchor['root_hash']}`, ledger `{anchor['origin']}`" if anchor else None),
         ("Code commit", f"`{record['code'].get('commit')}`"),
-        ("Token shards", f"`{record['datasets']['token_shards']}`"),
-        ("Tokenizer", f"`{record['datasets']['tokenizer']}`"),
+        ("Token shards", f"`{record['datasets'][TOKEN_SHARDS]}`"),
+        ("Tokenizer", f"`{record['datasets'][TOKENIZER]}`"),
         ("Check", f"`apertus audit verify {facts.model_ref} --trusted-key KEY --head HEAD`; `apertus audit lineage {facts.model_ref}`"),
     ]))  # fmt: skip
     return doc

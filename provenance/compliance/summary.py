@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from provenance.compliance.facts import ERASURE_REASON, ROBOTS_REASON, Facts
 from provenance.compliance.render import Document, Fields, Heading, Paragraph, Table, fmt
+from records.assets import MODEL_ASSETS
 
 # The template's ranges for the size of text training data.
 SIZE_RANGES = (
@@ -60,7 +61,7 @@ def public_summary(facts: Facts) -> Document:
     doc.add(Heading(2, "1. General information"), Heading(3, "1.1 Provider identification"))
     doc.add(Fields([("Provider name and contact details", f"{config.provider}; {config.provider_contact}"),
                     ("Authorised representative name and contact details", config.authorised_representative)]))  # fmt: skip
-    bases = [r for r in facts.manifest.parents if r.split("/")[0] in ("trained_model", "finetuned_model")]
+    bases = [r for r in facts.manifest.parents if r.split("/")[0] in MODEL_ASSETS]
     doc.add(Heading(3, "1.2 Model identification"))
     doc.add(Fields([
         ("Versioned model name", facts.model_name),

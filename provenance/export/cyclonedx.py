@@ -26,11 +26,13 @@ import uuid
 from pathlib import Path
 
 from provenance.export.records import Scope, Version, model_record
+from records.assets import MODEL_INPUTS
 from records.layout import REPO_ROOT
+from records.models import RECORD, REQUIREMENTS_LOCK
 
 SPEC_VERSION = "1.6"
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
-LOCK = REPO_ROOT / "requirements.lock"
+LOCK = REPO_ROOT / REQUIREMENTS_LOCK
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
 
@@ -162,14 +164,12 @@ def _model_component(scope: Scope, version: Version, record: dict) -> dict:
         trained_on = [record["examples"]["dataset_version"]]
     else:
         datasets = record["datasets"]
-        trained_on = [
-            datasets[k] for k in ("token_shards", "tokenizer", "curriculum_stages") if datasets.get(k)
-        ]
+        trained_on = [datasets[k] for k in MODEL_INPUTS if datasets.get(k)]
         trained_on += [ref for stage in datasets.get("stages", []) for ref in stage["dataset_versions"]]
     missing = [ref for ref in trained_on if ref not in scope.versions]
     if missing:
         raise ValueError(
-            f"{version.folder / 'provenance.json'}: names dataset versions outside the model's lineage: {missing}"
+            f"{version.folder / RECORD}: names dataset versions outside the model's lineage: {missing}"
         )
     metrics = []
     for stage in record["metrics"].get("perplexity_after_stage", []):
@@ -243,8 +243,8 @@ def _libraries(version: Version, record: dict, lock: Path) -> list[dict]:
         commit = record["code"].get("commit") or "<commit>"
         raise ValueError(
             f"{lock}: sha256 {digest} differs from dependencies.lock_sha256 {recorded} in "
-            f"{version.folder / 'provenance.json'}; pass the lock the model was trained with "
-            f"(--lock FILE, e.g. from `git show {commit}:requirements.lock`)"
+            f"{version.folder / RECORD}; pass the lock the model was trained with "
+            f"(--lock FILE, e.g. from `git show {commit}:{REQUIREMENTS_LOCK}`)"
         )
     libraries = []
     for number, line in enumerate(lock.read_text(encoding="utf-8").splitlines(), 1):

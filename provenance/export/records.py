@@ -13,10 +13,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from records.assets import MODEL_ASSETS
 from records.layout import DataLayout
+from records.ledger.format import ENTRIES
 from records.manifest import MANIFEST, Manifest
 from records.merkle import leaf_hash
-from records.models import EXPORT_FILE, MODEL_ASSETS, RECORD, load_record
+from records.models import EXPORT_FILE, RECORD, load_record
 from records.versions import LedgerRecord, depth, ledger_records, load_versions, resolve
 
 
@@ -93,7 +95,7 @@ def load_scope(layout: DataLayout, ref: str | None) -> Scope:
 def _checked(layout: DataLayout, manifest: Manifest, pins: dict[str, LedgerRecord]) -> Version:
     folder = layout.datasets / manifest.asset / manifest.version_id
     path = folder / MANIFEST
-    entries = layout.ledger / "entries.jsonl"
+    entries = layout.ledger / ENTRIES
     if manifest.ref not in pins:
         raise ValueError(
             f"{path}: no ledger entry in {entries} pins {manifest.ref}; an unpinned version is not exported "

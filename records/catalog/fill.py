@@ -18,23 +18,24 @@ from pathlib import Path
 
 import duckdb
 
+from records.assets import TOKEN_SHARDS
 from records.canonical import canonical_json
 from records.catalog.tables import CATALOG_FORMAT, create_schema
-from records.layout import DataLayout
+from records.documents import EXCLUSIONS as EXCLUSIONS_FILE
+from records.documents import INDEX as INDEX_FILE
+from records.documents import QUARANTINE
+from records.layout import CATALOG_LOCK, DataLayout
 from records.ledger import Ledger, LedgerEntry
 from records.ledger.format import ENTRIES, LEAF_HASHES
 from records.manifest import MANIFEST, Manifest, manifest_of, version_id_of
 from records.merkle import HASH_SIZE
+from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
 from records.sql_quote import sql_identifier
+from records.token_shards import SEQUENCES_PATH as SEQUENCES_FILE
 from records.verified import verified_parquet
 
 # The files of a version that have rows in the catalog, by their path in the version folder.
-INDEX_FILE = "index.parquet"
-EXCLUSIONS_FILE = "exclusions.parquet"
-QUARANTINE_FILE = re.compile(r"quarantine/[^/]+\.parquet")
-SEQUENCES_FILE = re.compile(r"stages/([^/]+)/sequences\.parquet")  # of token_shards versions
-SEQUENCE_USE_FILE = "sequence_use.parquet"  # of model versions (model/usage.py)
-TOKEN_SHARDS = "token_shards"
+QUARANTINE_FILE = re.compile(rf"{QUARANTINE}/[^/]+\.parquet")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def catalog_lock(layout: DataLayout, *, shared: bool = False) -> Iterator[None]:
     another process is writing, so a reader waits for the writer here instead of failing, and
     the other way round. A reader of a data folder it cannot write (a read-only copy) reads
     without the lock: no writer can be there either."""
-    path = layout.root / ".catalog.lock"
+    path = layout.root / CATALOG_LOCK
     try:
         if not shared:
             layout.root.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@ absolute path, so a copied or restored data folder answers from its own rows.
 
 from __future__ import annotations
 
-from records.sql_quote import sql_identifier
+from records.assets import TOKEN_SHARDS, TRAINED_MODEL
+from records.models import SEQUENCE_USE
+from records.sql_quote import sql_identifier, sql_literal
 
 # Bump when a table or view changes: an older catalog is then rebuilt from the versions' files.
 CATALOG_FORMAT = 3
@@ -51,13 +53,13 @@ VIEWS = {
     # same answer as provenance.audit.model_use (tests/provenance/test_answers.py holds them equal).
     # use_known is whether the model's manifest lists sequence_use.parquet; without it the
     # per-sequence counts are NULL and the status is 'staged_use_unknown', never 'not trained'.
-    "model_training": """
+    "model_training": f"""
         WITH models AS (
             SELECT asset AS model_asset, dataset_version AS model_version,
-                   split_part(list_filter(parents, lambda p: starts_with(p, 'token_shards/'))[1], '/', 2)
+                   split_part(list_filter(parents, lambda p: starts_with(p, {sql_literal(TOKEN_SHARDS + "/")}))[1], '/', 2)
                        AS token_shards_version,
-                   list_contains(json_extract_string(files, '$[*].path'), 'sequence_use.parquet') AS use_known
-            FROM dataset_versions WHERE asset = 'trained_model'),
+                   list_contains(json_extract_string(files, '$[*].path'), {sql_literal(SEQUENCE_USE)}) AS use_known
+            FROM dataset_versions WHERE asset = {sql_literal(TRAINED_MODEL)}),
         held AS (
             SELECT DISTINCT m.model_asset, m.model_version, m.use_known, s.token_shards_version, s.stage,
                    s.doc_id, s.sha256, s.sequence

@@ -13,11 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.token_shards import TokenShardConfig, TokenShardReader, build_token_shards, stage_dirs
+from pipelines.token_shards import TokenShardConfig, build_token_shards
 from pipelines.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 from records.hashing import sha256_file
 from records.layout import DataLayout
 from records.manifest import seal, verify_version, version_folder
+from records.token_shards import ShardRows, stage_dirs
 
 CONFIG = TokenShardConfig(seq_len=64, sequences_per_shard=300, batch_documents=50, seed=11)
 
@@ -70,7 +71,7 @@ def built(curated, tmp_path_factory):
 
 
 def _sequence_rows(stage_dir: Path) -> np.ndarray:
-    reader = TokenShardReader(stage_dir)
+    reader = ShardRows(stage_dir)
     return np.stack([reader[i] for i in range(len(reader))])
 
 
@@ -160,7 +161,7 @@ def test_index_counts_and_random_access(built):
     assert [s["stage"] for s in top["stages"]] == ["warmup", "main"] and top["dtype"] == "uint16"
     for stage_dir in stage_dirs(result.folder):
         index = json.loads((stage_dir / "index.json").read_text())
-        reader = TokenShardReader(stage_dir)
+        reader = ShardRows(stage_dir)
         assert len(reader) == index["num_sequences"] == sum(s["num_sequences"] for s in index["shards"])
         assert len(index["shards"]) == -(-index["num_sequences"] // CONFIG.sequences_per_shard) > 1
         assert (

@@ -132,11 +132,12 @@ def audited_folder(trained, tmp_path_factory) -> AuditedFolder:
     finetune_examples and a finetuned_model version), certified, promoted, then `production` rolled
     back to the base; one erasure request for the URL of a document the model trained on.
     Tests must not modify it (copy it)."""
-    from apertus.tune_cli import SAMPLE_EXAMPLES, finetune_and_seal
+    from apertus.tune_cli import finetune_and_seal
     from model.finetune import FinetuneConfig
     from provenance.certify import certify, rollback, set_alias
     from records.layout import DataLayout
     from records.requests import record_request
+    from sample import FINETUNE_EXAMPLES
 
     source, model, _ = trained
     layout = DataLayout(tmp_path_factory.mktemp("audited") / "data")
@@ -156,7 +157,7 @@ def audited_folder(trained, tmp_path_factory) -> AuditedFolder:
         perplexity_margin=1.0,
         held_out_loss_margin=0.5,
     )
-    tuned, _ = finetune_and_seal(layout, base, SAMPLE_EXAMPLES, config, log=lambda line: None)
+    tuned, _ = finetune_and_seal(layout, base, FINETUNE_EXAMPLES, config, log=lambda line: None)
     certify(layout, tuned.ref, by=BY)
     set_alias(layout, "production", tuned.ref, by=BY)
     rollback(layout, "production", base, by=BY)

@@ -1,0 +1,48 @@
+"""Every file name a version or the data folder holds, gathered from the modules that own them.
+
+Each name is spelled once, in its owner (the table in docs/data-model.md); this module only lists
+them, so that tests/records/test_one_owner_per_name.py can check no other module spells one again.
+"""
+
+from __future__ import annotations
+
+from records import curriculum, documents, finetune, models, quality, release, token_shards, tokenizer
+from records.assets import ASSET_NAMES
+from records.keys import PRIVATE_KEY, PUBLIC_KEY
+from records.layout import CATALOG, CATALOG_LOCK
+from records.ledger.format import ENTRIES, LATEST_TREE_HEAD, LEAF_HASHES, TREE_HEADS
+from records.ledger.format import PUBLIC_KEY as LEDGER_PUBLIC_KEY
+from records.lookup import LEGACY_LOOKUP, LOOKUP
+from records.manifest import MANIFEST
+from records.pins import PINS
+
+# Files of a version, by the asset kinds that hold them.
+VERSION_FILES = (
+    MANIFEST,
+    *documents.FILE_NAMES,
+    *curriculum.FILE_NAMES,
+    *tokenizer.FILE_NAMES,
+    *token_shards.FILE_NAMES,
+    *quality.FILE_NAMES,
+    *models.FILE_NAMES,
+    *finetune.FILE_NAMES,
+    *release.FILE_NAMES,
+    LOOKUP,
+    LEGACY_LOOKUP,
+)
+# Files and folders of the data folder and of the key folder beside it.
+DATA_FOLDER_FILES = (
+    CATALOG,
+    CATALOG_LOCK,
+    PINS,
+    ENTRIES,
+    LEAF_HASHES,
+    TREE_HEADS,
+    LATEST_TREE_HEAD,
+    LEDGER_PUBLIC_KEY,
+    PRIVATE_KEY,
+    PUBLIC_KEY,
+)
+FILE_NAMES = VERSION_FILES + DATA_FOLDER_FILES
+# Every name no module but its owner may spell: the file names and the asset names.
+OWNED_NAMES = FILE_NAMES + ASSET_NAMES
