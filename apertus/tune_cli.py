@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
 from records.layout import REPO_ROOT, DataLayout
+from sample import SAMPLE_EXAMPLES
 
 __all__ = [
     "add_commands",
@@ -28,8 +27,6 @@ __all__ = [
     "print_model_history",
     "run_tune_demo",
 ]
-
-SAMPLE_EXAMPLES = REPO_ROOT / "sample" / "finetune" / "examples.jsonl"
 
 
 def _user() -> str:
@@ -48,40 +45,17 @@ def finetune_and_seal(
     reference_texts: str | Path | None = None,
     log=print,
 ):
-    """Seal the examples as a finetune_examples version, fine-tune the base model version on that sealed
-    copy (model.finetune) and seal the run as a finetuned_model version with its ledger entry; returns
-    (manifest of the new version, the run record)."""
-    from model.finetune import FinetuneConfig, finetune
+    """model.finetune.finetune_and_seal on the model version ``base_ref`` names (a unique id prefix is
+    enough), with FinetuneConfig's defaults unless ``cfg``; returns (manifest of the new version, the run
+    record)."""
+    from model.finetune import FinetuneConfig
+    from model.finetune import finetune_and_seal as seal_run
     from provenance.certify import resolve_model
-    from records.finetune import EXAMPLES_FILE, seal_examples, seal_finetune
-    from records.manifest import version_folder
 
     _, base_folder = resolve_model(layout, base_ref)
-    examples_manifest, created = seal_examples(layout, examples)
-    log(
-        f"examples: {examples_manifest.ref} ({examples_manifest.stats['examples']} examples, "
-        f"{'new' if created else 'already sealed'})"
+    return seal_run(
+        layout, base_folder, examples, cfg or FinetuneConfig(), reference_texts=reference_texts, log=log
     )
-    sealed_examples = version_folder(layout.datasets, examples_manifest.ref) / EXAMPLES_FILE
-    run_dir = layout.work / "finetune" / uuid.uuid4().hex[:12]
-    try:
-        run = finetune(
-            base_folder,
-            sealed_examples,
-            run_dir,
-            cfg or FinetuneConfig(),
-            reference_texts=reference_texts,
-            log=log,
-        )
-        manifest, index = seal_finetune(layout, run_dir, examples_manifest.ref)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    where = f"ledger entry {index}" if index is not None else "identical version existed"
-    log(
-        f"sealed {manifest.ref} ({where}); examples root {run['examples']['root']}; "
-        f"certifiable: {run['certifiable']}"
-    )
-    return manifest, run
 
 
 def _finetune(args: argparse.Namespace) -> int:
