@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# The default stays ExecutorConfig's (pipelines/executor.py), not imported here: it loads datatrove.
+TASKS_HELP = "tasks per step, which fixes the output sharding (default: ExecutorConfig.tasks)"
+
 
 def _ingest(args: argparse.Namespace) -> int:
     from apertus.snapshots import ingest
@@ -311,20 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
     curate = commands.add_parser("curate", help="materialize the curation assets for one snapshot")
     curate.add_argument("--snapshot", required=True)
     curate.add_argument("--config", help="YAML file overriding the curation config")
-    curate.add_argument("--tasks", type=int, default=4, help="tasks per step (fixes the output sharding)")
+    curate.add_argument("--tasks", type=int, help=TASKS_HELP)
     curate.set_defaults(func=_curate)
 
     stage = commands.add_parser(
         "stage", help="stage every curated snapshot into the curriculum's training stages"
     )
     stage.add_argument("--curriculum", help="curriculum YAML (default: configs/curriculum/sample.yaml)")
-    stage.add_argument("--tasks", type=int, default=4)
+    stage.add_argument("--tasks", type=int, help=TASKS_HELP)
     stage.set_defaults(func=_stage)
 
     train = commands.add_parser(
         "train", help="train the model over the latest token shards (the trained_model asset)"
     )
-    train.add_argument("--max-steps", type=int, help="optimizer steps across all stages (default 240)")
+    train.add_argument(
+        "--max-steps", type=int, help="optimizer steps across all stages (default: the recipe's max_steps)"
+    )
     train.set_defaults(func=_train)
 
     claims = commands.add_parser(
@@ -339,9 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the whole product on the bundled sample: curate, stage, train, fine-tune, certify, roll back, audit",
     )
-    demo.add_argument("--tasks", type=int, default=4)
+    demo.add_argument("--tasks", type=int, help=TASKS_HELP)
     demo.add_argument("--documents", type=int, help="crawl records in the generated sample (default: all)")
-    demo.add_argument("--max-steps", type=int, help="training steps (default 240)")
+    demo.add_argument("--max-steps", type=int, help="training steps (default: the recipe's max_steps)")
     demo.set_defaults(func=_demo)
 
     from apertus.tune_cli import add_commands as add_tune_commands

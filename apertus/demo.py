@@ -162,7 +162,7 @@ def _print_trained_model(trained) -> None:
     print(f"   provenance record: {out / RECORD}  ledger entry {meta['ledger_index'].value}")
 
 
-def run_demo(tasks: int = 4, documents: int | None = None, max_steps: int | None = None) -> int:
+def run_demo(tasks: int | None = None, documents: int | None = None, max_steps: int | None = None) -> int:
     """The whole product on the bundled sample, printing each step: generate the crawl snapshot (once),
     curate, stage and train through Dagster, audit the model (lineage, membership), fine-tune it,
     certify and roll back, record an erasure request and write the compliance documents, then verify

@@ -90,7 +90,9 @@ def _materialize(
     from assets.resources import CurationResource
     from assets.run_claims import COMMAND_TAG, check_pools_before_launch, process_tags
 
-    resource = CurationResource(data_folder=str(DataLayout.from_env().root), **resource_fields)
+    # A field left None keeps the resource's default (tasks: pipelines.executor.ExecutorConfig's).
+    fields = {name: value for name, value in resource_fields.items() if value is not None}
+    resource = CurationResource(data_folder=str(DataLayout.from_env().root), **fields)
     instance = dagster_instance()
     # Claims left by killed runs would make this run wait forever (docs/operations.md).
     check_pools_before_launch(instance, lambda line: print(line, file=sys.stderr, flush=True))
@@ -110,7 +112,9 @@ def _materialize(
     )
 
 
-def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, raise_on_error: bool = True):
+def curate(
+    snapshot: str, *, config_file: str | None = None, tasks: int | None = None, raise_on_error: bool = True
+):
     """Materialize the curation assets and the quality score for ``snapshot``; return Dagster's result."""
     from assets.jobs import CURATE_JOB_ASSETS
 
@@ -131,7 +135,7 @@ def curate(snapshot: str, *, config_file: str | None = None, tasks: int = 4, rai
     )
 
 
-def stage(*, curriculum: str | None = None, tasks: int = 4, raise_on_error: bool = True):
+def stage(*, curriculum: str | None = None, tasks: int | None = None, raise_on_error: bool = True):
     """Materialize ``curriculum_stages``, ``tokenizer`` and ``token_shards`` from every curated snapshot."""
     from assets.training_data import DEFAULT_CURRICULUM, curriculum_stages, token_shards, tokenizer
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
 from records.layout import REPO_ROOT, DataLayout
+from sample import FINETUNE_EXAMPLES
 
 __all__ = [
     "add_commands",
@@ -46,40 +45,17 @@ def finetune_and_seal(
     reference_texts: str | Path | None = None,
     log=print,
 ):
-    """Seal the examples as a finetune_examples version, fine-tune the base model version on that sealed
-    copy (model.finetune) and seal the run as a finetuned_model version with its ledger entry; returns
-    (manifest of the new version, the run record)."""
-    from model.finetune import FinetuneConfig, finetune
+    """model.finetune.finetune_and_seal on the model version ``base_ref`` names (a unique id prefix is
+    enough), with FinetuneConfig's defaults unless ``cfg``; returns (manifest of the new version, the run
+    record)."""
+    from model.finetune import FinetuneConfig
+    from model.finetune import finetune_and_seal as seal_run
     from provenance.certify import resolve_model
-    from records.finetune import EXAMPLES_FILE, seal_examples, seal_finetune
-    from records.manifest import version_folder
 
     _, base_folder = resolve_model(layout, base_ref)
-    examples_manifest, created = seal_examples(layout, examples)
-    log(
-        f"examples: {examples_manifest.ref} ({examples_manifest.stats['examples']} examples, "
-        f"{'new' if created else 'already sealed'})"
+    return seal_run(
+        layout, base_folder, examples, cfg or FinetuneConfig(), reference_texts=reference_texts, log=log
     )
-    sealed_examples = version_folder(layout.datasets, examples_manifest.ref) / EXAMPLES_FILE
-    run_dir = layout.work / "finetune" / uuid.uuid4().hex[:12]
-    try:
-        run = finetune(
-            base_folder,
-            sealed_examples,
-            run_dir,
-            cfg or FinetuneConfig(),
-            reference_texts=reference_texts,
-            log=log,
-        )
-        manifest, index = seal_finetune(layout, run_dir, examples_manifest.ref)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    where = f"ledger entry {index}" if index is not None else "identical version existed"
-    log(
-        f"sealed {manifest.ref} ({where}); examples root {run['examples']['root']}; "
-        f"certifiable: {run['certifiable']}"
-    )
-    return manifest, run
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -277,25 +253,24 @@ def run_tune_demo(layout: DataLayout, base_ref: str, log=print) -> int:
     from provenance.certify import certify, materialize_alias, rollback, set_alias
     from records.finetune import contains_example, read_examples, verify_example_proof
     from records.hashing import sha256_file
-    from sample import FINETUNE_EXAMPLES as SAMPLE_EXAMPLES
 
     by = "apertus demo"
-    log(f"\n== fine-tuning (SovereignTune) on {SAMPLE_EXAMPLES.relative_to(REPO_ROOT)}")
+    log(f"\n== fine-tuning (SovereignTune) on {FINETUNE_EXAMPLES.relative_to(REPO_ROOT)}")
     base = certify(layout, base_ref, by=by)
     base_ref = base.payload["model_version"]
     log(f"$ apertus certify {base_ref[:26]}  -> model_certified, ledger entry {base.index}")
     moved = set_alias(layout, "production", base_ref, by=by)
     log(f"$ apertus alias set production {base_ref[:26]}  -> entry {moved.index}")
-    manifest, run = finetune_and_seal(layout, base_ref, SAMPLE_EXAMPLES, log=lambda line: None)
+    manifest, run = finetune_and_seal(layout, base_ref, FINETUNE_EXAMPLES, log=lambda line: None)
     for name, gate in run["gates"].items():
         log(f"   gate {name}: {'passed' if gate['passed'] else 'FAILED'}")
     log(
-        f"$ apertus finetune --base {base_ref[:26]} --examples {SAMPLE_EXAMPLES.name}"
+        f"$ apertus finetune --base {base_ref[:26]} --examples {FINETUNE_EXAMPLES.name}"
         f"  -> {manifest.ref[:28]}  "
         f"loss {run['metrics']['first_loss']:.2f} -> {run['metrics']['final_loss']:.2f}, "
         f"examples root {run['examples']['root'][:16]}…"
     )
-    examples = read_examples(SAMPLE_EXAMPLES)
+    examples = read_examples(FINETUNE_EXAMPLES)
     proofs = [(e, contains_example(layout, e.sha256, manifest.ref)) for e in examples]
     used = next((e, p) for e, (found, p) in proofs if found)
     unused = [e for e, (found, _) in proofs if not found]

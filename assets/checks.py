@@ -4,15 +4,12 @@ from collections.abc import Collection
 
 import dagster as dg
 
+from assets.external import report
+from assets.external.report import Outcome
 from pipelines.steps import StepResult
 from records.layout import DataLayout
-from records.ledger import Ledger
-from records.manifest import verify_version
 
 VERSION_CHECKS = ("version_verifies", "ledger_verifies")
-
-# What a check yields: (passed, metadata shown beside the result in the UI).
-Outcome = tuple[bool, dict]
 
 
 def check_specs(asset: str, *extra: str, blocking: Collection[str] = ()) -> list[dg.AssetCheckSpec]:
@@ -25,12 +22,7 @@ def check_specs(asset: str, *extra: str, blocking: Collection[str] = ()) -> list
 
 def version_outcomes(result: StepResult, layout: DataLayout) -> dict[str, Outcome]:
     """The files still hash to their manifest, and the ledger (which pinned them) verifies."""
-    problems = verify_version(result.folder)
-    ledger_problems = Ledger(layout.ledger).verify()
-    return {
-        "version_verifies": (not problems, {"problems": problems[:20]}),
-        "ledger_verifies": (not ledger_problems, {"problems": ledger_problems[:20]}),
-    }
+    return report.version_outcomes(result.folder, layout)
 
 
 def check_results(asset: str, outcomes: dict[str, Outcome]) -> list[dg.AssetCheckResult]:

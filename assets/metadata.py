@@ -6,13 +6,12 @@ embedded as a data URI, and also written beside the version so it stays with the
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 
+from assets.external.report import figure_png, plot_markdown
 from pipelines.steps import StepResult
 from records.documents import EXCLUDED, SHARDS
 from records.manifest import MANIFEST
@@ -63,17 +62,6 @@ def _examples(folder: Path, subdir: str) -> str:
     return "\n".join(parts)
 
 
-def figure_png(fig) -> bytes:
-    """A matplotlib figure as PNG bytes (no software stamp, so the same plot gives the same bytes)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def language_plot_png(kept: dict) -> bytes:
     """A bar chart of kept documents and estimated tokens per language."""
     import matplotlib
@@ -115,11 +103,8 @@ def version_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
 
 def plot_metadata(name: str, png: bytes, path: Path) -> dict[str, dg.MetadataValue]:
     """A plot as an image in the metadata panel, and as a file beside the instance's storage."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    encoded = base64.b64encode(png).decode()
     return {
-        name: dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),
+        name: dg.MetadataValue.md(plot_markdown(name, png, path)),
         f"{name}_png": dg.MetadataValue.path(str(path)),
     }
 

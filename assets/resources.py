@@ -19,7 +19,7 @@ class CurationResource(dg.ConfigurableResource):
 
     data_folder: str | None = None
     config_file: str | None = None
-    tasks: int = 4
+    tasks: int = ExecutorConfig.tasks
     workers: int | None = None
     ray_address: str | None = None
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from assets.operations import CPU_POOL, TRAIN_POOL
 from records.layout import ProcessId
@@ -84,7 +83,7 @@ def _holder(instance: dg.DagsterInstance, run_id: str, pools: tuple[str, ...]) -
     else:
         launched_by = f"apertus {run.tags.get(COMMAND_TAG, '?')}, pid {owner.pid} on {owner.host}"
         alive = owner.alive()
-    if run.status in FINISHED_STATUSES:
+    if run.is_finished:
         alive = False  # whatever its process does now, this run is over
     return Holder(run_id, pools, status, alive, launched_by)
 
@@ -93,7 +92,7 @@ def release_run(instance: dg.DagsterInstance, run_id: str, reason: str) -> None:
     """Free every slot and pending claim of ``run_id``; a run not yet finished is marked failed first
     (its process is gone: nothing else will ever say so)."""
     run = instance.get_run_by_id(run_id)
-    if run is not None and run.status not in FINISHED_STATUSES:
+    if run is not None and not run.is_finished:
         instance.report_run_failed(run, message=f"Marked failed by apertus: {reason}")
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
@@ -193,7 +192,7 @@ def release_own_runs(instance: dg.DagsterInstance, reason: str) -> list[str]:
     released = []
     holding = {holder.run_id for holder in pool_holders(instance)}
     for run in instance.get_runs(filters=dg.RunsFilter(tags=process_tags())):
-        if run.status not in FINISHED_STATUSES or run.run_id in holding:
+        if not run.is_finished or run.run_id in holding:
             release_run(instance, run.run_id, reason)
             released.append(run.run_id)
     return released
@@ -207,6 +206,8 @@ def take_signal_from_dagster() -> bool:
     import sys
     import threading
 
+    # Dagster has no public API for the interrupt its in-process execution captured; this private
+    # one is the only reader (pinned dagster version, requirements.lock; tests/assets/test_run_claims.py).
     from dagster._utils.interrupts import pop_captured_interrupt
 
     if pop_captured_interrupt():

@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
-from dagster._core.definitions.data_version import CODE_VERSION_TAG, DATA_VERSION_TAG
 
 from assets.curation import CODE_VERSION, snapshots
 from assets.jobs import CURATE_JOB_ASSETS, STAGE_ASSETS, retrain_job
 from assets.operations import HEAVY_TAGS
 from assets.training import trained_model
+from assets.versions import CODE_VERSION_TAG, DATA_VERSION_TAG, latest_materialization
 from records.assets import CURRICULUM_STAGES, QUALITY_SCORED, RAW_DOCUMENTS, TRAINED_MODEL
 from records.layout import DataLayout
 from records.manifest import MANIFEST, load_manifest, version_folder
@@ -60,16 +60,6 @@ class RetrainPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(asset), asset_partitions=None if partition is None else [partition]
-        ),
-        limit=1,
-    ).records
-    return records[0].asset_materialization if records else None
-
-
 def curation_needed(
     instance: dg.DagsterInstance, snapshot: str, layout: DataLayout | None = None
 ) -> str | None:
@@ -78,14 +68,14 @@ def curation_needed(
     before an erasure request recorded since), or None when every curation asset is current."""
     for asset in CURATE_JOB_ASSETS:
         name = asset.key.to_user_string()
-        event = _latest(instance, name, snapshot)
+        event = latest_materialization(instance, name, snapshot)
         if event is None:
             return f"{name} never materialized"
         code = event.tags.get(CODE_VERSION_TAG)
         if code != CODE_VERSION:
             return f"{name} made by code {code}, now {CODE_VERSION}"
     if layout is not None:
-        return _unapplied_requests(layout, _latest(instance, RAW_DOCUMENTS, snapshot))
+        return _unapplied_requests(layout, latest_materialization(instance, RAW_DOCUMENTS, snapshot))
     return None
 
 
@@ -108,7 +98,7 @@ def trained_on(instance: dg.DagsterInstance, layout: DataLayout) -> tuple[str | 
     """The last trained model's version ref and the ``quality_scored`` versions its curriculum drew
     from, read from the model's and the curriculum's manifests; (None, None) when no model was
     trained, (ref, None) when its version folder is not in this data folder."""
-    event = _latest(instance, TRAINED_MODEL)
+    event = latest_materialization(instance, TRAINED_MODEL)
     if event is None or DATA_VERSION_TAG not in event.tags:
         return None, None
     ref = f"{TRAINED_MODEL}/{event.tags[DATA_VERSION_TAG]}"
@@ -161,7 +151,7 @@ def plan_retraining(instance: dg.DagsterInstance, layout: DataLayout) -> Retrain
         plan.notes.append(f"retraining waits for the curation of {', '.join(waiting)}")
         return plan
     plan.curated = {
-        name: f"{QUALITY_SCORED}/{_latest(instance, QUALITY_SCORED, name).tags[DATA_VERSION_TAG]}"
+        name: f"{QUALITY_SCORED}/{latest_materialization(instance, QUALITY_SCORED, name).tags[DATA_VERSION_TAG]}"
         for name in names
     }
     current = set(plan.curated.values())

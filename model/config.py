@@ -12,6 +12,8 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "RunConfig",
+    "CurriculumRun",
+    "DEFAULT_RECIPE",
     "tiny",
     "tiny_dense",
     "apertus_70b",
@@ -22,6 +24,7 @@ __all__ = [
 ]
 
 ATTENTION_IMPLS = ("dense", "lasa")
+DEFAULT_RECIPE = "tiny"  # what a run trains when nobody names a recipe (CLIs, the trained_model asset)
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,43 @@ def gpu_dense_1b() -> RunConfig:
     m = cfg.model
     dense = ModelConfig(**{**m.__dict__, "moe": None, "ffn_hidden": m.moe.top_k * m.ffn_hidden})
     return RunConfig(dense, cfg.train)
+
+
+@dataclass(frozen=True)
+class CurriculumRun:
+    """A training run over the stages of a token_shards version as it is requested: by
+    ``python -m model.stages`` (its options are these fields) or by the trained_model asset (its Dagster
+    config, passed through Dagster Pipes). model/stages.py: ``train_curriculum`` runs it.
+
+    recipe: a RECIPES name; the recipe sets every training default, max_steps included. The other
+    run fields (max_steps ... attention) are overrides of the recipe's values; None keeps the recipe's.
+    A max_steps without warmup_steps / decay_steps scales the recipe's warmup and decay to it.
+    held_out_fraction: share of each stage's sequences held out for evaluation (never trained on).
+    eval_sequences: held-out sequences evaluated per stage. stop_after: return after that many total
+    steps, with a checkpoint there (the run resumes from it).
+    """
+
+    token_shards: str
+    out: str
+    recipe: str = DEFAULT_RECIPE
+    held_out_fraction: float = 0.02
+    eval_sequences: int = 128
+    stop_after: int | None = None
+    max_steps: int | None = None
+    checkpoint_every: int | None = None
+    ep_size: int | None = None
+    zero_stage: int | None = None
+    seq_len: int | None = None
+    micro_batch_size: int | None = None
+    grad_accum_steps: int | None = None
+    warmup_steps: int | None = None
+    decay_steps: int | None = None
+    seed: int | None = None
+    attention: str | None = None
+
+    def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise ValueError(f"CurriculumRun.recipe={self.recipe!r}; known recipes: {sorted(RECIPES)}")
 
 
 RECIPES = {

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,16 +56,19 @@ from records.finetune import (
     Example,
     hardware_record,
     read_examples,
+    seal_examples,
+    seal_finetune,
     split_held_out,
     usage_line,
     usage_root,
 )
 from records.hashing import sha256_file
-from records.manifest import load_manifest, version_folder
+from records.layout import DataLayout
+from records.manifest import Manifest, load_manifest, version_folder
 from records.models import EVALUATION, EXPORT_FILE, METRICS, RECORD, RUN, load_record
 from records.tokenizer import TOKENIZER_FILE
 
-__all__ = ["FinetuneConfig", "encode_example", "save_safetensors", "finetune", "main"]
+__all__ = ["FinetuneConfig", "encode_example", "save_safetensors", "finetune", "finetune_and_seal", "main"]
 
 END_OF_TEXT, PAD = "<|endoftext|>", "<|pad|>"  # pipelines/tokenizer.py: ids 0 and 1
 
@@ -311,6 +316,39 @@ def finetune(
     }
     write_record(out_dir / RUN, run)
     return run
+
+
+def finetune_and_seal(
+    layout: DataLayout,
+    base_folder: str | Path,
+    examples: str | Path,
+    cfg: FinetuneConfig,
+    *,
+    reference_texts: str | Path | None = None,
+    log=print,
+) -> tuple[Manifest, dict]:
+    """Seal the examples as a finetune_examples version, fine-tune the base version in base_folder on
+    that sealed copy (``finetune``) and seal the run as a finetuned_model version with its ledger entry;
+    return (the new version's manifest, the run record). The run folder under the layout's work folder
+    is removed either way. ``apertus finetune`` and the finetuned_model asset both run this."""
+    examples_manifest, created = seal_examples(layout, examples)
+    log(
+        f"examples: {examples_manifest.ref} ({examples_manifest.stats['examples']} examples, "
+        f"{'new' if created else 'already sealed'})"
+    )
+    sealed_examples = version_folder(layout.datasets, examples_manifest.ref) / EXAMPLES_FILE
+    run_dir = layout.work / "finetune" / uuid.uuid4().hex[:12]
+    try:
+        run = finetune(base_folder, sealed_examples, run_dir, cfg, reference_texts=reference_texts, log=log)
+        manifest, index = seal_finetune(layout, run_dir, examples_manifest.ref)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    where = f"ledger entry {index}" if index is not None else "identical version existed"
+    log(
+        f"sealed {manifest.ref} ({where}); examples root {run['examples']['root']}; "
+        f"certifiable: {run['certifiable']}"
+    )
+    return manifest, run
 
 
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as tdist
 
-from model.config import RunConfig, TrainConfig
+from model.config import RECIPES, CurriculumRun, RunConfig, TrainConfig, recipe
 from model.data import batch_indices
 from model.evaluate import StageSplit, evaluate_split, merge_results, split_stage, stage_languages
 from model.export import export_safetensors
@@ -58,7 +58,15 @@ from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
 from records.token_shards import read_index
 from records.token_shards import stage_dirs as shard_stage_dirs
 
-__all__ = ["StagePlan", "TrainingSummary", "plan_stages", "train_on_stages", "main"]
+__all__ = [
+    "StagePlan",
+    "TrainingSummary",
+    "plan_stages",
+    "run_config",
+    "train_curriculum",
+    "train_on_stages",
+    "main",
+]
 
 RUN_FORMAT = "apertus.training-run/1"
 
@@ -197,8 +205,8 @@ def train_on_stages(
     *,
     stop_after: int | None = None,
     export: bool = True,
-    held_out_fraction: float = 0.02,
-    eval_sequences: int = 128,
+    held_out_fraction: float = CurriculumRun.held_out_fraction,
+    eval_sequences: int = CurriculumRun.eval_sequences,
     log=print,
 ) -> TrainingSummary:
     """Train run over the stages of a token_shards version folder in order (see the module docstring),
@@ -331,39 +339,53 @@ def _file_hashes(out_dir: Path) -> dict[str, str]:
     return {p.relative_to(out_dir).as_posix(): sha256_file(p) for p in paths if p.is_file()}
 
 
-def _scale_schedule(args: argparse.Namespace) -> None:
-    """With --max-steps but no --warmup-steps / --decay-steps, the recipe's warmup and decay scaled to it."""
-    from model.config import recipe
+def run_config(request: CurriculumRun) -> RunConfig:
+    """The recipe with the request's overrides applied. The shards fix the context length when the
+    request names none; a max_steps without warmup_steps / decay_steps gets the recipe's warmup and
+    decay scaled to it."""
+    base = recipe(request.recipe).train
+    scaled = {}
+    if request.seq_len is None:
+        scaled["seq_len"] = read_index(request.token_shards)["seq_len"]
+    if request.max_steps is not None and request.warmup_steps is None:
+        scaled["warmup_steps"] = max(1, round(base.warmup_steps * request.max_steps / base.max_steps))
+    if request.max_steps is not None and request.decay_steps is None:
+        scaled["decay_steps"] = round(base.decay_steps * request.max_steps / base.max_steps)
+    return run_config_from_args(dataclasses.replace(request, **scaled))
 
-    base = recipe(args.recipe).train
-    if args.max_steps is not None and args.warmup_steps is None:
-        args.warmup_steps = max(1, round(base.warmup_steps * args.max_steps / base.max_steps))
-    if args.max_steps is not None and args.decay_steps is None:
-        args.decay_steps = round(base.decay_steps * args.max_steps / base.max_steps)
+
+def train_curriculum(request: CurriculumRun, log=print) -> TrainingSummary:
+    """Train the run ``request`` describes (``run_config``) over its token_shards version's stages:
+    ``train_on_stages`` with the request's folders, held-out share and evaluation size. log: called with
+    one line of text per step and evaluation."""
+    return train_on_stages(
+        run_config(request),
+        request.token_shards,
+        request.out,
+        stop_after=request.stop_after,
+        held_out_fraction=request.held_out_fraction,
+        eval_sequences=request.eval_sequences,
+        log=log,
+    )
 
 
 def main(argv=None) -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(CurriculumRun)}
     p = argparse.ArgumentParser(prog="python -m model.stages", description=__doc__.split("\n\n")[0])
     p.add_argument("--token-shards", required=True, help="a token_shards version folder (with index.json)")
-    p.add_argument("--recipe", default="tiny", help="tiny | tiny-dense | apertus-70b")
-    p.add_argument("--held-out-fraction", type=float, default=0.02)
-    p.add_argument("--eval-sequences", type=int, default=128, help="held-out sequences evaluated per stage")
+    p.add_argument("--recipe", default=defaults["recipe"], help=" | ".join(RECIPES))
+    p.add_argument("--held-out-fraction", type=float, default=defaults["held_out_fraction"])
+    p.add_argument(
+        "--eval-sequences", type=int, default=defaults["eval_sequences"], help="held-out sequences per stage"
+    )
     add_run_arguments(p)
-    args = p.parse_args(argv)
-    if args.seq_len is None:  # the shards fix the context length
-        args.seq_len = read_index(args.token_shards)["seq_len"]
-    _scale_schedule(args)
+    args = vars(p.parse_args(argv))
+    request = CurriculumRun(**{name: args[name] for name in defaults})
     # Ranks other than 0 stay quiet; rank 0's lines are what a caller streams.
     quiet = int(os.environ.get("RANK", 0)) != 0
     started = time.perf_counter()
-    summary = train_on_stages(
-        run_config_from_args(args),
-        args.token_shards,
-        args.out,
-        stop_after=args.stop_after,
-        held_out_fraction=args.held_out_fraction,
-        eval_sequences=args.eval_sequences,
-        log=(lambda line: None) if quiet else (lambda line: print(line, flush=True)),
+    summary = train_curriculum(
+        request, log=(lambda line: None) if quiet else (lambda line: print(line, flush=True))
     )
     if not quiet:
         print(

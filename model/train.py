@@ -22,7 +22,7 @@ import torch
 import torch.distributed as tdist
 
 from model.checkpoint_integrity import checkpoint_tag, read_latest, verify_tag, write_latest, write_tag_hashes
-from model.config import ModelConfig, RunConfig, TrainConfig, recipe
+from model.config import DEFAULT_RECIPE, RECIPES, ModelConfig, RunConfig, TrainConfig, recipe
 from model.data import MemmapTokens, TokenShards, TokenSource, write_markov_tokens
 from model.export import export_safetensors
 from model.loop import EngineStep, LoopConfig, adamw, run_loop, token_batches
@@ -244,7 +244,7 @@ def _save(
 
 def _parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipe", default="tiny", help="tiny | tiny-dense | apertus-70b")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=" | ".join(RECIPES))
     p.add_argument(
         "--data",
         required=True,
@@ -274,8 +274,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)
 
 
-def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The recipe with the command line's overrides applied (None = keep the recipe's value)."""
+def run_config_from_args(args) -> RunConfig:
+    """The recipe with the overrides applied (None = keep the recipe's value): parsed options, or any
+    object with the same attributes (model.config.CurriculumRun)."""
     run = recipe(args.recipe)
     names = [
         "max_steps",

@@ -126,3 +126,98 @@ def test_the_record_pins_what_dagster_recorded_as_inputs(materialized):
         assert record[key], key
     assert record["config"]["deepspeed"]["train_micro_batch_size_per_gpu"] >= 1
     assert record["dependencies"]["count"] > 50 and len(record["dependencies"]["sha256"]) == 64
+
+
+def test_refuses_to_train_on_another_version_than_dagster_recorded(tmp_path):
+    # The input's value names one token_shards folder, Dagster's data version another: nothing may
+    # be trained (or sealed) on a version the run's lineage would not name.
+    @dg.asset(name="token_shards")
+    def mismatched():
+        return dg.Output("token_shards/" + "a" * 64, data_version=dg.DataVersion("b" * 64))
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [mismatched, trained_model],
+            instance=instance,
+            resources={"curation": CurationResource(data_folder=str(tmp_path))},
+            raise_on_error=False,
+        )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "differs from the folder to train on" in failure.event_specific_data.user_failure_data.description
+    assert not (tmp_path / "datasets" / TRAINED_MODEL).exists()
+
+
+STOPPED_RUN = """
+import sys
+import dagster as dg
+from apertus.stopping import stoppable
+from assets.resources import CurationResource
+from assets.run_claims import take_signal_from_dagster
+from assets.training import trained_model
+
+root, ref, version = sys.argv[1:4]
+
+@dg.asset(name="token_shards")
+def token_shards_version():
+    return dg.Output(ref, data_version=dg.DataVersion(version))
+
+# As `apertus train` runs it (apertus/cli.py: _run_stoppable).
+with dg.instance_for_test() as instance, stoppable(take_signal_from_dagster) as stop:
+    try:
+        dg.materialize(
+            [token_shards_version, trained_model],
+            instance=instance,
+            resources={"curation": CurationResource(data_folder=root)},
+            run_config={"ops": {"trained_model": {"config": {"max_steps": 5000, "threads": 1}}}},
+        )
+    except BaseException:
+        if stop.signo is None:
+            raise
+sys.exit(stop.exit_code if stop.signo else 0)
+"""
+
+
+def test_sigterm_stops_the_training_child(tmp_path):
+    # SIGTERM to the Dagster process (run as the CLI runs it) while the Pipes child trains: the step
+    # forwards SIGINT to the child, which exits; the command ends with 143 within seconds (not after
+    # the step's retry delay), and no training process outlives it.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    root = tmp_path / "data"
+    folder = write_token_shards(root / "datasets", root / "work")
+    log = tmp_path / "run.log"
+    env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
+    with open(log, "w") as out:
+        parent = subprocess.Popen(
+            [sys.executable, "-c", STOPPED_RUN, str(root), f"token_shards/{folder.name}", folder.name],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while "step 2/5000" not in log.read_text() and time.monotonic() < deadline:
+            assert parent.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert "step 2/5000" in log.read_text(), log.read_text()[-3000:]
+        children = psutil.Process(parent.pid).children(recursive=True)
+        assert any("assets.external.train" in " ".join(c.cmdline()) for c in children)
+        parent.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        parent.wait(timeout=60)
+        seconds_to_stop = time.monotonic() - stopped_at
+        _, alive = psutil.wait_procs(children, timeout=10)
+    finally:
+        parent.kill()
+        parent.wait()
+    output = log.read_text()
+    assert parent.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert seconds_to_stop < 20, seconds_to_stop
+    assert "sending SIGINT to subprocess" in output, output[-3000:]
+    assert not alive, [c.cmdline() for c in alive]
+    assert "step 5000/5000" not in output
