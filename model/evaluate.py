@@ -163,8 +163,11 @@ def evaluate_split(model: torch.nn.Module, split: StageSplit, *, batch_size: int
 
 
 def _perplexity(nll_sum: float, tokens: int) -> dict:
-    loss = nll_sum / tokens if tokens else float("nan")
-    return {"loss": loss, "perplexity": math.exp(loss) if tokens else float("nan"), "tokens": tokens}
+    # No tokens: nothing was measured, recorded as null (the records' canonical JSON has no NaN).
+    if not tokens:
+        return {"loss": None, "perplexity": None, "tokens": 0}
+    loss = nll_sum / tokens
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
 
 
 def merge_results(by_stage: dict[str, dict]) -> dict:

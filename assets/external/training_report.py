@@ -55,16 +55,21 @@ def perplexity_plot_png(evaluations: list[dict]) -> bytes:
     return figure_png(fig)
 
 
+def _number(value: float | None) -> str:
+    """A perplexity cell: blank when nothing was measured (no held-out tokens: null in the record)."""
+    return "" if value is None else f"{value:,.1f}"
+
+
 def perplexity_table(evaluations: list[dict]) -> str:
     """Held-out perplexity per language (rows) after each stage (columns), as Markdown."""
     languages = sorted({lang for e in evaluations for lang in e["perplexity"]})
     lines = ["| language | " + " | ".join(f"after {e['stage']}" for e in evaluations) + " |"]
     lines.append("|---|" + "---:|" * len(evaluations))
     for lang in languages:
-        cells = [f"{e['perplexity'][lang]:,.1f}" if lang in e["perplexity"] else "" for e in evaluations]
+        cells = [_number(e["perplexity"].get(lang)) for e in evaluations]
         lines.append(f"| {lang} | " + " | ".join(cells) + " |")
     lines.append(
-        "| **overall** | " + " | ".join(f"{e['overall']['perplexity']:,.1f}" for e in evaluations) + " |"
+        "| **overall** | " + " | ".join(_number(e["overall"]["perplexity"]) for e in evaluations) + " |"
     )
     return "\n".join(lines)
 
