@@ -2,9 +2,9 @@
 # The GPU check, in at most 5 minutes on one NVIDIA GPU, in the priority order of issue 17:
 #   1-3. bench/lasa.py --gpu --budget-s: LASA's Triton kernels in bf16 against the fp32 reference at the
 #        priority shapes (T 1000 and 4096, GQA 4, D 128, blocks of 64, top-16; forward, every gradient, a
-#        decode step), then fwd and fwd+bwd against SDPA flash and FlexAttention at 16k and 64k (B * T
-#        fixed), then decode at 32k (KV bytes and tokens/s against a dense cache), then the wider
-#        correctness grid; what does not fit is skipped with a message    (budget LASA_BUDGET_S, 140 s)
+#        decode step), then fwd and fwd+bwd against SDPA flash at 16k and 64k (B * T fixed), then decode
+#        at 32k (KV bytes and tokens/s against a dense cache), then FlexAttention at 16k and 64k, then
+#        the wider correctness grid; what does not fit is skipped with a message  (LASA_BUDGET_S, 140 s)
 #   4.   bench/gpu_train.py: the first-step loss against a CPU reference, then tokens/s, TFLOP/s, MFU and
 #        peak memory of the gpu-moe-1b recipe and its dense baseline       (the rest, at least 30 s)
 # A part that has no time left is skipped with a message. Run from anywhere: bash bench/gpu_check.sh.

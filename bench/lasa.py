@@ -11,13 +11,14 @@
      64, sink + 2 local blocks + top-16; norm-wise relative error as tests/kernels measures it, failing
      past 2e-2 (bf16), 1e-2 (fp16); and one decode step, Triton against the reference;
   2. timing: forward and forward+backward of LASA (its block selection included) against SDPA (flash
-     backend, causal, K and V expanded to Hq heads outside the timed region) and FlexAttention over the
-     same block mask, Hq 32 / Hkv 8, D 128, at each of --lengths with B * T fixed (65,536 tokens), the
-     attended budget fixed (sink block + 2 local blocks + top-16 blocks of 64: at most 1,216 keys); at each
-     length LASA's forward is first checked against the fp32 reference (forward only: the reference's
-     backward at 64k would hold tens of GB);
+     backend, causal, K and V expanded to Hq heads outside the timed region), Hq 32 / Hkv 8, D 128, at
+     each of --lengths with B * T fixed (65,536 tokens), the attended budget fixed (sink block + 2 local
+     blocks + top-16 blocks of 64: at most 1,216 keys); at each length LASA's forward is first checked
+     against the fp32 reference (forward only: the reference's backward at 64k would hold tens of GB);
   3. decode at 32k context, batch 1 and 8: KV-cache bytes and tokens/s of LASA's cache (0, half and all
      KV heads pruned to the sink + a 4096-token ring) against a dense bf16 cache attended with SDPA;
+  2b. FlexAttention over the same block mask at the same lengths (after the decode part: compiling it
+     can take most of a minute per length);
   4. the wider grid, time allowing: the priority shape at T = 257 and 16384, GQA 1 and 8, head dim 64,
      top-k 1, fp16. Last, so that it never pushes out the timing.
 It exits 1 when a correctness check fails. --out writes every row as JSON.
@@ -197,7 +198,10 @@ def bench_ms(fn, device: str) -> float:
     if device == "cuda":
         from triton.testing import do_bench
 
-        return do_bench(fn, warmup=5, rep=50)
+        try:
+            return do_bench(fn, warmup=5, rep=50, return_mode="median")
+        except TypeError:  # a Triton without return_mode: its own default statistic
+            return do_bench(fn, warmup=5, rep=50)
     fn()
     times = []
     for _ in range(3):
@@ -267,42 +271,48 @@ def _shape_dict(s: Shape) -> dict:
 # ---------------------------------------------------------------- 2: timing against SDPA and FlexAttention
 
 
-def timing(prof: Profile, lengths: list[int], budget: Budget, rows: list) -> bool:
+def timing(prof: Profile, lengths: list[int], budget: Budget, rows: list, *, flex: bool) -> bool:
+    """Part 2 (flex=False: SDPA flash and LASA, LASA's forward checked first) or its FlexAttention rows
+    (flex=True, after the decode part: compiling it can take most of a minute per length)."""
     s0 = prof.timing
-    print(
-        f"\n{s0.label().split(' B=')[0]} Hq={s0.Hq} Hkv={s0.Hkv} D={s0.D}, B * T = {prof.tokens}; LASA: "
-        f"blocks of {s0.bs}, sink + {s0.window} local + top-{s0.top_k} (at most "
-        f"{(1 + s0.window + s0.top_k) * s0.bs} keys per query; its times include the block selection, "
-        "flex gets the mask for free); ms, median"
-    )
+    if not flex:
+        print(
+            f"\n{s0.label().split(' B=')[0]} Hq={s0.Hq} Hkv={s0.Hkv} D={s0.D}, B * T = {prof.tokens}; LASA: "
+            f"blocks of {s0.bs}, sink + {s0.window} local + top-{s0.top_k} (at most "
+            f"{(1 + s0.window + s0.top_k) * s0.bs} keys per query; its times include the block selection, "
+            "flex gets the mask for free); ms, median"
+        )
     print("| T | B | impl | fwd (ms) | fwd+bwd (ms) | fwd speedup vs sdpa | fwd+bwd speedup vs sdpa |")
     print("|---|---|------|----------|--------------|---------------------|-------------------------|")
     ok = True
     for T in lengths:
-        if not budget.fits(f"timing at T={T}", prof.need_s * (T / 16384)):
+        what = f"{'FlexAttention' if flex else 'timing'} at T={T}"
+        if not budget.fits(what, prof.need_s * (T / 16384)):
             continue
         s = replace(s0, B=max(1, prof.tokens // T), T=T)
-        ok &= timing_rows(s, prof.device, rows)
+        ok &= timing_rows(s, prof.device, rows, flex=flex)
         if prof.device == "cuda":
             torch.cuda.empty_cache()
     return ok
 
 
-def timing_rows(s: Shape, device: str, rows: list) -> bool:
+def timing_rows(s: Shape, device: str, rows: list, *, flex: bool) -> bool:
     from kernels.lasa.attention import lasa_attention_triton
 
     q, k, v, decay = inputs(s.B, s.T, s.Hq, s.Hkv, s.D, s.dtype, device, grad=True)
     kw = dict(block_size=s.bs, top_k=s.top_k, window_blocks=s.window)
-    with torch.no_grad():  # correctness at the timed length, forward only
-        err = rel_err(
-            lasa_attention_triton(q, k, v, decay, **kw),
-            lasa_attention_reference(q.float(), k.float(), v.float(), decay, **kw),
+    ok = True
+    if not flex:
+        with torch.no_grad():  # correctness at the timed length, forward only
+            err = rel_err(
+                lasa_attention_triton(q, k, v, decay, **kw),
+                lasa_attention_reference(q.float(), k.float(), v.float(), decay, **kw),
+            )
+        ok = err < TOLERANCE[s.dtype]
+        print(
+            f"| {s.T} | {s.B} | lasa fwd vs fp32 reference: rel err {err:.1e} {'ok' if ok else 'FAIL'} | | | | |"
         )
-    ok = err < TOLERANCE[s.dtype]
-    print(
-        f"| {s.T} | {s.B} | lasa fwd vs fp32 reference: rel err {err:.1e} {'ok' if ok else 'FAIL'} | | | | |"
-    )
-    rows.append({"part": "timing-correctness", **_shape_dict(s), "error": err, "ok": ok})
+        rows.append({"part": "timing-correctness", **_shape_dict(s), "error": err, "ok": ok})
     do = torch.randn_like(q)
     G = s.Hq // s.Hkv
     # Dense baselines get K and V already expanded to Hq heads, outside the timed region.
@@ -319,13 +329,24 @@ def timing_rows(s: Shape, device: str, rows: list) -> bool:
         return lasa_attention(q, k, v, decay, **kw)
 
     impl = resolve_impl("auto", q.device)  # the Triton kernels on a GPU; the reference in --smoke
-    runs = {"sdpa flash (dense)": (lambda: flash, dot), f"lasa {impl}": (lambda: lasa, do)}
-    runs["flex (lasa mask)"] = (lambda: flex_runner(q, k, v, decay, s), dot)
-    base = None
+    if flex:
+        runs = {"flex (lasa mask)": (lambda: flex_runner(q, k, v, decay, s), dot)}
+    else:
+        runs = {"sdpa flash (dense)": (lambda: flash, dot), f"lasa {impl}": (lambda: lasa, do)}
+    sdpa_row = [r for r in rows if r["part"] == "timing" and r["T"] == s.T and r["impl"].startswith("sdpa")]
+    base = (
+        (sdpa_row[0]["fwd_ms"], sdpa_row[0]["fwd_bwd_ms"]) if sdpa_row and "fwd_ms" in sdpa_row[0] else None
+    )
     for name, (make, grad_out) in runs.items():
         try:
             fn = make()
             with torch.no_grad():
+                if flex:  # the same function as LASA, or the comparison means nothing
+                    ref = lasa_attention_reference(q.float(), k.float(), v.float(), decay, **kw)
+                    err = rel_err(fn().transpose(1, 2), ref)
+                    print(f"| {s.T} | {s.B} | flex fwd vs fp32 LASA reference: rel err {err:.1e} | | | | |")
+                    rows.append({"part": "flex-correctness", "T": s.T, "B": s.B, "error": err})
+                    del ref
                 fwd = bench_ms(fn, device)
         except Exception as e:  # noqa: BLE001 - a missing baseline is reported, not fatal
             print(f"| {s.T} | {s.B} | {name} | n/a: {type(e).__name__}: {str(e)[:100]} | | | |", flush=True)
@@ -373,7 +394,8 @@ def flex_runner(q, k, v, decay, s: Shape):
         return score - dec[h] * (qi - kj)
 
     attend = torch.compile(flex_attention) if q.is_cuda else flex_attention
-    qt, kt, vt = (x.detach().transpose(1, 2).requires_grad_(True) for x in (q, k, v))
+    # PyTorch runs FlexAttention's backward on CUDA only; on the CPU (--smoke) the forward alone.
+    qt, kt, vt = (x.detach().transpose(1, 2).requires_grad_(q.is_cuda) for x in (q, k, v))
     return lambda: attend(qt, kt, vt, score_mod=score_mod, block_mask=block_mask, enable_gqa=True)
 
 
@@ -470,10 +492,12 @@ def run_check(prof: Profile, lengths: list[int], budget_s: float | None, out: st
             ok &= check_shape(s, prof.device, rows)
     if budget.fits("decode-step correctness", prof.need_s):
         ok &= check_decode(prof.priority[0], prof.device, rows)
-    print("\n== 2. timing against SDPA (flash) and FlexAttention", flush=True)
-    ok &= timing(prof, lengths, budget, rows)
+    print("\n== 2. timing against SDPA (flash)", flush=True)
+    ok &= timing(prof, lengths, budget, rows, flex=False)
     print("\n== 3. decode: KV-cache memory and tokens/s against a dense cache", flush=True)
     decode(prof, budget, rows)
+    print("\n== 2b. timing: FlexAttention with the same block mask", flush=True)
+    timing(prof, lengths, budget, rows, flex=True)
     print("\n== 4. correctness, the wider grid (time allowing)", flush=True)
     for s in prof.wider:
         if budget.fits(f"correctness {s.label()}", prof.need_s):

@@ -48,6 +48,10 @@ def test_smoke_checks_every_gradient_times_and_decodes(tmp_path):
     for T in lengths:
         assert timed[(T, "sdpa flash (dense)")]["fwd_ms"] > 0
         assert timed[(T, "lasa reference")]["fwd_bwd_ms"] > 0
+        assert timed[(T, "flex (lasa mask)")]["fwd_ms"] > 0  # its block mask builds and runs
+    # FlexAttention over LASA's block mask with the decay as score_mod computes LASA (fp32 here).
+    flex = [r for r in rows if r["part"] == "flex-correctness"]
+    assert [r["T"] for r in flex] == lengths and all(r["error"] < 1e-4 for r in flex), flex
     decode = {(r["batch"], r["cache"]): r for r in rows if r["part"] == "decode"}
     for batch in prof.decode_batches:
         dense = decode[(batch, "dense")]
