@@ -4,6 +4,7 @@ A recipe is a function returning a complete `RunConfig`; nothing else sets defau
 values (head_dim, the schedule's stage boundaries, the global batch) are properties, never stored twice.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_RECIPE",
     "tiny",
     "tiny_dense",
+    "tiny_dense_attention",
     "apertus_70b",
     "gpu_moe_1b",
     "gpu_dense_1b",
@@ -175,7 +177,16 @@ class RunConfig:
 
 
 def tiny() -> RunConfig:
-    """Trains on two CPU cores in minutes: 2 layers, d_model 128, 4 query / 2 KV heads, 16 experts top-2."""
+    """Trains on two CPU cores in minutes: 2 layers, d_model 128, 4 query / 2 KV heads, 16 experts top-2,
+    LASA attention.
+
+    LASA at 128 tokens in blocks of 16 (8 blocks): every query block attends to the sink block, its own
+    block and the top-2 of the other earlier ones, at most 4 of the 8, so the last four query blocks drop
+    1 to 4 key blocks (44.5 keys per query on average against the causal 64.5). The token shards' sequences
+    (pipelines/token_shards.py) are 128 tokens, which fixes the context; blocks of 16 are the smallest
+    tile the Triton kernels take. lasa_kernel "auto": the reference on the CPU, the Triton kernels on
+    CUDA (APERTUS_LASA_IMPL overrides). tiny_dense_attention() is the same recipe with dense attention.
+    """
     model = ModelConfig(
         vocab_size=8192,
         d_model=128,
@@ -186,7 +197,7 @@ def tiny() -> RunConfig:
         moe=MoEConfig(num_experts=16, top_k=2),
         tie_embeddings=True,
         max_seq_len=512,
-        attention=AttentionConfig(block_size=32, top_k=2),
+        attention=AttentionConfig(impl="lasa", block_size=16, top_k=2, window_blocks=1),
     )
     train = TrainConfig(
         seq_len=128,
@@ -201,8 +212,16 @@ def tiny() -> RunConfig:
     return RunConfig(model, train)
 
 
+def tiny_dense_attention() -> RunConfig:
+    """The tiny recipe with dense causal attention (every earlier key, through SDPA): LASA's baseline."""
+    cfg = tiny()
+    dense = dataclasses.replace(cfg.model.attention, impl="dense")
+    return RunConfig(dataclasses.replace(cfg.model, attention=dense), cfg.train)
+
+
 def tiny_dense() -> RunConfig:
-    """The tiny recipe with a dense SwiGLU of the same active size (top_k * ffn_hidden): the MoE baseline."""
+    """The tiny recipe with a dense SwiGLU of the same active size (top_k * ffn_hidden): the MoE baseline
+    (LASA attention, as tiny)."""
     cfg = tiny()
     m = cfg.model
     dense = ModelConfig(**{**m.__dict__, "moe": None, "ffn_hidden": m.moe.top_k * m.ffn_hidden})
@@ -338,6 +357,7 @@ class CurriculumRun:
 RECIPES = {
     "tiny": tiny,
     "tiny-dense": tiny_dense,
+    "tiny-dense-attention": tiny_dense_attention,
     "apertus-70b": apertus_70b,
     "gpu-moe-1b": gpu_moe_1b,
     "gpu-dense-1b": gpu_dense_1b,

@@ -8,7 +8,16 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from kernels.lasa.reference import select_blocks_reference, selection_mask
-from model.config import AttentionConfig, ModelConfig, RunConfig, TrainConfig, gpu_moe_1b, tiny, tiny_dense
+from model.config import (
+    AttentionConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    gpu_moe_1b,
+    tiny,
+    tiny_dense,
+    tiny_dense_attention,
+)
 from model.flops import (
     causal_keys_per_query,
     lasa_keys_per_query,
@@ -19,7 +28,11 @@ from model.transformer import Transformer
 
 
 def test_tiny_dense_matches_flop_counter_forward_and_backward():
-    run = tiny_dense()
+    # The dense feed-forward with dense attention: FlopCounterMode counts SDPA, not LASA's gathers.
+    dense = tiny_dense()
+    run = RunConfig(
+        dataclasses.replace(dense.model, attention=tiny_dense_attention().model.attention), dense.train
+    )
     cfg, T, B = run.model, run.train.seq_len, 2
     torch.manual_seed(0)
     model = Transformer(cfg)
