@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import time
 import uuid
@@ -65,7 +64,7 @@ from records.finetune import (
 from records.hashing import sha256_file
 from records.layout import DataLayout
 from records.manifest import Manifest, load_manifest, version_folder
-from records.models import EVALUATION, EXPORT_FILE, METRICS, RECORD, RUN, load_record
+from records.models import EVALUATION, EXPORT_FILE, METRICS, RECORD, RUN, load_record, metrics_lines
 from records.tokenizer import TOKENIZER_FILE
 
 __all__ = ["FinetuneConfig", "encode_example", "save_safetensors", "finetune", "finetune_and_seal", "main"]
@@ -267,7 +266,7 @@ def finetune(
             }
             f.write(canonical_json(row).decode() + "\n")
     (out_dir / USAGE_FILE).write_bytes(b"".join(line + b"\n" for line in usage))
-    (out_dir / METRICS).write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    (out_dir / METRICS).write_bytes(metrics_lines(metrics))
     evaluation = {
         "format": "apertus.finetune-evaluation/1",
         "gates": gates,

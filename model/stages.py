@@ -55,6 +55,7 @@ from records.manifest import MANIFEST
 from records.models import EVALUATION as EVALUATION_FILE
 from records.models import RUN as RUN_FILE
 from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
+from records.models import metrics_lines
 from records.token_shards import read_index
 from records.token_shards import stage_dirs as shard_stage_dirs
 
@@ -281,8 +282,8 @@ def train_on_stages(
             ppl = ", ".join(f"{lang} {p:.1f}" for lang, p in result["perplexity"].items())
             log(f"evaluation after stage {record['stage']}: held-out perplexity {ppl}")
         if rank == 0:
-            with open(metrics_path, "a") as f:
-                f.writelines(json.dumps(line) + "\n" for line in lines)
+            with open(metrics_path, "ab") as f:
+                f.write(metrics_lines(lines))
 
     def save(done: int) -> None:
         stage = splits[plan.locate(done - 1)[0]].name

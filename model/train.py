@@ -28,7 +28,7 @@ from model.export import export_safetensors
 from model.loop import EngineStep, LoopConfig, adamw, run_loop, token_batches
 from model.transformer import Transformer, count_parameters
 from records.models import CHECKPOINTS as CHECKPOINT_DIR
-from records.models import EXPORT_FILE
+from records.models import EXPORT_FILE, metrics_lines
 from records.models import METRICS as METRICS_FILE
 from records.token_shards import is_shards_folder
 
@@ -185,8 +185,8 @@ def train(
 
     def write_metrics(record: dict) -> None:
         if rank == 0:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            with open(metrics_path, "ab") as f:
+                f.write(metrics_lines([record]))
 
     history = run_loop(
         LoopConfig.from_train(t),

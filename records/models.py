@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from records.assets import (
     TOKENIZER,
     TRAINED_MODEL,
 )
-from records.canonical import write_record
+from records.canonical import canonical_json, write_record
 from records.hashing import sha256_file
 from records.layout import REPO_ROOT, STAGING, DataLayout
 from records.ledger.format import MODEL_TRAINED
@@ -239,3 +241,20 @@ def model_versions(layout: DataLayout) -> dict[str, Manifest]:
     from records.versions import load_versions
 
     return {ref: m for ref, m in load_versions(layout).items() if m.asset in MODEL_ASSETS}
+
+
+def metrics_lines(records: Iterable[dict]) -> bytes:
+    """Training metrics as ``metrics.jsonl`` holds them (sealed into the model version): one canonical
+    JSON line per record. A float that is not finite (a diverged loss) is written as null, since the
+    canonical form has no NaN or infinity."""
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return b"".join(canonical_json(finite(r)) + b"\n" for r in records)
