@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from provenance.audit.model_use import SEQUENCE_USE_FILE, USE_UNKNOWN_TEXT
+from provenance.audit.model_use import USE_UNKNOWN_TEXT
 from provenance.compliance.render import TO_FILL
 from records.assets import MODEL_ASSETS, QUALITY_FILTERED, RAW_DOCUMENTS, TOKEN_SHARDS
 from records.catalog import refresh_catalog
@@ -25,6 +25,7 @@ from records.documents import ROBOTS_RECORD, SHARDS
 from records.erasure_match import HOST_PATTERN
 from records.layout import DataLayout
 from records.manifest import Manifest
+from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
 from records.models import load_record
 from records.requests import requests
 from records.token_shards import read_index
