@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.config import CurriculumRun, RunConfig  # noqa: E402
 from model.stages import run_config, train_on_stages  # noqa: E402
+from records.assets import TOKEN_SHARDS  # noqa: E402
 
 VARIANTS = {"lasa": "tiny", "dense": "tiny-dense-attention"}
 SKIP = 3  # first steps: allocator and ZeRO buffer warm-up
@@ -141,7 +142,7 @@ def main(argv=None) -> None:
     (out / "tiny_attention.json").write_text(
         json.dumps(
             {
-                "args": vars(args) | {"token_shards": str(args.token_shards)},
+                "args": vars(args) | {TOKEN_SHARDS: str(args.token_shards)},
                 "results": results,
                 "ratios": ratios,
             },
