@@ -5,7 +5,7 @@ token_shards -> trained_model   (a run folder under <data>/work/runs/<recipe>-<d
 
 Training runs in a Dagster Pipes child (``python -m assets.external.train``, assets/pipes.py): the
 run's config reaches it as a typed object (model.config.CurriculumRun) through the Pipes extras, it
-calls model.stages.train_curriculum, seals the run folder with its provenance record and reports
+calls model.staged_training.train_curriculum, seals the run folder with its provenance record and reports
 each step's line, the materialization (metadata, the version id as data version) and the checks
 back through Pipes. The Dagster process never holds the model; a crash in training is a failed step.
 """

@@ -1,8 +1,8 @@
 """The tiny recipe with LASA attention against the same recipe with dense attention, on real token shards.
 
 Both variants ("lasa" = the `tiny` recipe, "dense" = `tiny-dense-attention`) train through
-model.stages.train_on_stages, as the demo's trained_model asset does (the recipe's max_steps, or a given
-one with warmup and decay scaled as `python -m model.stages --max-steps` scales them, checkpoints at stage ends only, 2% of the
+model.staged_training.train_on_stages, as the demo's trained_model asset does (the recipe's max_steps, or a given
+one with warmup and decay scaled as `python -m model.staged_training --max-steps` scales them, checkpoints at stage ends only, 2% of the
 documents held out), on the same token_shards version, in rounds of alternating order so that load from
 other processes hits both alike. Training is deterministic (same seed, same batches), so loss and held-out
 perplexity repeat exactly across rounds; only the speed varies. Per run it prints the final loss (mean
@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.config import CurriculumRun, RunConfig  # noqa: E402
-from model.stages import run_config, train_on_stages  # noqa: E402
+from model.staged_training import run_config, train_on_stages  # noqa: E402
 from records.assets import TOKEN_SHARDS  # noqa: E402
 
 VARIANTS = {"lasa": "tiny", "dense": "tiny-dense-attention"}
@@ -41,7 +41,7 @@ LAST = 10  # steps averaged for the final loss
 
 
 def scaled(name: str, shards: Path, max_steps: int | None) -> RunConfig:
-    """The recipe as the trained_model asset runs it (model.stages.run_config: the recipe's max_steps
+    """The recipe as the trained_model asset runs it (model.staged_training.run_config: the recipe's max_steps
     unless given, its warmup and decay scaled to a given one), checkpoints at stage ends only."""
     run = run_config(CurriculumRun(token_shards=str(shards), out="", recipe=name, max_steps=max_steps))
     return RunConfig(run.model, dataclasses.replace(run.train, checkpoint_every=0))

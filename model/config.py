@@ -320,8 +320,8 @@ def gpu_dense_1b() -> RunConfig:
 @dataclass(frozen=True)
 class CurriculumRun:
     """A training run over the stages of a token_shards version as it is requested: by
-    ``python -m model.stages`` (its options are these fields) or by the trained_model asset (its Dagster
-    config, passed through Dagster Pipes). model/stages.py: ``train_curriculum`` runs it.
+    ``python -m model.staged_training`` (its options are these fields) or by the trained_model asset (its Dagster
+    config, passed through Dagster Pipes). model/staged_training.py: ``train_curriculum`` runs it.
 
     recipe: a RECIPES name; the recipe sets every training default, max_steps included. The other
     run fields (max_steps ... attention) are overrides of the recipe's values; None keeps the recipe's.

@@ -1,4 +1,4 @@
-"""The one training loop. Pre-training (model/train.py), staged training (model/stages.py), fine-tuning
+"""The one training loop. Pre-training (model/train.py), staged training (model/staged_training.py), fine-tuning
 (model/finetune.py) and the benchmarks (bench/train.py, bench/gpu_train.py) all step through run_loop;
 what differs between them is config and small callbacks, as in torchtitan's single Trainer.
 

@@ -47,7 +47,7 @@ def write_sequence_use(
     path: Path, stages: list[tuple[str, np.ndarray, np.ndarray, int]], global_batch: int, seed: int
 ) -> dict[str, dict[str, int]]:
     """Write sequence_use.parquet for stages given as (name, train sequence ids, held-out sequence ids,
-    steps trained on the stage), stage k drawing with seed * 1000 + k as model.stages does. Returns per
+    steps trained on the stage), stage k drawing with seed * 1000 + k as model.staged_training does. Returns per
     stage the number of distinct sequences trained on, of training draws, and of held-out sequences."""
     tables, summary = [], {}
     for k, (name, train, held_out, steps) in enumerate(stages):

@@ -1,6 +1,6 @@
 """Model versions: a finished training run sealed like a dataset version, with its provenance record.
 
-A run folder (model.stages' output: model.safetensors, checkpoints/, metrics.jsonl, evaluation.json,
+A run folder (model.staged_training' output: model.safetensors, checkpoints/, metrics.jsonl, evaluation.json,
 run.json, sequence_use.parquet) gets a ``provenance.json`` (below), then is sealed by
 records.manifest.seal into ``<data>/datasets/trained_model/<version id>/``: its id is the Merkle
 root of every file, the record included, and its parents are the token_shards, tokenizer and

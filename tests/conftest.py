@@ -63,7 +63,7 @@ def curated(small_snapshot, tmp_path_factory):
 def trained(curated, tmp_path_factory):
     """A copy of the curated data folder carried through the whole chain to a real model version:
     quality classifier and scores, the `sample` curriculum, a 2,048-token tokenizer, token shards of 64
-    tokens, the tiny recipe trained 16 steps over them (model.stages), sealed with its provenance
+    tokens, the tiny recipe trained 16 steps over them (model.staged_training), sealed with its provenance
     record and pinned in the ledger.
 
     Returns (layout, model manifest, token_shards manifest). Tests must not modify it (copy it)."""
@@ -72,7 +72,7 @@ def trained(curated, tmp_path_factory):
     from pathlib import Path
 
     from model.config import tiny
-    from model.stages import train_on_stages
+    from model.staged_training import train_on_stages
     from pipelines.curriculum.config import load_curriculum
     from pipelines.curriculum.stages import build_curriculum_stages
     from pipelines.executor import ExecutorConfig

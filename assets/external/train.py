@@ -22,7 +22,7 @@ from dagster_pipes import open_dagster_pipes
 from assets.external.report import report_checks, value, version_outcomes, version_values
 from assets.external.training_report import read_run, training_outcomes, training_values
 from model.config import CurriculumRun
-from model.stages import train_curriculum
+from model.staged_training import train_curriculum
 from records.assets import TOKEN_SHARDS
 from records.layout import DataLayout
 from records.models import RECORD, build_record, seal_model

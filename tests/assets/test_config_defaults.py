@@ -31,7 +31,7 @@ def test_training_config_defaults_are_the_curriculum_runs(name):
 
 def test_the_recipes_max_steps_wins():
     # The asset's config sets no step count of its own: the recipe's max_steps is what trains.
-    from model.stages import run_config
+    from model.staged_training import run_config
 
     request = CurriculumRun(token_shards="unused", out="unused", seq_len=128)
     assert TrainingConfig().max_steps is None

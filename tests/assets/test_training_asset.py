@@ -15,7 +15,7 @@ from assets.training import TRAINED_MODEL, trained_model
 from records.hashing import sha256_file
 from records.manifest import load_manifest, verify_version
 from records.models import RECORD, load_record
-from tests.model.test_stages import write_token_shards
+from tests.model.test_staged_training import write_token_shards
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,7 @@ def build_base(
         "metrics": {"final_loss": loss.item()},
     }
     (staging / "provenance.json").write_text(json.dumps(record, indent=1, sort_keys=True))
-    if token_shards:  # the pretraining run's held-out fraction, as model/stages.py records it
+    if token_shards:  # the pretraining run's held-out fraction, as model/staged_training.py records it
         (staging / "run.json").write_text(json.dumps({"held_out": {"fraction": 0.1}}))
     parents = (tok_manifest.ref,) + ((token_shards,) if token_shards else ())
     manifest, _ = seal(staging, layout.datasets, asset="trained_model", snapshot=None, parents=parents)
@@ -212,7 +212,7 @@ def test_base_without_held_out_data_is_refused(base, tmp_path):
 def test_perplexity_gate_reads_the_base_token_shards(tmp_path):
     """With the base's token_shards version in the data folder, the gate evaluates its held-out
     sequences per language through model/evaluate.py, the languages of its curriculum stages."""
-    from tests.model.test_stages import write_token_shards
+    from tests.model.test_staged_training import write_token_shards
 
     datasets = tmp_path / "data" / "datasets"
     shards = write_token_shards(datasets, tmp_path / "work")

@@ -10,12 +10,12 @@ import torch
 from kernels.lasa.reference import select_blocks_reference
 from model.config import recipe, tiny, tiny_dense_attention
 from model.export import load_safetensors
-from model.stages import train_on_stages
+from model.staged_training import train_on_stages
 from model.train import EXPORT_FILE
 from records.layout import DataLayout
 from records.models import build_record
 from tests.model.conftest import tiny_run
-from tests.model.test_stages import SEQ_LEN, write_token_shards
+from tests.model.test_staged_training import SEQ_LEN, write_token_shards
 
 
 def test_tiny_drops_key_blocks_at_its_context():

@@ -2,8 +2,8 @@
 
 Each training entry point runs a few steps on a tiny deterministic input on the CPU, in one thread:
 pre-training (model.train.train on the `tiny` recipe's model, once straight and once stopped and
-resumed), staged training (model.stages.train_on_stages over the two-stage token_shards version of
-tests/model/test_stages.py), fine-tuning (model.finetune.finetune of the hand-built base of
+resumed), staged training (model.staged_training.train_on_stages over the two-stage token_shards version of
+tests/model/test_staged_training.py), fine-tuning (model.finetune.finetune of the hand-built base of
 tests/model/test_finetune.py) and the benchmarks' loops (bench/train.py, bench/gpu_train.py --smoke).
 Floats are kept exactly, as float.hex(); weights as the sha256 of their tensors (names sorted; name,
 dtype, shape and bytes of each). Timings are left out.
@@ -106,10 +106,10 @@ def pretraining(tmp: Path) -> dict:
 
 
 def staged(tmp: Path) -> dict:
-    """model.stages.train_on_stages: 6 steps over two stages of 32-token sequences, evaluated per stage."""
-    from model.stages import train_on_stages
+    """model.staged_training.train_on_stages: 6 steps over two stages of 32-token sequences, evaluated per stage."""
+    from model.staged_training import train_on_stages
     from tests.model.conftest import tiny_run
-    from tests.model.test_stages import write_token_shards
+    from tests.model.test_staged_training import write_token_shards
 
     shards = write_token_shards(tmp / "datasets", tmp / "work")
     run = as_recorded(tiny_run(seq_len=32, max_steps=6, warmup_steps=2, decay_steps=2, checkpoint_every=0))

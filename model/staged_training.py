@@ -1,7 +1,7 @@
 """Training over the curriculum: the stages of a token_shards version in order, one schedule across them.
 
-    python -m model.stages --token-shards <data>/datasets/token_shards/<id> --recipe tiny --out runs/x
-    deepspeed --num_accelerators 2 --module model.stages --token-shards ... --ep-size 2 --out ...
+    python -m model.staged_training --token-shards <data>/datasets/token_shards/<id> --recipe tiny --out runs/x
+    deepspeed --num_accelerators 2 --module model.staged_training --token-shards ... --ep-size 2 --out ...
 
 max_steps is split over the stages in proportion to their training sequences (= tokens). The
 warmup-stable-decay schedule is aligned with them: warmup over the first min(warmup_steps, stage 0)
@@ -372,7 +372,7 @@ def train_curriculum(request: CurriculumRun, log=print) -> TrainingSummary:
 
 def main(argv=None) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(CurriculumRun)}
-    p = argparse.ArgumentParser(prog="python -m model.stages", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m model.staged_training", description=__doc__.split("\n\n")[0])
     p.add_argument("--token-shards", required=True, help="a token_shards version folder (with index.json)")
     p.add_argument("--recipe", default=defaults["recipe"], help=" | ".join(RECIPES))
     p.add_argument("--held-out-fraction", type=float, default=defaults["held_out_fraction"])

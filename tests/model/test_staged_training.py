@@ -20,7 +20,7 @@ import pytest
 from model.config import TrainConfig
 from model.loop import EngineStep
 from model.schedule import split_steps
-from model.stages import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
+from model.staged_training import EVALUATION_FILE, RUN_FILE, plan_stages, train_on_stages
 from pipelines.token_shards import TokenShardConfig, _Stream, _write_stage
 from records.canonical import write_record
 from records.manifest import seal
