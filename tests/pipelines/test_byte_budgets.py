@@ -32,10 +32,7 @@ HEADROOM = 1_000_000_000
 
 def probe(snapshot_dir: Path, work: Path, budgets: dict | None = None) -> dict:
     """What ``budget_probe`` read and quarantined from ``snapshot_dir`` under the limit."""
-    # One malloc arena per thread reserves 64 MB of address space each (glibc), as many as the threads
-    # Arrow happens to start: under RLIMIT_AS that made a thread's start abort now and then. Two arenas
-    # keep the address space a function of what the budgets admit, not of thread timing.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "tests.pipelines.budget_probe", str(HEADROOM)]
     command += [str(snapshot_dir), str(work), json.dumps(budgets or {})]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
