@@ -36,10 +36,9 @@ class CurationResource(dg.ConfigurableResource):
         return load_curation_config(self.config_file)
 
     def executor(self) -> ExecutorConfig:
-        defaults = ExecutorConfig(tasks=self.tasks)
         return ExecutorConfig(
             tasks=self.tasks,
-            workers=self.workers or defaults.workers,
+            workers=self.workers,  # None: follow the Ray cluster's CPUs or the host's cores
             ray_address=self.ray_address or os.environ.get(RAY_ADDRESS_ENV) or None,
         )
 
