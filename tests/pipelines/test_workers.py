@@ -109,3 +109,13 @@ def test_ray_run_uses_the_default_and_an_explicit_value_caps_it(ray_cluster, tmp
     assert "3 tasks, 1 at once on ray (1 workers: set explicitly)" in capfd.readouterr().err
     assert len(list(one_out.glob("*.json"))) == 3
     assert most_at_once(one_out) == 1
+
+
+def test_no_version_records_how_many_tasks_ran_at_once(curated):
+    # workers (and cpus_per_task) must stay out of every lineage: they never change the output, so
+    # they must never change a version id. tasks, which shapes the shards, is recorded.
+    _, results, _ = curated
+    for result in results:
+        recorded = json.dumps(result.manifest.config)
+        assert "workers" not in recorded and "cpus_per_task" not in recorded, result.manifest.ref
+    assert results[0].manifest.config["tasks"] == 2
