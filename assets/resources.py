@@ -15,12 +15,14 @@ from records.manifest import Manifest, load_manifest, version_folder
 class CurationResource(dg.ConfigurableResource):
     """Data folder, curation config file and executor settings. Every field can be left unset:
     the data folder then comes from ``APERTUS_DATA``, the config from the defaults, Ray from
-    ``APERTUS_RAY_ADDRESS``."""
+    ``APERTUS_RAY_ADDRESS``, ``workers`` from the Ray cluster's CPUs or this host's cores
+    (docs/scale.md)."""
 
     data_folder: str | None = None
     config_file: str | None = None
     tasks: int = ExecutorConfig.tasks
     workers: int | None = None
+    cpus_per_task: int = ExecutorConfig.cpus_per_task
     ray_address: str | None = None
 
     def layout(self) -> DataLayout:
@@ -36,10 +38,10 @@ class CurationResource(dg.ConfigurableResource):
         return load_curation_config(self.config_file)
 
     def executor(self) -> ExecutorConfig:
-        defaults = ExecutorConfig(tasks=self.tasks)
         return ExecutorConfig(
             tasks=self.tasks,
-            workers=self.workers or defaults.workers,
+            workers=self.workers,  # None: follow the Ray cluster's CPUs or the host's cores
+            cpus_per_task=self.cpus_per_task,
             ray_address=self.ray_address or os.environ.get(RAY_ADDRESS_ENV) or None,
         )
 

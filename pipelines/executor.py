@@ -4,6 +4,9 @@ Every curation step hands its list of blocks to ``run_pipeline``. With ``APERTUS
 (or ``ExecutorConfig.ray_address``) the tasks go to that Ray cluster through datatrove's
 ``RayPipelineExecutor``; otherwise they run locally, in worker processes when ``workers > 1``.
 Either way the same tasks read the same files, so both paths write the same bytes.
+
+``workers`` (how many tasks run at once) follows where the tasks run unless it is set: the Ray
+cluster's CPUs, or the cores of this host (docs/scale.md, "Parallelism").
 """
 
 from __future__ import annotations
@@ -81,22 +84,94 @@ class RayExecutor(_QuietTaskLogs, RayPipelineExecutor):
     pass
 
 
-def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+# Locally, at most this many worker processes by default: each holds its own models (fastText's
+# 130 MB language model) and shard buffers, the instance runs one curation step at a time on a host
+# that also serves Dagster, and the default 4 tasks per step use no more. A larger host sets
+# ``workers`` (and ``tasks``) explicitly; a Ray cluster is sized by its own CPUs.
+LOCAL_MAX_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How many tasks a step runs at once, and why (printed at step start)."""
+
+    count: int
+    reason: str
+
+
+def _host_cores() -> int:
+    # The cores this process may run on (a container's or taskset's share), not the machine's.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def local_workers() -> Workers:
+    """The local default: this host's cores, at most ``LOCAL_MAX_WORKERS``."""
+    cores = _host_cores()
+    count = max(1, min(LOCAL_MAX_WORKERS, cores))
+    return Workers(count, f"{cores} cores on this host, at most {LOCAL_MAX_WORKERS} by default")
+
+
+def ray_workers(cpus_per_task: int) -> Workers:
+    """The Ray default: the connected cluster's CPUs divided by the CPUs each task asks for.
+
+    The cluster's total, not what is free this instant: ``workers`` only caps how many tasks the
+    step keeps submitted, and Ray queues a task until its CPUs are free, so the total never
+    oversubscribes a node, while a step that started while another held the cluster would keep the
+    momentary free count (perhaps 1) for its whole run. Call after ``ray.init``; costs one query.
+    """
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    free = ray.available_resources().get("CPU", 0)
+    count = max(1, int(total // cpus_per_task))
+    return Workers(
+        count,
+        f"the Ray cluster has {total:g} CPUs ({free:g} free now), {cpus_per_task} per task",
+    )
 
 
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Where and how wide a step runs. ``tasks`` fixes how the input is split (and so the output
-    files); ``workers`` only how many tasks run at once, which never changes the output."""
+    files, and it is recorded in each version's lineage); ``workers`` only how many tasks run at
+    once, which never changes the output and is recorded nowhere. ``workers=None`` follows where the
+    tasks run (``resolve_workers``); a number always wins."""
 
     tasks: int = 4
-    workers: int = field(default_factory=_default_workers)
+    workers: int | None = None
     ray_address: str | None = field(default_factory=lambda: os.environ.get(RAY_ADDRESS_ENV) or None)
+    cpus_per_task: int = 1  # what each Ray task reserves; the local path runs one process per task
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(
+                f"ExecutorConfig.workers: {self.workers}; set at least 1, or None to follow the CPUs"
+            )
+        if self.cpus_per_task < 1:
+            raise ValueError(f"ExecutorConfig.cpus_per_task: {self.cpus_per_task}; set at least 1")
 
     @property
     def backend(self) -> str:
         return "ray" if self.ray_address else "local"
+
+    def resolve_workers(self) -> Workers:
+        """``workers`` if set, else Ray's CPUs per task on Ray (connected by now), else the host's
+        cores (``local_workers``)."""
+        if self.workers is not None:
+            return Workers(self.workers, "set explicitly")
+        return ray_workers(self.cpus_per_task) if self.ray_address else local_workers()
+
+
+def connect_ray(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` (``local``: start one here), once."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address=None if address == "local" else address, include_dashboard=False, log_to_driver=False
+        )
 
 
 def run_pipeline(
@@ -108,23 +183,28 @@ def run_pipeline(
 ) -> None:
     """Run ``pipeline`` over ``tasks`` (default ``config.tasks``) tasks and return when all finished.
 
-    Raises ``RuntimeError`` naming the failed tasks if any task failed.
+    At most ``config.resolve_workers()`` tasks (and never more than there are) run at once; the
+    number and its reason are printed on stderr, which the step's Dagster log keeps. Raises ``RuntimeError`` naming the failed tasks if any task failed.
     """
     num_tasks = tasks or config.tasks
-    workers = min(config.workers, num_tasks)
     if config.ray_address:
-        import ray
-
-        if not ray.is_initialized():
-            address = None if config.ray_address == "local" else config.ray_address
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        connect_ray(config.ray_address)
+    chosen = config.resolve_workers()
+    workers = min(chosen.count, num_tasks)
+    print(
+        f"apertus: {Path(logging_dir).name}: {num_tasks} tasks, {workers} at once on {config.backend}"
+        f" ({chosen.count} workers: {chosen.reason})",
+        file=sys.stderr,
+        flush=True,
+    )
+    if config.ray_address:
         executor = RayExecutor(
             pipeline,
             tasks=num_tasks,
             workers=workers,
             logging_dir=str(logging_dir),
             skip_completed=False,
-            cpus_per_task=1,
+            cpus_per_task=config.cpus_per_task,
             mem_per_cpu_gb=1,
         )
     else:

@@ -52,3 +52,14 @@ def test_finetuning_config_leaves_fine_tuning_defaults_to_finetune_config():
 def test_curation_resource_tasks_is_the_executors():
     assert _dagster_default(CurationResource, "tasks") == _dataclass_default(ExecutorConfig, "tasks")
     assert CurationResource().executor().tasks == ExecutorConfig().tasks
+
+
+def test_curation_resource_leaves_workers_to_the_executor_and_passes_what_is_set():
+    default = CurationResource(ray_address=None).executor()
+    assert default.workers is None  # follows the Ray cluster's CPUs or the host's cores
+    assert default.cpus_per_task == _dataclass_default(ExecutorConfig, "cpus_per_task")
+    assert _dagster_default(CurationResource, "cpus_per_task") == _dataclass_default(
+        ExecutorConfig, "cpus_per_task"
+    )
+    chosen = CurationResource(workers=3, cpus_per_task=2).executor()
+    assert (chosen.workers, chosen.cpus_per_task) == (3, 2)
