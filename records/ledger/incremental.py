@@ -15,6 +15,7 @@ re-signing is found by the full check (``apertus audit verify``, records.ledger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -66,9 +67,10 @@ def _index(line: bytes) -> int | None:
 
 
 def _save(path: Path, head: TreeHead, frontier: list[bytes]) -> None:
-    write_held_head(
-        path, json.dumps({"head": head.to_json(), "frontier": [h.hex() for h in frontier]}) + "\n"
-    )
+    """Hold `head` for the next check; a key folder that cannot be written only makes that one full."""
+    text = json.dumps({"head": head.to_json(), "frontier": [h.hex() for h in frontier]}) + "\n"
+    with contextlib.suppress(OSError):
+        write_held_head(path, text)
 
 
 def _full(root: Path, path: Path | None, key: Ed25519PublicKey | None) -> list[str]:
