@@ -9,7 +9,8 @@ In a temporary folder (or --keep DIR), with realistic ``dataset_version_created`
 - at --entries: the inclusion proof of a random entry (time, hashes, bytes) and its offline check
   against the latest signed head with the public key only; the consistency proof between the head
   at half the entries and the latest (time, hashes) and its check; a fresh ``Ledger``'s first
-  append (it reads the leaf hash cache once);
+  append (it takes frontier.json, checked against the signed head; bench/ledger_scale.py compares
+  it with re-reading the leaf hash cache);
 - ``Ledger.verify()`` of the whole log: every entry re-hashed, every head's signature and root.
 
 Timings are medians of --repeats where repeated. Usage: python bench/ledger.py [--entries 100000]

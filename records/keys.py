@@ -6,6 +6,7 @@ e.g. ``data-keys/`` in the checkout) and made by ``apertus init``. It holds
     ledger_ed25519.pem        the private key (PKCS#8 PEM, mode 0600; the folder is 0700)
     ledger_ed25519.pub.pem    its public key: the ``--trusted-key`` of ``apertus audit verify``
     heads/<origin>.checkpoint the latest head verified for each ledger (its origin, '/' as '_')
+    heads/<origin>.checked    the latest head the per-step check verified, with its compact range
 
 Nothing here lives in the data folder: whoever can write the data folder (or read it through SQL)
 can then neither sign nor move the heads a later ``verify --head`` compares against. docs/security.md.
@@ -108,6 +109,11 @@ def held_head_path(folder: Path, origin: str) -> Path:
     """Where the held head of the ledger named `origin` lives in key folder `folder`."""
     safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in origin)
     return Path(folder) / HEADS / f"{safe}.checkpoint"
+
+
+def checked_head_path(folder: Path, origin: str) -> Path:
+    """Where the per-step ledger check (records.ledger.incremental) keeps the last head it verified."""
+    return held_head_path(folder, origin).with_suffix(".checked")
 
 
 def read_held_head(path: Path) -> TreeHead:

@@ -10,7 +10,7 @@ from records import curriculum, documents, finetune, models, quality, release, t
 from records.assets import ASSET_NAMES
 from records.keys import PRIVATE_KEY, PUBLIC_KEY
 from records.layout import CATALOG, CATALOG_LOCK
-from records.ledger.format import ENTRIES, LATEST_TREE_HEAD, LEAF_HASHES, TREE_HEADS
+from records.ledger.format import ENTRIES, FRONTIER, LATEST_TREE_HEAD, LEAF_HASHES, TREE_HEADS
 from records.ledger.format import PUBLIC_KEY as LEDGER_PUBLIC_KEY
 from records.lookup import LEGACY_LOOKUP, LOOKUP
 from records.manifest import MANIFEST
@@ -39,6 +39,7 @@ DATA_FOLDER_FILES = (
     LEAF_HASHES,
     TREE_HEADS,
     LATEST_TREE_HEAD,
+    FRONTIER,
     LEDGER_PUBLIC_KEY,
     PRIVATE_KEY,
     PUBLIC_KEY,

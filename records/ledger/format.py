@@ -41,6 +41,9 @@ PUBLIC_KEY = "public_key.pem"
 ORIGIN = "origin"  # the ledger's name, the first line of its checkpoints; written once, at its first append
 ORIGIN_PREFIX = "apertus.ledger/"
 LOCK = ".lock"
+# The tree's compact range at the latest head ({"size", "nodes"}), so an append costs O(log n); a
+# cache checked against the signed head before use (records.ledger.log), rebuilt when it disagrees.
+FRONTIER = "frontier.json"
 ENTRY_FIELDS = frozenset({"event_type", "index", "payload", "timestamp"})
 
 

@@ -6,6 +6,8 @@ Files in the ledger folder (`<data>/ledger/`; formats in docs/ledger.md):
     tree_heads.jsonl       one signed tree head per append (or batch, append_many), append-only;
                            a C2SP checkpoint note now, older JSON heads before it stay as written
     latest_tree_head.json  a copy of the last tree head, for publishing
+    frontier.json          the tree's compact range at the latest head, so a fresh Ledger appends in
+                           O(log n); checked against the signed head's root before use
     public_key.pem         the Ed25519 key that verifies every tree head, published for readers
     origin                 the ledger's name (first line of its checkpoints), written at its first append
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import json
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -36,6 +39,7 @@ from records.ledger.files import entries_end, last_line, read_leaf_hashes
 from records.ledger.format import (
     ENTRIES,
     EVENT_TYPES,
+    FRONTIER,
     LATEST_TREE_HEAD,
     LEAF_HASHES,
     LOCK,
@@ -185,17 +189,53 @@ class Ledger:
                 os.fsync(f.fileno())
         return num
 
-    def _sync_frontier(self, num: int) -> None:
-        """Bring the cached compact range up to `num` leaves, reading only the new leaf hashes."""
+    def _sync_frontier(self, num: int, key: Ed25519PrivateKey) -> None:
+        """Bring the cached compact range up to `num` leaves. Call under the lock.
+
+        O(log n) per append; O(n) only when the frontier file is missing or does not match the
+        signed head. A fresh Ledger takes frontier.json only if its size is `num`, the latest head
+        signs `num` entries with this instance's key, and the frontier's root is that head's root;
+        otherwise (missing, stale, tampered, or an interrupted append) it re-reads leaf_hashes.bin.
+        """
         if num < self._num_cached:  # the log shrank under us: start over, verify() will say why
             self._frontier, self._num_cached = [], 0
+        if not self._num_cached and num:
+            self._load_frontier(num, key)
         if num > self._num_cached:
             for h in read_leaf_hashes(self._path(LEAF_HASHES), self._num_cached, num):
                 frontier_append(self._frontier, self._num_cached, h)
                 self._num_cached += 1
 
+    def _load_frontier(self, num: int, key: Ed25519PrivateKey) -> None:
+        """Take frontier.json if the latest signed head vouches for it (see _sync_frontier); else nothing."""
+        try:
+            saved = json.loads(self._path(FRONTIER).read_text())
+            nodes = [bytes.fromhex(h) for h in saved["nodes"]]
+            head = self.tree_head()
+            trusted = (
+                saved["size"] == num == head.tree_size
+                and len(nodes) == bin(num).count("1")
+                and all(len(h) == HASH_SIZE for h in nodes)
+                and frontier_root(nodes).hex() == head.root_hash
+                and head.verify(key.public_key())
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
+        if trusted:
+            self._frontier, self._num_cached = nodes, num
+
+    def _save_frontier(self) -> None:
+        """Replace frontier.json atomically (no fsync: a lost or torn one only costs one rebuild)."""
+        nodes = [h.hex() for h in self._frontier]
+        _replace_atomically(
+            self._path(FRONTIER), json.dumps({"size": self._num_cached, "nodes": nodes}) + "\n"
+        )
+
     def append(self, event_type: str, payload: dict[str, Any]) -> LedgerEntry:
         """Durably append one event and a new signed tree head covering it; return the committed entry.
+
+        O(log n) hashing per append; O(n) only when the frontier file is missing or does not match
+        the signed head (see _sync_frontier).
 
         Raises ValueError for an unknown event type or a payload that is not a JSON object.
         Safe to call from several processes at once: each entry gets a unique, contiguous index.
@@ -225,7 +265,7 @@ class Ledger:
             key = self._signing_key()
             origin = self._ensure_origin()
             num = self._recover()
-            self._sync_frontier(num)
+            self._sync_frontier(num, key)
             now = utc_now()
             entries = [
                 _entry(event_type, num + k, payload, now) for k, (event_type, payload) in enumerate(events)
@@ -240,6 +280,7 @@ class Ledger:
             _append_durably(self._path(TREE_HEADS), head.to_json().encode() + b"\n")
             # A convenience copy: tree_heads.jsonl is authoritative, so no fsync for this one.
             _replace_atomically(self._path(LATEST_TREE_HEAD), head.to_json() + "\n")
+            self._save_frontier()
         return entries
 
     def size(self) -> int:
@@ -312,3 +353,22 @@ class Ledger:
         sizes), that latest_tree_head.json is the last head, and that no entry is unsigned.
         """
         return verify_ledger_files(self.root)
+
+    def verify_since_checked(self) -> list[str]:
+        """The per-step check: verify only what was appended since the last head this check verified.
+
+        That head (and the tree's compact range at it) is kept in the key folder, with the trust
+        anchors. O(new entries + new heads + log n); O(n), a full verify(), when the key folder or its
+        held state is missing or unusable (records.ledger.incremental). Problems as verify()'s; [] if
+        valid. Entries before the held head are not re-read: ``apertus audit verify`` is the full check.
+        """
+        from records.ledger.incremental import verify_since_checked
+
+        if not self.root.exists():
+            return verify_ledger_files(self.root)
+        try:
+            folder = self.key_folder()
+        except ValueError:
+            folder = None
+        with self._locked():  # an append in progress would look like unsigned entries
+            return verify_since_checked(self.root, folder)

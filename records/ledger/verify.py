@@ -36,7 +36,7 @@ from records.signing import Checkpoint, TreeHead, load_public_key, parse_head
 MAX_LISTED = 10  # one changed entry can fail thousands of later checks; list a few, count the rest
 
 
-def _check_entry(line: bytes, lineno: int) -> list[str]:
+def check_entry(line: bytes, lineno: int) -> list[str]:
     where = f"{ENTRIES} line {lineno} (entry {lineno - 1})"
     try:
         entry = LedgerEntry.from_line(line)
@@ -67,7 +67,7 @@ def _read_entries(root: Path, problems: list[str]) -> list[bytes]:
                 problems.append(f"{ENTRIES} line {lineno}: no final newline (a torn or altered last line)")
             line = raw.rstrip(b"\n")
             leaves.append(leaf_hash(line))
-            problems.extend(_check_entry(line, lineno))
+            problems.extend(check_entry(line, lineno))
     return leaves
 
 

@@ -33,6 +33,7 @@ from records.ledger import (
     verify_entry_offline,
 )
 from records.ledger import log as ledger_log
+from records.ledger.format import FRONTIER
 from records.merkle import merkle_root, verify_consistency
 from records.signing import Checkpoint, parse_head
 
@@ -364,9 +365,12 @@ def test_appends_read_only_new_leaf_hashes(tmp_path: Path, monkeypatch):
         writer.append(MODEL_TRAINED, {"i": i})
     assert sum(read_counts) == 0  # its own appends never re-read the log
     Ledger(tmp_path).append(MODEL_TRAINED, {"i": 50})
-    assert read_counts == [50]  # a fresh instance reads the cached hashes once, hashing no entry
+    assert read_counts == []  # a fresh instance takes the frontier file the signed head vouches for
     writer.append(MODEL_TRAINED, {"i": 51})
-    assert read_counts == [50, 1]  # and the first writer catches up by the one new hash only
+    assert read_counts == [1]  # and the first writer catches up by the one new hash only
+    (tmp_path / FRONTIER).unlink()
+    Ledger(tmp_path).append(MODEL_TRAINED, {"i": 52})
+    assert read_counts == [1, 52]  # without it, a fresh instance reads the cached hashes once
 
 
 def _writer(root: str, writer_id: int, count: int) -> None:
