@@ -140,6 +140,8 @@ def test_parquet_never_crashes_and_accounts_for_every_row(file, mutation):
             for row in quarantine:
                 if row["reason"] == reasons.COLUMN_CHUNK_TOO_LARGE:
                     covered += int(row["detail"].split(" rows)")[0].rsplit("(", 1)[1])
+                elif row["reason"] == reasons.FILE_TOO_LARGE:  # "rows from <offset> on are not read"
+                    covered += num_rows - row["offset"]
                 else:
                     covered += 1
             assert len(documents) + covered == num_rows
@@ -179,3 +181,25 @@ def test_warc_with_broken_headers_and_lengths_never_crashes(records, compressed,
     data = b"".join(gzip.compress(p) for p in parts) if compressed else b"".join(parts)
     how, cut, extra = mutation
     read("c.warc.gz" if compressed else "c.warc", mutate(data, how, cut, extra))
+
+
+def test_a_file_budget_row_accounts_for_every_row_after_it():
+    """Found by the property above: the file budget, reached mid-file, quarantines the rest of the
+    file as one row ("rows from <offset> on"); with a column-chunk row before it, every row is still
+    accounted for, once."""
+    num_rows = 7
+    columns = {
+        "id": pa.array([f"r{n}" for n in range(num_rows)]),
+        "text": pa.array(["x" * 9_000 if n == 5 else "" for n in range(num_rows)], pa.string()),
+        "blob": pa.array(["z" * 50_000 if n == 0 else "" for n in range(num_rows)], pa.string()),
+    }
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink, row_group_size=1, compression="zstd")
+    documents, quarantine = read("t.parquet", sink.getvalue())
+    by_reason = {r["reason"]: r for r in quarantine}
+    assert by_reason[reasons.COLUMN_CHUNK_TOO_LARGE]["offset"] == 0
+    rest = by_reason[reasons.FILE_TOO_LARGE]["offset"]  # where the file's bytes ran past the budget
+    assert 0 < rest < num_rows - 1  # so the one row stands for more than one row of the file
+    assert f"rows from {rest} on are not read" in by_reason[reasons.FILE_TOO_LARGE]["detail"]
+    # rows 0 .. rest-1 one quarantine row each (the blob's row group, then empty texts), then the rest
+    assert not documents and [r["offset"] for r in quarantine] == list(range(rest + 1))
