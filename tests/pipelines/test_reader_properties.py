@@ -190,7 +190,7 @@ def test_a_file_budget_row_accounts_for_every_row_after_it():
     num_rows = 7
     columns = {
         "id": pa.array([f"r{n}" for n in range(num_rows)]),
-        "text": pa.array(["x" * 9_000 if n == 5 else "" for n in range(num_rows)], pa.string()),
+        "text": pa.array(["x" * 9_500 if n == 5 else "" for n in range(num_rows)], pa.string()),
         "blob": pa.array(["z" * 50_000 if n == 0 else "" for n in range(num_rows)], pa.string()),
     }
     sink = io.BytesIO()
