@@ -27,14 +27,13 @@ from pipelines.tables import TableStats, build_tables
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
 from records.catalog import refresh_catalog
 from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
-from records.layout import DataLayout, discard_on_failure, new_staging
+from records.layout import DataLayout, checkout_relative, discard_on_failure, new_staging
 from records.lookup import file_root
 from records.lookup_build import build_lookup
 from records.manifest import Manifest, seal
 from records.pins import pin_dataset_version, read_pin
 
 PIPELINES_DIR = Path(__file__).resolve().parent
-REPO_DIR = PIPELINES_DIR.parent
 
 
 def code_version() -> str:
@@ -66,19 +65,6 @@ class StepResult:
     ledger_index: int | None  # the ledger entry that pinned this version (None when reused)
 
 
-def portable(value):
-    """``value`` with every absolute path inside this checkout written relative to it: the config
-    enters the version's id (through its lineage), and the same code in another folder must give
-    the same id. The files those paths name are covered by ``code_version``."""
-    if isinstance(value, dict):
-        return {k: portable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [portable(v) for v in value]
-    if isinstance(value, str | Path) and Path(value).is_absolute() and Path(value).is_relative_to(REPO_DIR):
-        return Path(value).relative_to(REPO_DIR).as_posix()
-    return value
-
-
 def finish_step(
     layout: DataLayout, staging: Path, *, asset: str, snapshot: str, parents: tuple[str, ...], config: dict
 ) -> StepResult:
@@ -93,7 +79,7 @@ def finish_step(
         asset=asset,
         snapshot=snapshot,
         parents=parents,
-        config=portable(config),
+        config=checkout_relative(config),
         code_version=code_version(),
         stats=stats,
         counts=counts,

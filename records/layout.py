@@ -40,6 +40,20 @@ def checkout_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def checkout_relative(value):
+    """``value`` (a config: nested dicts, lists, strings, paths) with every absolute path inside this
+    checkout written relative to it, the inverse of ``checkout_path``: the config enters a version's
+    id through its lineage, and the same code in another folder must give the same id. The files
+    those paths name are covered by the code version."""
+    if isinstance(value, dict):
+        return {k: checkout_relative(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [checkout_relative(v) for v in value]
+    if isinstance(value, str | Path) and Path(value).is_absolute() and Path(value).is_relative_to(REPO_ROOT):
+        return Path(value).relative_to(REPO_ROOT).as_posix()
+    return value
+
+
 def validate_snapshot_name(name: str) -> str:
     """``name`` unchanged when it is a valid snapshot name; ValueError naming it and the rule otherwise.
 

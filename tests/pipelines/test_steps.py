@@ -160,7 +160,8 @@ def test_configs_name_files_of_the_checkout_relative_to_it():
     """A version's config enters its id: the same code checked out elsewhere must give the same id."""
     from pathlib import Path
 
-    from pipelines.steps import REPO_DIR, portable
+    from records.layout import REPO_ROOT as REPO_DIR
+    from records.layout import checkout_relative as portable
 
     config = {"model_path": str(REPO_DIR / "resources/models/m.ftz"), "dir": REPO_DIR / "sample",
               "elsewhere": "/srv/data/x", "names": ("de", "fr"), "n": 4}  # fmt: skip
