@@ -147,7 +147,11 @@ def quality_filtered(context: dg.AssetExecutionContext, curation: CurationResour
 )
 def deduplicated(context: dg.AssetExecutionContext, curation: CurationResource, quality_filtered: str):
     """One document per exact-duplicate group and per MinHash near-duplicate cluster; every kept
-    document records its cluster id and size, every removed one the document it duplicates."""
+    document records its cluster id and size, every removed one the document it duplicates. In the
+    default ``global`` dedup scope a page already kept by a snapshot registered earlier is removed
+    too, naming that document and its version: partitions are deduplicated in registration order
+    (the ledger order of their first raw_documents version), and one whose earlier snapshots are not
+    deduplicated yet fails, naming them. Its lineage records the cross-snapshot index version."""
     result = steps.deduplicate_version(
         curation.layout(),
         curation.manifest(quality_filtered),

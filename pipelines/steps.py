@@ -270,9 +270,18 @@ def filter_quality(
 def deduplicate_version(
     layout: DataLayout, parent: Manifest, config: CurationConfig, executor: ExecutorConfig
 ) -> StepResult:
-    """Drop exact duplicates, then MinHash near-duplicates; kept documents carry their cluster."""
-    from pipelines.dedup import deduplicate
+    """Drop exact duplicates, then MinHash near-duplicates; kept documents carry their cluster.
 
+    In ``global`` dedup scope (the default) documents kept by snapshots registered earlier count
+    too: a page already kept there is dropped here, naming that document and its version; the
+    index version checked against enters this version's lineage, and this version's kept documents
+    join the index (pipelines.dedup.scope). ValueError when an earlier snapshot has no
+    deduplicated version yet. Cost: this snapshot's documents, plus log(index size) per probe.
+    """
+    from pipelines.dedup import deduplicate
+    from pipelines.dedup.scope import prepare, register
+
+    view = prepare(layout, parent.snapshot, config.dedup)
     staging = new_staging(layout, DEDUPLICATED)
     work_dir = layout.work / "dedup" / staging.name
     shards = layout.datasets / parent.asset / parent.version_id / SHARDS
@@ -286,17 +295,22 @@ def deduplicate_version(
                     str(work_dir),
                     config=config.dedup,
                     executor=executor,
+                    earlier=view.segments() if view else (),
                 )
+            cross = {"cross_snapshot": view.lineage()} if view else {}
+            result = finish_step(
+                layout,
+                staging,
+                asset=DEDUPLICATED,
+                snapshot=parent.snapshot,
+                parents=(parent.ref,),
+                config={"dedup": asdict(config.dedup), "tasks": executor.tasks, **cross},
+            )
+            if view:
+                register(view, result.manifest.ref, work_dir, config.dedup)
+            return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-        return finish_step(
-            layout,
-            staging,
-            asset=DEDUPLICATED,
-            snapshot=parent.snapshot,
-            parents=(parent.ref,),
-            config={"dedup": asdict(config.dedup), "tasks": executor.tasks},
-        )
 
 
 def curate_snapshot(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from records import curriculum, documents, finetune, models, quality, release, token_shards, tokenizer
 from records.assets import ASSET_NAMES
+from records.dedup_index import DEDUP_INDEX, INDEX_LOCK, INDEX_RECORD, MERGED, SEGMENT_META, SEGMENTS
 from records.keys import PRIVATE_KEY, PUBLIC_KEY
 from records.layout import CATALOG, CATALOG_LOCK
 from records.ledger.format import ENTRIES, FRONTIER, LATEST_TREE_HEAD, LEAF_HASHES, TREE_HEADS
@@ -43,6 +44,12 @@ DATA_FOLDER_FILES = (
     LEDGER_PUBLIC_KEY,
     PRIVATE_KEY,
     PUBLIC_KEY,
+    DEDUP_INDEX,
+    INDEX_RECORD,
+    INDEX_LOCK,
+    SEGMENTS,
+    MERGED,
+    SEGMENT_META,
 )
 FILE_NAMES = VERSION_FILES + DATA_FOLDER_FILES
 # Every name no module but its owner may spell: the file names and the asset names.

@@ -28,6 +28,9 @@ class DedupConfig:
     min_jaccard: float = 0.7
     bucket_splits: int = 1  # tasks per band in the bucket stage (each holds 1/splits of the band)
     no_space_languages: frozenset[str] = NO_SPACE_LANGUAGES
+    # "global": a document already kept in an earlier snapshot is a duplicate of it (pipelines.dedup.scope);
+    # "snapshot": each snapshot on its own, FineWeb's per-dump choice (docs/data-model.md says when)
+    scope: str = "global"
 
     @property
     def num_perm(self) -> int:
@@ -42,6 +45,8 @@ class DedupConfig:
             raise ValueError("DedupConfig: num_bands, rows_per_band and bucket_splits must be >= 1")
         if not 0.0 <= self.min_jaccard <= 1.0:
             raise ValueError(f"DedupConfig.min_jaccard must be in [0, 1], got {self.min_jaccard}")
+        if self.scope not in ("global", "snapshot"):
+            raise ValueError(f"DedupConfig.scope must be 'global' or 'snapshot', got {self.scope!r}")
 
 
 @dataclass

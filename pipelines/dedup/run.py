@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from pipelines.dedup.clusters import ClusterDecisions
 from pipelines.dedup.config import DedupConfig, DedupSummary
+from pipelines.dedup.cross import CrossSnapshotMatches, apply_matches
 from pipelines.dedup.filter import DedupFilter
 from pipelines.dedup.minhash import BandBuckets, MinhashSignatures
 from pipelines.executor import ExecutorConfig, run_pipeline
@@ -24,6 +26,7 @@ def deduplicate(
     *,
     config: DedupConfig = DedupConfig(),  # noqa: B008  (frozen: a shared default is safe)
     executor: ExecutorConfig | None = None,
+    earlier: Sequence[str] = (),
 ) -> DedupSummary:
     """Drop exact duplicates (same ``sha256``) and MinHash near-duplicates of ``input_folder``.
 
@@ -34,10 +37,16 @@ def deduplicate(
     depends only on the documents, never on task or worker count; the same input and tasks give
     byte-identical shards. ``work_dir`` (a local folder) holds the intermediate files and can be
     deleted afterwards.
+
+    ``earlier``: segment folders of the cross-snapshot index (pipelines.dedup.scope), oldest first.
+    After the in-snapshot decisions, every cluster with a member that duplicates a document kept
+    there is dropped, each member naming the earlier document and its version
+    (pipelines.dedup.cross). Cost: the in-snapshot stages, plus a probe per document that grows with
+    the log of the index's size.
     """
     executor = executor or ExecutorConfig()  # built per call: it reads APERTUS_RAY_ADDRESS now
     work = Path(work_dir)
-    for stale in ("signatures", "edges", "decisions", "summary.json", "logs"):
+    for stale in ("signatures", "edges", "decisions", "cross", "summary.json", "logs"):
         # Decisions are addressed by (task, index): files of an earlier run must not survive.
         path = work / stale
         if path.is_dir():
@@ -55,6 +64,12 @@ def deduplicate(
     run_pipeline(
         [ClusterDecisions(str(work), config)], logging_dir=logs / "clusters", config=executor, tasks=1
     )
+    if earlier:
+        run_pipeline(
+            [CrossSnapshotMatches(str(work), list(earlier), config)],
+            logging_dir=logs / "cross", config=executor, tasks=tasks,
+        )  # fmt: skip
+        apply_matches(work, tasks)
     run_pipeline(
         [
             DocumentShardReader(input_folder),
