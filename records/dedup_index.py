@@ -191,11 +191,13 @@ class Segment:
 
 
 def _lookup(sorted_keys: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keys = np.asarray(keys, np.uint64)
+    # Searching in key order walks the memory map forwards: each page is faulted in at most once.
+    order = np.argsort(np.asarray(keys, np.uint64), kind="stable")
+    keys = np.asarray(keys, np.uint64)[order]
     lo = np.searchsorted(sorted_keys, keys, side="left")
     hi = np.searchsorted(sorted_keys, keys, side="right")
     counts = hi - lo
-    query = np.repeat(np.arange(len(keys)), counts)
+    query = np.repeat(order, counts)
     starts = np.repeat(lo, counts)
     within = np.arange(len(query)) - np.repeat(np.cumsum(counts) - counts, counts)
     return query, np.asarray(rows[starts + within], np.int64)
