@@ -61,8 +61,14 @@ def two_snapshots(tmp_path_factory):
         b_records.append(_record(len(b_records), pages[i], "b"))
         truth[b_records[-1]["id"]] = (None, "new")
     for name, records in (("A", a_records), ("B", b_records)):
+        # Two files, so two tasks: B's two copies of page 0 (one cluster) fall in different tasks.
         (layout.snapshot_dir(name) / "jsonl").mkdir(parents=True)
-        write_jsonl_gz(layout.snapshot_dir(name) / "jsonl" / "part-00000.jsonl.gz", records)
+        chunks = (
+            [r for k, r in enumerate(records) if k % 3 == 0],
+            [r for k, r in enumerate(records) if k % 3],
+        )
+        for part, chunk in enumerate(chunks):
+            write_jsonl_gz(layout.snapshot_dir(name) / "jsonl" / f"part-{part:05d}.jsonl.gz", chunk)
     config = CurationConfig()
     filtered = {}
     for name in ("A", "B"):
@@ -85,7 +91,7 @@ def test_b_keeps_one_copy_per_cluster_and_names_the_a_document(two_snapshots):
     details = {row["source_id"]: (row["reason"], json.loads(row["details"]))
                for row in b_exclusions.to_dicts()}  # fmt: skip
     b_kept = set(b_index["source_id"].to_list())
-    checked = 0
+    checked = []
     for b_id, (page, kind) in truth.items():
         a_id = f"a-{page:04d}" if page is not None else None
         if kind == "new":
@@ -93,15 +99,17 @@ def test_b_keeps_one_copy_per_cluster_and_names_the_a_document(two_snapshots):
             continue
         if a_id not in a_kept_ids:
             continue  # A dropped that page itself (quality): B's copy has nothing to duplicate
-        checked += 1
+        checked.append(b_id)
         assert b_id not in b_kept, (b_id, kind)
         reason, why = details[b_id]
         assert reason == (reasons.EXACT_DUPLICATE if kind == "exact" else reasons.NEAR_DUPLICATE), b_id
         assert why["duplicate_of_snapshot"] == "A" and why["duplicate_of_version"] == dedup_a.manifest.ref
         a_doc = a_kept.filter(pl.col("source_id") == a_id)["doc_id"].item()
         assert why["duplicate_of"] == a_doc, (b_id, why)
-    assert checked >= NUM_EXACT + NUM_NEAR - 4  # the quality filters keep nearly all of these pages
-    assert dedup_b.excluded["documents"] >= checked
+        if b_id == "b-0008":  # B's second copy of page 0, in the other task: B's own cluster of two
+            assert why["cluster_size"] == 2 and why["cluster_id"].startswith("B/jsonl/part-00000")
+    assert len(checked) >= NUM_EXACT + NUM_NEAR - 4  # the quality filters keep nearly all of these pages
+    assert "b-0008" in checked and dedup_b.excluded["documents"] >= len(checked)
     # New pages of B are kept unless B's own filters dropped them.
     new_kept = [b for b, (_, kind) in truth.items() if kind == "new" and b in b_kept]
     assert len(new_kept) >= NUM_NEW - 2
