@@ -28,7 +28,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines import reasons
-from pipelines.dedup.clusters import DECISION_SCHEMA
+from pipelines.dedup.clusters import DECISION_SCHEMA, EDGE_CHUNK
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.minhash import band_names
 from pipelines.dedup.shingles import band_keys, sha256_key
@@ -118,7 +118,10 @@ class CrossSnapshotMatches(PipelineStep):
         docs_e, sigrow_e = signed[pair_e2[:, 0]], pair_e2[:, 1]
         unique_u, inverse_e = np.unique(sigrow_e, return_inverse=True)
         earlier_up = np.asarray(segment.array("signatures")[unique_u])  # only the candidate rows are read
-        agreement = (sig_dp[docs_e] == earlier_up[inverse_e]).mean(axis=1)
+        agreement = np.empty(len(docs_e))
+        for start in range(0, len(docs_e), EDGE_CHUNK):  # memory per chunk, not per candidate set
+            chunk = slice(start, start + EDGE_CHUNK)
+            agreement[chunk] = (sig_dp[docs_e[chunk]] == earlier_up[inverse_e[chunk]]).mean(axis=1)
         keep = agreement >= self.config.min_jaccard
         rows = segment.rows_of_signed(sigrow_e[keep])
         for doc, row, jaccard in zip(
