@@ -147,7 +147,9 @@ def test_a_second_claim_on_the_same_inputs_gets_its_own_fresh_folder(tmp_path):
 
     layout = DataLayout(tmp_path / "data")
     inputs = {"parent": "raw_documents@abc", "tasks": 4}
-    with resumable_staging(layout, "language_identified", "tiny", inputs) as first:
-        with resumable_staging(layout, "language_identified", "tiny", inputs) as second:
-            assert first.resume and not second.resume and second.staging != first.staging
+    with (
+        resumable_staging(layout, "language_identified", "tiny", inputs) as first,
+        resumable_staging(layout, "language_identified", "tiny", inputs) as second,
+    ):
+        assert first.resume and not second.resume and second.staging != first.staging
     assert second.staging.parent.name.startswith("owner-")  # a plain new_staging folder
