@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import PurePosixPath
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from records.layout import DataLayout, validate_snapshot_name
 
@@ -115,14 +117,25 @@ def snapshot_source(layout: DataLayout, name: str) -> str:
 
 
 def snapshot_fingerprint(source: str) -> str:
-    """A hash of a snapshot's listing: every file's path relative to ``source``, size and version
-    (ETag or modification time, whichever the filesystem gives). Two reads of the same unchanged
-    snapshot give the same fingerprint; a file added, removed, resized or rewritten changes it. It
-    decides whether a failed ingest may be resumed, never a version id. Cost: one listing."""
+    """A hash of a snapshot's listing: every entry's path relative to ``source``, size and version
+    (ETag or modification time, whichever the filesystem gives; a link's target). Two reads of the
+    same unchanged snapshot give the same fingerprint; a file added, removed, resized or rewritten
+    changes it. It decides whether a failed ingest may be resumed, never a version id. A local
+    folder is walked without following links (as the reader lists it). Cost: one listing."""
     fs, root = fsspec.core.url_to_fs(source)
     root = root.rstrip("/")
     rows = []
-    for path, info in sorted(fs.find(root, detail=True, withdirs=False).items()):
-        version = next((info[k] for k in ("ETag", "etag", "mtime", "LastModified") if k in info), None)
-        rows.append([path[len(root) + 1 :], info.get("size"), str(version)])
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    if isinstance(fs, LocalFileSystem):
+        for parent, dirs, files in os.walk(root):  # links to folders come in dirs, not followed
+            for name in dirs + files:
+                path = os.path.join(parent, name)
+                info = os.lstat(path)
+                if stat.S_ISDIR(info.st_mode):
+                    continue
+                target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else None
+                rows.append([os.path.relpath(path, root), info.st_size, info.st_mtime_ns, target])
+    else:
+        for path, info in fs.find(root, detail=True, withdirs=False).items():
+            version = next((info[k] for k in ("ETag", "etag", "mtime", "LastModified") if k in info), None)
+            rows.append([path[len(root) + 1 :], info.get("size"), str(version), None])
+    return hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()
