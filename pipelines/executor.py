@@ -6,7 +6,8 @@ Every curation step hands its list of blocks to ``run_pipeline``. With ``APERTUS
 Either way the same tasks read the same files, so both paths write the same bytes.
 
 ``workers`` (how many tasks run at once) follows where the tasks run unless it is set: the Ray
-cluster's CPUs, or the cores of this host (docs/scale.md, "Parallelism").
+cluster's CPUs, or the cores of this host (docs/scale.md, "Parallelism"). With ``resume`` a run
+skips the tasks a failed earlier run completed (docs/scale.md, "Resuming a failed step").
 """
 
 from __future__ import annotations
@@ -75,11 +76,8 @@ def _quiet_datatrove() -> Iterator[None]:
 
 def ray_node_id() -> str | None:
     """The id of the Ray node this process runs on; None outside a Ray worker."""
-    try:
-        import ray
-    except ImportError:
-        return None
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; importing it here would cost 1 s a task
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else None
 
 
 class _QuietTaskLogs:

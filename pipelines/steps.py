@@ -149,12 +149,17 @@ def task_logs(layout: DataLayout, staging: Path) -> Path:
 
 @contextmanager
 def step_staging(
-    layout: DataLayout, asset: str, snapshot: str, inputs: str, config: dict
+    layout: DataLayout, asset: str, snapshot: str | None, inputs: str, config: dict
 ) -> Iterator[Attempt]:
     """The staging folder of a step whose output is decided by ``inputs`` (the parent version's ref,
     or the snapshot's fingerprint), ``config`` (its lineage config, task count included) and the
     code version: a failed attempt's folder, with its completed tasks, when all of them match
-    (``records.layout.resumable_staging``), else a fresh one."""
+    (``records.layout.resumable_staging``), else a fresh one (always, for a version of no snapshot)."""
+    if snapshot is None:
+        staging = new_staging(layout, asset)
+        with discard_on_failure(staging):
+            yield Attempt(staging, task_logs(layout, staging), resume=False, resumed=False)
+        return
     key = {"asset": asset, "inputs": inputs, "config": config, "code_version": code_version()}
     with resumable_staging(layout, asset, snapshot, key) as attempt:
         if attempt.resumed:
