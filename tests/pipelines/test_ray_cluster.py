@@ -66,7 +66,8 @@ def start_node(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def stop_node(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    # SIGTERM first (the node drains, up to 30 s, then ends its processes); a test node need not drain.
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
