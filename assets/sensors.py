@@ -18,29 +18,33 @@ from records.requests import ERASURE_INBOX
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Registers every new folder in the data folder's inbox (after copying it there from the remote "
-        "inbox APERTUS_INBOX_URL, when one is set) as a snapshot partition and curates it. Folders whose "
-        "name is not a valid snapshot name are skipped with the reason logged; registered partitions "
-        "with such names (left by older versions) are deleted."
+        "Registers every new folder in the data folder's inbox, and every new snapshot in the remote "
+        "inbox APERTUS_INBOX_URL when one is set (read in place by the ingest step, never copied), as a "
+        "snapshot partition and curates it. Snapshots whose name (or, remotely, an object key) is not "
+        "valid are skipped with the reason logged; registered partitions with such names (left by "
+        "older versions) are deleted."
     ),
 )
 def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Cost grows with the number of inbox folders and registered partitions (one listing each)."""
-    from pipelines.remote_inbox import fetch_snapshot, inbox_url, remote_snapshots
+    """Cost grows with the number of inbox folders and registered partitions (one listing each), and
+    with the number of objects of each new remote snapshot (one listing, to check its keys)."""
+    from pipelines.remote_inbox import check_remote_snapshot, inbox_url, remote_snapshots
 
     layout = DataLayout.from_env()
     known = set(context.instance.get_dynamic_partitions(snapshots.name))
     refused = []
+    remote = []
     url = inbox_url()
     if url:
         for name in remote_snapshots(url):
             try:
                 if name not in known and not layout.snapshot_dir(name).exists():
-                    context.log.info(f"copying snapshot {name} from {url} into {layout.inbox}")
-                    fetch_snapshot(url, name, layout)
+                    count = check_remote_snapshot(url, name)
+                    context.log.info(f"snapshot {name}: {count} objects at {url}, read there")
+                    remote.append(name)
             except ValueError as error:  # a bad name or key: this snapshot waits, the others go on
                 refused.append(f"{url}/{name}: {error}")
-    new = []
+    new = list(remote)
     for name in layout.snapshots():
         try:
             validate_snapshot_name(name)
@@ -60,10 +64,11 @@ def new_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         context.log.warning(f"snapshot skipped: {reason}")
     cleanup = [snapshots.build_delete_request(invalid_known)] if invalid_known else []
     if not new:
-        skip = f"no new snapshot folders in {layout.inbox}"
+        skip = f"no new snapshot folders in {layout.inbox}" + (f" nor at {url}" if url else "")
         skip += "".join(f"; skipped {reason}" for reason in refused)
         return dg.SensorResult(skip_reason=skip, dynamic_partitions_requests=cleanup or None)
-    context.log.info(f"new snapshots in {layout.inbox}: {', '.join(new)}")
+    new = sorted(set(new))
+    context.log.info(f"new snapshots: {', '.join(new)}")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=name, run_key=f"snapshot:{name}") for name in new],
         dynamic_partitions_requests=[snapshots.build_add_request(new), *cleanup],

@@ -6,13 +6,15 @@ Every curation step hands its list of blocks to ``run_pipeline``. With ``APERTUS
 Either way the same tasks read the same files, so both paths write the same bytes.
 
 ``workers`` (how many tasks run at once) follows where the tasks run unless it is set: the Ray
-cluster's CPUs, or the cores of this host (docs/scale.md, "Parallelism").
+cluster's CPUs, or the cores of this host (docs/scale.md, "Parallelism"). With ``resume`` a run
+skips the tasks a failed earlier run completed (docs/scale.md, "Resuming a failed step").
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 RAY_ADDRESS_ENV = "APERTUS_RAY_ADDRESS"
+TASK_PLACE = "ran on host {host} pid {pid} ray node {node}"  # in every task's log, first
 LOG_LEVEL_ENV = "APERTUS_LOG_LEVEL"  # what datatrove prints on the terminal; its log files keep DEBUG
 _LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 
@@ -44,6 +47,9 @@ def _add_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
     logger.add(sys.stderr, level=_terminal_level() if local_rank == 0 else "ERROR", format=_LOG_FORMAT)
     logger.add(logfile, level="DEBUG", format=_LOG_FORMAT, colorize=False)
+    # Where the task ran, so a step's spread over a cluster can be read back from its logs.
+    place = TASK_PLACE.format(host=socket.gethostname(), pid=os.getpid(), node=ray_node_id() or "-")
+    logger.info(f"task {rank} {place}")
     return logfile
 
 
@@ -66,6 +72,12 @@ def _quiet_datatrove() -> Iterator[None]:
     finally:
         for module, add, close in saved:
             module.add_task_logger, module.close_task_logger = add, close
+
+
+def ray_node_id() -> str | None:
+    """The id of the Ray node this process runs on; None outside a Ray worker."""
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; importing it here would cost 1 s a task
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else None
 
 
 class _QuietTaskLogs:
@@ -174,14 +186,27 @@ def connect_ray(address: str) -> None:
         )
 
 
+def completed_ranks(logging_dir: str | Path, num_tasks: int) -> list[int]:
+    """The ranks below ``num_tasks`` with a completion marker in ``logging_dir``. Cost: one listing."""
+    folder = Path(logging_dir) / "completions"
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    return [rank for rank in range(num_tasks) if f"{rank:05d}" in names]
+
+
 def run_pipeline(
     pipeline: list[PipelineStep | Callable],
     *,
     logging_dir: str | Path,
     config: ExecutorConfig,
     tasks: int | None = None,
+    resume: bool = False,
 ) -> None:
     """Run ``pipeline`` over ``tasks`` (default ``config.tasks``) tasks and return when all finished.
+
+    ``resume``: skip the tasks that ``logging_dir`` holds a completion marker for (datatrove's
+    ``completions/<rank>``, written when a task finished), because a failed earlier run with the same
+    inputs, config, code and task count wrote their output into the same folder
+    (``records.layout.resumable_staging`` decides when that holds). Without it every task runs.
 
     At most ``config.resolve_workers()`` tasks (and never more than there are) run at once; the
     number and its reason are printed on stderr, which the step's Dagster log keeps. Raises ``RuntimeError`` naming the failed tasks if any task failed.
@@ -191,9 +216,11 @@ def run_pipeline(
         connect_ray(config.ray_address)
     chosen = config.resolve_workers()
     workers = min(chosen.count, num_tasks)
+    done = completed_ranks(logging_dir, num_tasks) if resume else []
+    resuming = f"; resuming: {len(done)} of {num_tasks} tasks completed before, skipped" if done else ""
     print(
         f"apertus: {Path(logging_dir).name}: {num_tasks} tasks, {workers} at once on {config.backend}"
-        f" ({chosen.count} workers: {chosen.reason})",
+        f" ({chosen.count} workers: {chosen.reason}){resuming}",
         file=sys.stderr,
         flush=True,
     )
@@ -203,13 +230,13 @@ def run_pipeline(
             tasks=num_tasks,
             workers=workers,
             logging_dir=str(logging_dir),
-            skip_completed=False,
+            skip_completed=resume,
             cpus_per_task=config.cpus_per_task,
             mem_per_cpu_gb=1,
         )
     else:
         executor = LocalExecutor(
-            pipeline, tasks=num_tasks, workers=workers, logging_dir=str(logging_dir), skip_completed=False
+            pipeline, tasks=num_tasks, workers=workers, logging_dir=str(logging_dir), skip_completed=resume
         )
     with _quiet_datatrove():
         executor.run()

@@ -15,8 +15,11 @@ and creates nothing new.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +30,14 @@ from pipelines.tables import TableStats, build_tables
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
 from records.catalog import refresh_catalog
 from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
-from records.layout import DataLayout, checkout_relative, discard_on_failure, new_staging
+from records.layout import (
+    Attempt,
+    DataLayout,
+    checkout_relative,
+    discard_on_failure,
+    new_staging,
+    resumable_staging,
+)
 from records.lookup import file_root
 from records.lookup_build import build_lookup
 from records.manifest import Manifest, seal
@@ -137,6 +147,26 @@ def task_logs(layout: DataLayout, staging: Path) -> Path:
     return layout.work / "logs" / staging.name
 
 
+@contextmanager
+def step_staging(
+    layout: DataLayout, asset: str, snapshot: str | None, inputs: str, config: dict
+) -> Iterator[Attempt]:
+    """The staging folder of a step whose output is decided by ``inputs`` (the parent version's ref,
+    or the snapshot's fingerprint), ``config`` (its lineage config, task count included) and the
+    code version: a failed attempt's folder, with its completed tasks, when all of them match
+    (``records.layout.resumable_staging``), else a fresh one (always, for a version of no snapshot)."""
+    if snapshot is None:
+        staging = new_staging(layout, asset)
+        with discard_on_failure(staging):
+            yield Attempt(staging, task_logs(layout, staging), resume=False, resumed=False)
+        return
+    key = {"asset": asset, "inputs": inputs, "config": config, "code_version": code_version()}
+    with resumable_staging(layout, asset, snapshot, key) as attempt:
+        if attempt.resumed:
+            print(f"apertus: {asset}: resuming the failed attempt in {attempt.staging}", file=sys.stderr)
+        yield attempt
+
+
 def excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
     # One file per block and task: two filters of a step must not write the same file.
     return DocumentShardWriter(staging / EXCLUDED, output_filename=f"{block}-${{rank}}.parquet")
@@ -145,26 +175,34 @@ def excluded_writer(staging: Path, block: str) -> DocumentShardWriter:
 def ingest_snapshot(
     layout: DataLayout, snapshot: str, config: CurationConfig, executor: ExecutorConfig
 ) -> StepResult:
-    """Read every shard of ``inbox/<snapshot>`` into ``raw_documents``; bad records go to quarantine;
+    """Read every shard of ``inbox/<snapshot>`` (or of ``<APERTUS_INBOX_URL>/<snapshot>``, in place:
+    ``pipelines.remote_inbox.snapshot_source``) into ``raw_documents``; bad records go to quarantine;
     documents named by a recorded erasure request are dropped (``pipelines.suppression``), and so are
     pages whose host's robots.txt in ``<data>/robots/`` disallows an AI crawler (``pipelines.robots``)."""
     from pipelines.normalize import Normalizer
     from pipelines.readers import SnapshotReader
-    from pipelines.robots import robots_blocks
+    from pipelines.remote_inbox import snapshot_fingerprint, snapshot_source
+    from pipelines.robots import latest_robots, robots_blocks
     from pipelines.suppression import suppression_blocks, suppression_config
     from records.requests import requests as erasure_requests
 
-    source = layout.snapshot_dir(snapshot)
-    if not source.is_dir():
-        raise ValueError(
-            f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)"
-        )
+    source = snapshot_source(layout, snapshot)  # a local folder or a URL, read in place
     suppress = [r.as_filter() for r in erasure_requests(layout)]  # read once, at step start
-    staging = new_staging(layout, RAW_DOCUMENTS)
-    with discard_on_failure(staging):
+    lineage_config = {
+        "max_document_bytes": config.max_document_bytes,
+        "budgets": asdict(config.budgets),  # they decide what is read and how shards are cut
+        "tasks": executor.tasks,
+        "robots": asdict(config.robots),
+        **suppression_config(suppress),
+    }
+    # What the tasks read besides the config: the snapshot's files and the robots files in force.
+    robots = latest_robots(layout.robots, config.robots.as_of)
+    inputs = json.dumps([snapshot_fingerprint(source), sorted(robots.items())], default=str)
+    with step_staging(layout, RAW_DOCUMENTS, snapshot, inputs, lineage_config) as attempt:
+        staging = attempt.staging
         blocks = [
             SnapshotReader(
-                str(source),
+                source,
                 snapshot,
                 str(staging / QUARANTINE),
                 max_document_bytes=config.max_document_bytes,
@@ -175,20 +213,10 @@ def ingest_snapshot(
             *robots_blocks(layout.robots, staging, config.robots),
             DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]
-        run_pipeline(blocks, logging_dir=task_logs(layout, staging), config=executor)
+        run_pipeline(blocks, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
+        attempt.sealing()
         return finish_step(
-            layout,
-            staging,
-            asset=RAW_DOCUMENTS,
-            snapshot=snapshot,
-            parents=(),
-            config={
-                "max_document_bytes": config.max_document_bytes,
-                "budgets": asdict(config.budgets),  # they decide what is read and how shards are cut
-                "tasks": executor.tasks,
-                "robots": asdict(config.robots),
-                **suppression_config(suppress),
-            },
+            layout, staging, asset=RAW_DOCUMENTS, snapshot=snapshot, parents=(), config=lineage_config
         )
 
 
@@ -205,8 +233,9 @@ def transform_version(
 
     ``blocks`` gets the staging folder so that filters can write their exclusions there.
     """
-    staging = new_staging(layout, asset)
-    with discard_on_failure(staging):
+    config = {**config, "tasks": executor.tasks}
+    with step_staging(layout, asset, parent.snapshot, parent.ref, config) as attempt:
+        staging = attempt.staging
         shards = layout.datasets / parent.asset / parent.version_id / SHARDS
         if has_documents(shards):  # else an empty version: nothing kept, nothing excluded
             pipeline = [
@@ -214,14 +243,10 @@ def transform_version(
                 *blocks(staging),
                 DocumentShardWriter(staging / SHARDS),
             ]
-            run_pipeline(pipeline, logging_dir=task_logs(layout, staging), config=executor)
+            run_pipeline(pipeline, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
+        attempt.sealing()
         return finish_step(
-            layout,
-            staging,
-            asset=asset,
-            snapshot=parent.snapshot,
-            parents=(parent.ref,),
-            config={**config, "tasks": executor.tasks},
+            layout, staging, asset=asset, snapshot=parent.snapshot, parents=(parent.ref,), config=config
         )
 
 

@@ -10,13 +10,17 @@ work/                             staging and intermediate files; safe to delete
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +127,7 @@ class DataLayout:
 
 STAGING = "staging"  # under work/
 STAGING_OWNER_PREFIX = "owner-"  # work/staging/owner-<host>-<pid>-<start>/: one folder per process
+RESUMABLE = "resumable"  # work/staging/resumable/<snapshot>/<asset>-<inputs hash>/: kept after a failure
 
 
 @dataclass(frozen=True)
@@ -229,3 +234,152 @@ def discard_on_failure(staging: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A step's staging folder and task log folder, and whether they may carry a failed attempt's
+    completed tasks: ``resume`` (the folders are keyed by the step's inputs, so a run may skip the
+    tasks with a completion marker) and ``resumed`` (a failed attempt's work was there)."""
+
+    staging: Path
+    logs: Path
+    resume: bool
+    resumed: bool
+    sealing_marker: Path | None = None
+
+    def sealing(self) -> None:
+        """Mark that the tasks are done and sealing begins: from here a failure (or a kill) leaves
+        nothing to resume, since sealing writes into the folder (its lineage, its tables)."""
+        if self.sealing_marker is not None:
+            self.sealing_marker.touch()
+
+
+def inputs_key(inputs: dict) -> str:
+    """The hash that names a resumable staging folder: of everything that decides a step's output
+    (input version, config, code version, task count), as canonical JSON."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@contextmanager
+def resumable_staging(layout: DataLayout, asset: str, snapshot: str, inputs: dict) -> Iterator[Attempt]:
+    """A staging folder (and task log folder) for a version of ``asset`` that a failed attempt with
+    the same ``inputs`` left behind, or a fresh one: ``work/staging/resumable/<snapshot>/<asset>-<key>``
+    with its logs in ``work/logs/<asset>-<key>``, ``key = inputs_key(inputs)``.
+
+    The name is the inputs' hash, so a retry finds the folder only when input version, config, code
+    and task count all match; the leftovers of this snapshot's and asset's attempts with other
+    inputs are deleted here (no retry can resume them). A lock held for the whole step keeps a second
+    process with the same inputs out: that one gets a fresh ``new_staging`` folder (``resume``
+    False) and runs from zero. On a failure in the tasks (an exception, or a kill where no
+    ``finally`` runs) folder and logs stay for the next attempt; once ``Attempt.sealing`` was called,
+    a failure discards them. A fresh attempt clears old logs first, so completion markers never
+    outlive the output they describe. Cost: one listing of the snapshot's resumable folders.
+    """
+    root = layout.work / STAGING / RESUMABLE / validate_snapshot_name(snapshot)
+    name = f"{asset}-{inputs_key(inputs)}"
+    staging, logs = root / name, layout.work / "logs" / name
+    record, sealing = root / f"{name}.json", root / f"{name}.sealing"
+    lock = _lock(root / f"{name}.lock")
+    if lock is None:  # the same step on the same inputs runs elsewhere now: no sharing
+        fresh = new_staging(layout, asset)
+        with discard_on_failure(fresh):
+            yield Attempt(fresh, layout.work / "logs" / fresh.name, resume=False, resumed=False)
+        return
+    try:
+        _discard_other_attempts(root, layout.work / "logs", asset, keep=name)
+        resumed = staging.is_dir() and record.is_file() and not sealing.exists()
+        if not resumed:
+            for folder in (staging, logs):
+                shutil.rmtree(folder, ignore_errors=True)
+            sealing.unlink(missing_ok=True)
+            staging.mkdir()
+            record.write_text(json.dumps(inputs, sort_keys=True, indent=1, default=str))
+        try:
+            yield Attempt(staging, logs, resume=True, resumed=resumed, sealing_marker=sealing)
+        except BaseException:
+            if sealing.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+                record.unlink(missing_ok=True)
+                sealing.unlink(missing_ok=True)
+            raise
+        # Sealed: the folder was renamed into datasets/ (or removed, a duplicate). Nothing to resume.
+        for path in (record, sealing, root / f"{name}.lock"):
+            path.unlink(missing_ok=True)  # the lock file while held: _lock re-checks the path
+        for folder in (root, root.parent):
+            with suppress(OSError):  # not empty: other attempts, other snapshots
+                folder.rmdir()
+    finally:
+        lock.close()
+
+
+_HELD: set[str] = set()  # lock files this process holds: POSIX locks do not exclude the own process
+_HELD_GUARD = threading.Lock()
+
+
+class _Held:
+    """An exclusive lock on a file, for this process only (see ``_lock``); ``close`` releases it."""
+
+    def __init__(self, path: Path, handle):
+        self.path, self.handle = path, handle
+
+    def close(self) -> None:
+        with _HELD_GUARD:
+            _HELD.discard(str(self.path))
+        self.handle.close()
+
+    def __enter__(self) -> _Held:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _lock(path: Path) -> _Held | None:
+    """``path`` opened and exclusively locked, or None when another process or thread holds it.
+
+    A POSIX record lock (``lockf``), not ``flock``: it belongs to this process alone, so the worker
+    processes a step forks (datatrove's pool, its manager) do not inherit it and it is released the
+    moment this process ends, even by a kill. A lock file unlinked by its holder after this opened
+    it is detected (its inode is no longer at ``path``) and the lock taken again.
+    """
+    with _HELD_GUARD:  # held throughout: closing any handle of the file drops this process's lock
+        while True:
+            if str(path) in _HELD:
+                return None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                handle = open(path, "a")  # noqa: SIM115 (held until the step ends)
+            except FileNotFoundError:  # the folder was removed as empty in between
+                continue
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # EACCES or EAGAIN: held by another process
+                handle.close()
+                return None
+            try:
+                same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                _HELD.add(str(path))
+                return _Held(path, handle)
+            handle.close()
+
+
+def _discard_other_attempts(root: Path, logs_root: Path, asset: str, *, keep: str) -> None:
+    """Delete the resumable folders (and logs) of ``asset`` under ``root`` other than ``keep`` whose
+    lock no live process holds: attempts with other inputs, which no retry can resume."""
+    for record in root.glob(f"{asset}-*.json"):
+        name = record.name[: -len(".json")]
+        if name == keep or not re.fullmatch(rf"{re.escape(asset)}-[0-9a-f]{{20}}", name):
+            continue
+        lock = _lock(root / f"{name}.lock")
+        if lock is None:
+            continue  # running now, in another process
+        with lock:
+            for folder in (root / name, logs_root / name):
+                shutil.rmtree(folder, ignore_errors=True)
+            for path in (root / f"{name}.sealing", record, root / f"{name}.lock"):
+                path.unlink(missing_ok=True)

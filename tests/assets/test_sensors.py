@@ -29,9 +29,11 @@ def test_new_folder_is_registered_and_requested_once(tmp_path, monkeypatch):
         assert not again.run_requests and again.skip_reason
 
 
-def test_a_snapshot_in_the_remote_inbox_is_copied_whole_then_registered_once(tmp_path, monkeypatch):
+def test_a_snapshot_in_the_remote_inbox_is_registered_once_and_never_copied(tmp_path, monkeypatch):
     import fsspec
 
+    from pipelines.remote_inbox import snapshot_source
+    from records.layout import DataLayout
     from sample.bad_inputs import write_bad_inputs  # a small folder of real shard files
 
     local = tmp_path / "delivery"
@@ -49,11 +51,8 @@ def test_a_snapshot_in_the_remote_inbox_is_copied_whole_then_registered_once(tmp
     with dg.instance_for_test() as instance:
         result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
         assert [r.partition_key for r in result.run_requests] == ["crawl-remote"]
-        copied = tmp_path / "data" / "inbox" / "crawl-remote"
-        assert sorted(p.relative_to(copied) for p in copied.rglob("*") if p.is_file()) == [
-            p.relative_to(local) for p in files
-        ]
-        assert all((copied / p.relative_to(local)).read_bytes() == p.read_bytes() for p in files)
+        assert not (tmp_path / "data" / "inbox").exists()  # read in place by the ingest step
+        assert snapshot_source(DataLayout(tmp_path / "data"), "crawl-remote") == f"{remote}/crawl-remote"
         instance.add_dynamic_partitions("snapshots", ["crawl-remote"])
         again = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
         assert not again.run_requests
@@ -102,8 +101,7 @@ def test_remote_keys_that_leave_the_snapshot_are_refused(tmp_path, monkeypatch):
         result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
         assert [r.partition_key for r in result.run_requests] == ["good"]
     assert not list(tmp_path.rglob("escaped.jsonl"))
-    assert not (tmp_path / "data" / "inbox" / "evil").exists()
-    assert not list((tmp_path / "data" / "inbox").glob(".fetching-*/**/*.jsonl"))  # nothing staged
+    assert not (tmp_path / "data" / "inbox").exists()  # nothing copied
     fs.rm(remote, recursive=True)
 
 
@@ -116,7 +114,15 @@ def test_remote_backslash_and_absolute_keys_are_refused():
             staged_path(key)
 
 
-def test_symlinks_in_a_file_drop_are_not_copied_as_their_targets(tmp_path, monkeypatch):
+def test_symlinks_in_a_file_drop_are_quarantined_not_read_as_their_targets(tmp_path, monkeypatch):
+    import polars as pl
+
+    from pipelines.config import CurationConfig
+    from pipelines.executor import ExecutorConfig
+    from pipelines.readers import read_quarantine
+    from pipelines.steps import ingest_snapshot
+    from records.layout import DataLayout
+
     secret = tmp_path / "host" / "secret.jsonl"
     secret.parent.mkdir()
     secret.write_text('{"text": "HOST SECRET"}\n')
@@ -130,12 +136,13 @@ def test_symlinks_in_a_file_drop_are_not_copied_as_their_targets(tmp_path, monke
     with dg.instance_for_test() as instance:
         result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
         assert [r.partition_key for r in result.run_requests] == ["delivery"]
-    copied = tmp_path / "data" / "inbox" / "delivery"
-    assert (copied / "a.jsonl").read_text() == '{"text": "fine"}\n'
-    assert (copied / "key.jsonl").is_symlink() and (copied / "hostdir").is_symlink()
-    assert not any(
-        "HOST SECRET" in p.read_text() for p in copied.rglob("*") if p.is_file() and not p.is_symlink()
-    )
+    layout = DataLayout(tmp_path / "data")
+    raw = ingest_snapshot(layout, "delivery", CurationConfig(), ExecutorConfig(tasks=1, workers=1))
+    texts = pl.read_parquet(raw.folder / "shards").get_column("text").to_list()
+    assert texts == ["fine"]
+    reasons = {row["file"]: row["reason"] for row in read_quarantine(raw.folder / "quarantine")}
+    assert reasons == {"key.jsonl": "symlink", "hostdir": "symlink"}
+    assert not layout.inbox.exists()
 
 
 def _erasure_request(data, name: str, body: dict):

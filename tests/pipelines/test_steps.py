@@ -171,8 +171,9 @@ def test_configs_name_files_of_the_checkout_relative_to_it():
 
 
 def test_a_step_that_fails_leaves_no_staging_folder(tmp_path):
-    """Finding 13: the staging folder of a failed step is removed (here the language model does not
-    match its recorded hash, so the step raises)."""
+    """Finding 13: the staging folder of a failed step does not pile up (here the language model does
+    not match its recorded hash, so the step raises). It is kept for a retry with the same inputs
+    (records.layout.resumable_staging), and the next attempt with other inputs removes it."""
     import dataclasses
 
     import pytest
@@ -189,6 +190,8 @@ def test_a_step_that_fails_leaves_no_staging_folder(tmp_path):
     broken = dataclasses.replace(CurationConfig(), language=LanguageIdConfig(model_sha256="0" * 64))
     with pytest.raises(ValueError, match="sha256"):
         identify_languages(layout, raw.manifest, broken, executor)
+    assert [p.name for p in (layout.work / "staging/resumable/tiny").iterdir() if p.is_dir()] != []
+    identify_languages(layout, raw.manifest, CurationConfig(), executor)
     assert _staging_folders(layout) == []
 
 
