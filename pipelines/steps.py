@@ -307,35 +307,47 @@ def deduplicate_version(
     from pipelines.dedup.scope import prepare, register
 
     view = prepare(layout, parent.snapshot, config.dedup)
-    staging = new_staging(layout, DEDUPLICATED)
-    work_dir = layout.work / "dedup" / staging.name
+    lineage_config = {"dedup": asdict(config.dedup), "tasks": executor.tasks}
+    if view:
+        lineage_config["cross_snapshot"] = view.lineage()
     shards = layout.datasets / parent.asset / parent.version_id / SHARDS
-    with discard_on_failure(staging):
+    with step_staging(layout, DEDUPLICATED, parent.snapshot, parent.ref, lineage_config) as attempt:
+        staging = attempt.staging
+        # Named after the attempt: a retry with the same inputs finds the failed run's work files
+        # (its completed stages); they are kept only while the attempt can be resumed.
+        work_dir = layout.work / "dedup" / staging.name
+        keep_work = False
         try:
             if has_documents(shards):  # else an empty version
-                deduplicate(
-                    str(shards),
-                    str(staging / SHARDS),
-                    str(staging / EXCLUDED),
-                    str(work_dir),
-                    config=config.dedup,
-                    executor=executor,
-                    earlier=view.segments() if view else (),
-                )
-            cross = {"cross_snapshot": view.lineage()} if view else {}
+                try:
+                    deduplicate(
+                        str(shards),
+                        str(staging / SHARDS),
+                        str(staging / EXCLUDED),
+                        str(work_dir),
+                        config=config.dedup,
+                        executor=executor,
+                        earlier=view.segments() if view else (),
+                        resume=attempt.resumed,
+                    )
+                except BaseException:
+                    keep_work = attempt.resume
+                    raise
+            attempt.sealing()
             result = finish_step(
                 layout,
                 staging,
                 asset=DEDUPLICATED,
                 snapshot=parent.snapshot,
                 parents=(parent.ref,),
-                config={"dedup": asdict(config.dedup), "tasks": executor.tasks, **cross},
+                config=lineage_config,
             )
             if view:
                 register(view, result.manifest.ref, work_dir, config.dedup)
             return result
         finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            if not keep_work:
+                shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def curate_snapshot(

@@ -27,6 +27,7 @@ def deduplicate(
     config: DedupConfig = DedupConfig(),  # noqa: B008  (frozen: a shared default is safe)
     executor: ExecutorConfig | None = None,
     earlier: Sequence[str] = (),
+    resume: bool = False,
 ) -> DedupSummary:
     """Drop exact duplicates (same ``sha256``) and MinHash near-duplicates of ``input_folder``.
 
@@ -43,12 +44,22 @@ def deduplicate(
     there is dropped, each member naming the earlier document and its version
     (pipelines.dedup.cross). Cost: the in-snapshot stages, plus a probe per document that grows with
     the log of the index's size.
+
+    ``resume``: ``work_dir`` holds a failed run's files for the same input, config, earlier segments
+    and tasks (pipelines.steps decides when that holds): the task stages (signatures, buckets,
+    cross-snapshot probes, filter) skip their completed tasks. The one-task cluster stage and the
+    merge of cross-snapshot matches always run again: they rewrite the decisions whole, and the
+    filter's completed tasks read the same decisions, since they depend only on the documents.
     """
     executor = executor or ExecutorConfig()  # built per call: it reads APERTUS_RAY_ADDRESS now
     work = Path(work_dir)
-    for stale in ("signatures", "edges", "decisions", "cross", "summary.json", "logs"):
-        # Decisions are addressed by (task, index): files of an earlier run must not survive.
-        path = work / stale
+    # Decisions are addressed by (task, index): files of an earlier run must not survive, and the
+    # decisions are rebuilt whole even on a resume (the cross-snapshot merge rewrites them in place).
+    stale = ("decisions", "summary.json", "logs/clusters")
+    if not resume:
+        stale += ("signatures", "edges", "cross", "logs")
+    for name in stale:
+        path = work / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -57,17 +68,19 @@ def deduplicate(
     tasks = executor.tasks
     run_pipeline(
         [DocumentShardReader(input_folder), MinhashSignatures(str(work), config)],
-        logging_dir=logs / "signatures", config=executor, tasks=tasks,
+        logging_dir=logs / "signatures", config=executor, tasks=tasks, resume=resume,
     )  # fmt: skip
     buckets = BandBuckets(str(work), config)
-    run_pipeline([buckets], logging_dir=logs / "buckets", config=executor, tasks=buckets.num_tasks())
+    run_pipeline(
+        [buckets], logging_dir=logs / "buckets", config=executor, tasks=buckets.num_tasks(), resume=resume
+    )
     run_pipeline(
         [ClusterDecisions(str(work), config)], logging_dir=logs / "clusters", config=executor, tasks=1
     )
     if earlier:
         run_pipeline(
             [CrossSnapshotMatches(str(work), list(earlier), config)],
-            logging_dir=logs / "cross", config=executor, tasks=tasks,
+            logging_dir=logs / "cross", config=executor, tasks=tasks, resume=resume,
         )  # fmt: skip
         apply_matches(work, tasks)
     run_pipeline(
@@ -76,7 +89,7 @@ def deduplicate(
             DedupFilter(str(work), exclusion_writer=DocumentShardWriter(excluded_folder)),
             DocumentShardWriter(output_folder),
         ],
-        logging_dir=logs / "filter", config=executor, tasks=tasks,
+        logging_dir=logs / "filter", config=executor, tasks=tasks, resume=resume,
     )  # fmt: skip
     return _summary(work)
 
