@@ -117,13 +117,13 @@ def curate(
 ):
     """Materialize the curation assets and the quality score for ``snapshot``; return Dagster's result."""
     from assets.jobs import CURATE_JOB_ASSETS
+    from pipelines.remote_inbox import snapshot_source
 
     layout = DataLayout.from_env()
     validate_snapshot_name(snapshot)  # before anything is registered or read
-    if not layout.snapshot_dir(snapshot).is_dir():
-        raise ValueError(
-            f"{layout.snapshot_dir(snapshot)}: no such snapshot; add it with `apertus ingest PATH --snapshot {snapshot}`"
-        )
+    snapshot_source(
+        layout, snapshot
+    )  # the local inbox or the remote one (APERTUS_INBOX_URL), else ValueError
     register(snapshot)
     return _materialize(
         CURATE_JOB_ASSETS,
