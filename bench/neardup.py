@@ -11,7 +11,9 @@ file; its filter writes kept and dropped documents as ours does, without setting
 precision, recall overall and per variant kind, false positives per negative kind
 (``evaluation.cluster_scores``), end-to-end wall time (median, min-max), each stage's median (each
 ``run_pipeline`` call timed; ``deduplicate`` calls it through ``pipelines.dedup.run``) and the
-speed ratio, end to end and without the filter stage (reading and writing, the same work in both).
+speed ratio: end to end, without the filter stage (reading and writing, the same work in both), and
+in CPU time (user and system, of this process and its children), steadier than wall time when
+other jobs share the cores.
 
 ``--scale K`` makes K disjoint copies of the set (copy c shifts every letter by c Unicode planes, so
 no shingle is shared across copies while lengths, languages and the duplicate structure stay), for
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import struct
 import subprocess
@@ -135,6 +138,12 @@ def scaled(docs, families: dict[str, str], pairs: list[dict], copies: int):
     )
 
 
+def cpu_seconds() -> float:
+    """User and system CPU of this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def spread(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs_s": times}
 
@@ -163,30 +172,34 @@ def main() -> None:
     print(f"ours: {config}")
     results = {"ours": {"config": {k: v for k, v in asdict(config).items() if k != "no_space_languages"}},
                "datatrove": {"config": str(MinhashConfig())}}  # fmt: skip
-    times, stages = {"ours": [], "datatrove": []}, {"ours": [], "datatrove": []}
+    times, stages, cpu = ({"ours": [], "datatrove": []} for _ in range(3))
     with tempfile.TemporaryDirectory(prefix="bench-neardup-") as tmp:
         tmp = Path(tmp)
         input_folder = write_shards(tmp / "in", docs, per_shard=len(docs))
         for repeat in range(args.repeats):
             for name in ("ours", "datatrove") if repeat % 2 == 0 else ("datatrove", "ours"):
                 work = tmp / f"{name}-{repeat}"
+                cpu_start = cpu_seconds()
                 if name == "ours":
                     elapsed, cluster_of = run_ours(input_folder, work, config)
                 else:
                     elapsed, cluster_of = run_datatrove(input_folder, work, ids)
                 times[name].append(elapsed)
+                cpu[name].append(cpu_seconds() - cpu_start)
                 stages[name].append(dict(STAGE_TIMES))
                 STAGE_TIMES.clear()
                 results[name]["scores"] = cluster_scores(cluster_of, families, pairs)
     for name in ("ours", "datatrove"):
         results[name]["time"] = spread(times[name])
+        results[name]["cpu"] = spread(cpu[name])
         results[name]["stage_median_s"] = {
             stage: statistics.median(run[stage] for run in stages[name]) for stage in stages[name][0]
         }
         s, t = results[name]["scores"], results[name]["time"]
         print(f"\n{name}: recall {s['recall']:.3f}, precision {s['precision']:.3f} "
               f"({s['predicted_pairs']} predicted pairs); end to end {t['median_s']:.2f} s median "
-              f"(min {t['min_s']:.2f}, max {t['max_s']:.2f}, {len(t['runs_s'])} runs)")  # fmt: skip
+              f"(min {t['min_s']:.2f}, max {t['max_s']:.2f}, {len(t['runs_s'])} runs); CPU "
+              f"{results[name]['cpu']['median_s']:.2f} s median")  # fmt: skip
         print(
             "  stage medians: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in results[name]["stage_median_s"].items())
@@ -200,8 +213,10 @@ def main() -> None:
         for name in ("ours", "datatrove")
     }
     results["speed_ratio_without_filter"] = without["datatrove"] / without["ours"]
+    results["cpu_ratio"] = results["datatrove"]["cpu"]["median_s"] / results["ours"]["cpu"]["median_s"]
     print(f"\nspeed: ours {ratio:.2f}x datatrove's end to end (median over median); "
-          f"{results['speed_ratio_without_filter']:.2f}x without the filter stage (sum of stage medians)")  # fmt: skip
+          f"{results['speed_ratio_without_filter']:.2f}x without the filter stage (sum of stage medians); "
+          f"{results['cpu_ratio']:.2f}x in CPU time (user and system, children included)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
