@@ -159,6 +159,8 @@ def main() -> None:
     overrides = {k: (float if types[k] == "float" else int)(v) for k, v in (s.split("=") for s in args.set)}
     config = replace(DedupConfig(), **overrides)
     docs, families, pairs = neardup_set()
+    if not 1 <= args.scale <= 17:
+        parser.error("--scale: 1 to 17 (copy c moves letters c planes up; there are 17 planes)")
     if args.scale > 1:
         docs, families, pairs = scaled(docs, families, pairs, args.scale)
     ids = [d.id for d in docs]
