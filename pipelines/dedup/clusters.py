@@ -6,7 +6,8 @@ documents that have a candidate pair, not the corpus (as datatrove's cluster sta
 
 Rules, all by document id so that neither task nor worker count changes a decision:
 - documents with the same sha256 (an exact group) are exact duplicates of the group's smallest id;
-- a near pair is confirmed when its signatures agree on at least ``min_jaccard`` of permutations;
+- a near pair is confirmed when its signatures estimate a Jaccard of at least ``min_jaccard`` or a
+  containment of at least ``min_containment`` (``verify.confirm``);
 - a cluster is a connected component of exact and confirmed pairs; its smallest id is kept and is
   the cluster id; the other members are near duplicates of it, unless they are exact duplicates.
 """
@@ -26,6 +27,7 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines import reasons
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.minhash import EXACT_BAND
+from pipelines.dedup.verify import confirm
 
 DECISION_SCHEMA = pa.schema(
     [("index", pa.uint32()), ("id", pa.string()), ("reason", pa.string()), ("cluster_id", pa.string()),
@@ -146,7 +148,7 @@ class ClusterDecisions(PipelineStep):
             exact_e2 = _load_edges(self.folder, exact=True)
             near_e2 = _load_edges(self.folder, exact=False)
             if len(near_e2) and self.config.min_jaccard > 0:
-                confirmed = sigs.agreement(near_e2[:, 0], near_e2[:, 1]) >= self.config.min_jaccard
+                confirmed = confirm(sigs.gather, near_e2[:, 0], near_e2[:, 1], self.config)
                 self.stat_update("near_pairs_rejected", value=int((~confirmed).sum()))
                 near_e2 = near_e2[confirmed]
             docs = _doc_table(self.folder, np.unique(np.concatenate([exact_e2, near_e2]).ravel()).tolist())

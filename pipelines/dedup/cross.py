@@ -4,8 +4,9 @@ after the filter, turn this snapshot's kept documents into a segment of the inde
 Stage 3b (``CrossSnapshotMatches``, one task per signature task) probes the index segments
 (records.dedup_index) with each document's sha256 key and band keys, and writes
 ``cross/{rank:05d}.parquet``: per matched document the earlier document it duplicates. A match is
-exact when the full sha256 agrees, near when a band agrees and the signatures agree on at least
-``min_jaccard`` of permutations (every candidate when it is 0, as in the snapshot). Per document
+exact when the full sha256 agrees, near when a band agrees and the signatures confirm the pair
+as in the snapshot (``verify.similarity``: estimated Jaccard at least ``min_jaccard`` or
+containment at least ``min_containment``; every candidate when ``min_jaccard`` is 0). Per document
 the best match wins: exact first, then the highest estimated Jaccard, then the earliest registered.
 
 ``apply_matches`` (one process) then treats an in-snapshot cluster as a whole, as the cluster stage
@@ -32,6 +33,7 @@ from pipelines.dedup.clusters import DECISION_SCHEMA, EDGE_CHUNK
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.minhash import band_names
 from pipelines.dedup.shingles import band_keys, sha256_key
+from pipelines.dedup.verify import similarity
 from records.dedup_index import Segment, write_segment
 
 MATCH_SCHEMA = pa.schema(
@@ -119,10 +121,17 @@ class CrossSnapshotMatches(PipelineStep):
         unique_u, inverse_e = np.unique(sigrow_e, return_inverse=True)
         earlier_up = np.asarray(segment.array("signatures")[unique_u])  # only the candidate rows are read
         agreement = np.empty(len(docs_e))
+        keep = np.empty(len(docs_e), dtype=bool)
         for start in range(0, len(docs_e), EDGE_CHUNK):  # memory per chunk, not per candidate set
             chunk = slice(start, start + EDGE_CHUNK)
-            agreement[chunk] = (sig_dp[docs_e[chunk]] == earlier_up[inverse_e[chunk]]).mean(axis=1)
-        keep = agreement >= self.config.min_jaccard
+            jaccard_e, containment_e = similarity(sig_dp[docs_e[chunk]], earlier_up[inverse_e[chunk]])
+            agreement[chunk] = jaccard_e
+            # The rule of the cluster stage (verify.confirm): a match within a snapshot is one across.
+            keep[chunk] = (jaccard_e >= self.config.min_jaccard) | (
+                containment_e >= self.config.min_containment
+            )
+        if self.config.min_jaccard == 0:
+            keep[:] = True
         rows = segment.rows_of_signed(sigrow_e[keep])
         for doc, row, jaccard in zip(
             docs_e[keep].tolist(), rows.tolist(), agreement[keep].tolist(), strict=True

@@ -1,4 +1,5 @@
-"""Scoring deduplication against the ground truth of ``sample.crawl`` (tests, benchmark).
+"""Scoring deduplication against the ground truth of ``sample.crawl`` and against the independent
+near-duplicate set in ``tests/data/neardup`` (tests, benchmarks).
 
 Until the project's readers exist, ``snapshot_documents`` reads a generated snapshot the way they
 will: JSONL and Parquet text as written, WARC pages through trafilatura; ids ``snap/{file}#{offset}``
@@ -7,10 +8,12 @@ and ``sha256`` of the NFC-normalized text.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
 import unicodedata
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import polars as pl
@@ -99,3 +102,49 @@ def dedup_scores(truth: pl.DataFrame, dropped: dict[str, dict]) -> dict[str, flo
         )
         scores[f"num_{reason}_drops"] = len(drops)
     return scores
+
+
+# The independent near-duplicate set (tests/data/neardup, built by bench/neardup_build.py): real
+# translated documentation, labelled duplicate pairs per variant kind and hard negative pairs.
+NEARDUP_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "neardup"
+
+
+def neardup_set(folder: Path = NEARDUP_SET) -> tuple[list[Document], dict[str, str], list[dict]]:
+    """The set's documents (in file order), family of each id (same family = duplicates), and its
+    labelled pairs (a, b, label ``duplicate``/``negative``, kind)."""
+
+    def rows(name: str) -> list[dict]:
+        with gzip.open(folder / name, "rt", encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    docs = rows("docs.jsonl.gz")
+    families = {d["id"]: d["family"] for d in docs}
+    return [make_document(d["id"], d["text"], d["language"]) for d in docs], families, rows("pairs.jsonl.gz")
+
+
+def cluster_scores(cluster_of: dict[str, object], families: dict[str, str], pairs: list[dict]) -> dict:
+    """Scores of a clustering (doc id -> cluster label; an id not in it is a cluster of its own).
+
+    Recall, overall and per kind: the share of labelled duplicate pairs whose two documents share a
+    cluster. Precision: of all document pairs that share a cluster (every pair a cluster implies, not
+    only labelled ones), the share of the same family. False positives per negative kind: labelled
+    negative pairs that share a cluster. Cost grows with the sum of squared cluster sizes.
+    """
+    label = {i: cluster_of.get(i, ("singleton", i)) for i in families}
+    same = {}
+    for kind in sorted({p["kind"] for p in pairs}):
+        hits = [label[p["a"]] == label[p["b"]] for p in pairs if p["kind"] == kind]
+        same[kind] = (sum(hits), len(hits), next(p["label"] for p in pairs if p["kind"] == kind))
+    members = defaultdict(list)
+    for i, c in label.items():
+        members[c].append(families[i])
+    predicted = sum(len(m) * (len(m) - 1) // 2 for m in members.values())
+    correct = sum(n * (n - 1) // 2 for m in members.values() for n in Counter(m).values())
+    duplicates = [v for v in same.values() if v[2] == "duplicate"]
+    return {
+        "recall": sum(v[0] for v in duplicates) / max(1, sum(v[1] for v in duplicates)),
+        "precision": correct / predicted if predicted else 1.0,
+        "predicted_pairs": predicted,
+        "recall_per_kind": {k: v[0] / max(1, v[1]) for k, v in same.items() if v[2] == "duplicate"},
+        "false_positives_per_kind": {k: f"{v[0]}/{v[1]}" for k, v in same.items() if v[2] == "negative"},
+    }

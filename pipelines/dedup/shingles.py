@@ -3,10 +3,11 @@
 Shapes: B = documents in a batch, S = shingles of the batch, P = permutations, R = rows per band.
 
 The text is normalized as FineWeb-2 does (datatrove's ``simplify_text``: lower case, digits to 0,
-punctuation to spaces, diacritics removed), split into words (characters for languages written
-without spaces), and each n-gram of token hashes is folded into one 64-bit shingle hash with numpy;
-rensa computes the MinHash of every document of the batch in one call. Only numpy and Rust touch
-the shingles, which is where the speed over datatrove's per-n-gram Python loop comes from.
+punctuation to spaces, diacritics removed) after folding compatibility forms (NFKD), split into
+words (characters for languages written without spaces), and each n-gram of token hashes is folded
+into one 64-bit shingle hash with numpy; rensa computes the MinHash of every document of the batch
+in one call. Only numpy and Rust touch the shingles, which is where the speed over datatrove's
+per-n-gram Python loop comes from.
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ _PUNCTUATION = re.compile("[" + re.escape(PUNCTUATION) + "]")
 
 def normalize(text: str) -> str:
     """The text as shingles see it: the words of datatrove's ``simplify_text`` (defaults), computed
-    with regex passes instead of ``str.translate`` and a per-character Python loop."""
-    text = _PUNCTUATION.sub(" ", NUMBERS_PATTERN.sub("0", text.lower()))
-    return _COMBINING_MARKS.sub("", unicodedata.normalize("NFD", text))
+    with regex passes instead of ``str.translate`` and a per-character Python loop, with
+    compatibility forms folded (NFKD: full-width ``Ａｂｃ１``, ligatures, ideographic spaces), which
+    ``simplify_text`` lacks: without it a page in full-width characters shares no shingle with itself.
+    """
+    if text.isascii():  # nothing to decompose or fold (most of the web): skip two passes
+        return _PUNCTUATION.sub(" ", NUMBERS_PATTERN.sub("0", text.lower()))
+    # NFKD folds compatibility forms and decomposes in one pass (diacritics become marks, removed
+    # last); lower case and the digit and punctuation passes act the same on decomposed text.
+    text = _PUNCTUATION.sub(" ", NUMBERS_PATTERN.sub("0", unicodedata.normalize("NFKD", text).lower()))
+    return _COMBINING_MARKS.sub("", text)
 
 
 def tokens(text: str, language: str | None, config: DedupConfig) -> list[str]:
