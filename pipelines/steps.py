@@ -152,14 +152,15 @@ def ingest_snapshot(
     from pipelines.readers import SnapshotReader
     from pipelines.robots import robots_blocks
     from pipelines.suppression import suppression_blocks, suppression_config
-    from records.requests import requests as erasure_requests
+    from records.request_index import load_index
 
     source = layout.snapshot_dir(snapshot)
     if not source.is_dir():
         raise ValueError(
             f"{source}: no such snapshot folder (add one with `apertus ingest PATH --snapshot {snapshot}`)"
         )
-    suppress = [r.as_filter() for r in erasure_requests(layout)]  # read once, at step start
+    index = load_index(layout)  # once, at step start: O(requests + new ledger entries)
+    suppress = [r.as_filter() for r in index.requests]
     staging = new_staging(layout, RAW_DOCUMENTS)
     with discard_on_failure(staging):
         blocks = [
@@ -171,7 +172,7 @@ def ingest_snapshot(
                 budgets=config.budgets,
             ),
             Normalizer(),
-            *suppression_blocks(suppress, staging),
+            *suppression_blocks(suppress, staging, request_set=index.request_set()),
             *robots_blocks(layout.robots, staging, config.robots),
             DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]
@@ -187,7 +188,7 @@ def ingest_snapshot(
                 "budgets": asdict(config.budgets),  # they decide what is read and how shards are cut
                 "tasks": executor.tasks,
                 "robots": asdict(config.robots),
-                **suppression_config(suppress),
+                **suppression_config(index),  # the ledger size and root, not every request id
             },
         )
 
