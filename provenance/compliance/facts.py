@@ -233,13 +233,13 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
         for r in raws
         if (layout.datasets / r / ROBOTS_RECORD).exists()
     ]
-    index = load_index(layout)
-    applied = sorted({q.request_id for r in raws for q in applied_requests(index, versions[r].config)[0]})
+    recorded = load_index(layout)
+    applied = sorted({q.request_id for r in raws for q in applied_requests(recorded, versions[r].config)[0]})
     return Facts(
         ref, manifest, record, config, chain, sources, languages, stages, index.get("seq_len"),
         domains, domains_to_list(len(domains), config.sme), snapshots, exclusions,
         _pii(layout, [r for r in chain if versions[r].asset == QUALITY_FILTERED]),
-        list(index.requests), applied, robots,
+        list(recorded.requests), applied, robots,
     )  # fmt: skip
 
 
