@@ -11,7 +11,7 @@ import pytest
 
 from records.erasure_match import RequestMatcher
 from records.layout import DataLayout
-from records.ledger import ALIAS_MOVED, Ledger
+from records.ledger import ALIAS_MOVED, ERASURE_REQUESTED, Ledger
 from records.request_index import (
     REQUEST_INDEX,
     REQUEST_INDEX_STATE,
@@ -22,28 +22,49 @@ from records.request_index import (
     stored_index_bytes,
     unapplied_requests,
 )
-from records.requests import REQUESTS, record_request, requests, requests_from_ledger
+from records.requests import (
+    REQUEST_FORMAT,
+    REQUESTS,
+    ErasureRequest,
+    record_request,
+    request_id_of,
+    requests,
+    requests_from_ledger,
+)
 
 
 def _other_entries(layout: DataLayout, n: int) -> None:
     Ledger(layout.ledger).append_many([(ALIAS_MOVED, {"alias": f"a{i}", "target": "x"}) for i in range(n)])
 
 
-def _history(layout: DataLayout) -> list:
-    """Requests of every kind, with other ledger entries between them."""
-    recorded = []
-    for i, (kind, value) in enumerate(
-        [
-            ("url", "https://x.org/page"),
-            ("domain", "example.org"),
-            ("sha256", "f" * 64),
-            ("regex", r"jane\.doe@mail\.example"),
-            ("domain", "b.example.net"),
-        ]
-    ):
+HISTORY = [
+    ("url", "https://x.org/page"),
+    ("domain", "example.org"),
+    ("sha256", "f" * 64),
+    ("regex", r"jane\.doe@mail\.example"),
+    ("domain", "b.example.net"),
+]
+
+
+def _history(layout: DataLayout, *, recorded: bool = True) -> list:
+    """Requests of every kind, with other ledger entries between them: through ``record_request``
+    (the index kept as they are recorded), or appended to the ledger as it would (faster: no
+    catalog refresh; the index is then read from the ledger at the next load)."""
+    found = []
+    for i, (kind, value) in enumerate(HISTORY):
         _other_entries(layout, i + 1)
-        recorded.append(record_request(layout, kind, value, requested_at=f"2026-01-0{i + 1}T00:00:00Z"))
-    return recorded
+        at = f"2026-01-0{i + 1}T00:00:00Z"
+        if recorded:
+            found.append(record_request(layout, kind, value, requested_at=at))
+            continue
+        request_id = request_id_of(kind, value, at, None)
+        payload = {"format": REQUEST_FORMAT, "request_id": request_id, "kind": kind, "value": value,
+                   "requested_at": at, "note": None}  # fmt: skip
+        entry = Ledger(layout.ledger).append(ERASURE_REQUESTED, payload)
+        found.append(ErasureRequest(request_id, kind, value, at, None, entry.index))
+    if not recorded:
+        load_index(layout)
+    return found
 
 
 def test_the_index_kept_incrementally_equals_one_rebuilt_from_the_ledger(tmp_path):
@@ -65,7 +86,7 @@ def test_the_index_kept_incrementally_equals_one_rebuilt_from_the_ledger(tmp_pat
 
 def test_the_request_set_changes_only_when_a_request_is_recorded(tmp_path):
     layout = DataLayout(tmp_path / "data")
-    recorded = _history(layout)
+    recorded = _history(layout, recorded=False)
     before = load_index(layout).request_set()
     last = recorded[-1].ledger_index
     assert before == {"ledger_size": last + 1, "ledger_root": Ledger(layout.ledger).root_at(last + 1)}
@@ -89,7 +110,7 @@ def test_the_request_set_changes_only_when_a_request_is_recorded(tmp_path):
 @pytest.mark.parametrize("change", ["value", "dropped line", "state size", "state frontier", "torn line"])
 def test_a_changed_index_is_detected_and_rebuilt_from_the_ledger(tmp_path, change):
     layout = DataLayout(tmp_path / "data")
-    recorded = _history(layout)
+    recorded = _history(layout, recorded=False)
     good = stored_index_bytes(layout)
     lines_path = layout.root / REQUESTS / REQUEST_INDEX
     state_path = layout.root / REQUESTS / REQUEST_INDEX_STATE
@@ -114,8 +135,8 @@ def test_a_changed_index_is_detected_and_rebuilt_from_the_ledger(tmp_path, chang
 
 def test_an_index_built_on_another_ledger_is_not_used(tmp_path):
     layout, other = DataLayout(tmp_path / "data"), DataLayout(tmp_path / "other")
-    _history(layout)
-    theirs = record_request(other, "url", "https://elsewhere.org/")
+    _history(layout, recorded=False)
+    theirs = record_request(other, "url", "https://elsewhere.org/", requested_at="2026-02-01T00:00:00Z")
     _other_entries(other, 20)  # a longer ledger, so the copied index is not simply "ahead" of it
     shutil.rmtree(other.root / REQUESTS)
     shutil.copytree(layout.root / REQUESTS, other.root / REQUESTS)
@@ -125,7 +146,7 @@ def test_an_index_built_on_another_ledger_is_not_used(tmp_path):
 
 def test_a_ledger_that_does_not_give_its_signed_root_is_refused(tmp_path):
     layout = DataLayout(tmp_path / "data")
-    _history(layout)
+    _history(layout, recorded=False)
     entries = layout.ledger / "entries.jsonl"
     entries.write_bytes(entries.read_bytes().replace(b'"alias":"a0"', b'"alias":"b0"', 1))
     # The stored index holds what the signed head signs; entries it has read are not re-read (the
@@ -138,7 +159,7 @@ def test_a_ledger_that_does_not_give_its_signed_root_is_refused(tmp_path):
 
 def test_domain_suffix_and_pattern_matching_through_the_index(tmp_path):
     layout = DataLayout(tmp_path / "data")
-    recorded = {r.kind + r.value: r.request_id for r in _history(layout)}
+    recorded = {r.kind + r.value: r.request_id for r in _history(layout, recorded=False)}
     matcher = RequestMatcher([r.as_filter() for r in load_index(layout).requests])
 
     def named(url, text="", sha256=None):
