@@ -75,7 +75,9 @@ class SuppressionFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.requests = _plain(requests)
         self.budget_ms = budget_ms
-        RequestMatcher(self.requests)  # a pattern RE2 refuses fails here, at step start
+        # A pattern RE2 refuses (or an unknown kind) fails here, at step start; the hash sets are
+        # built in the worker, so this costs O(patterns), not O(requests).
+        RequestMatcher([r for r in self.requests if r["kind"] not in ("url", "sha256", "domain")])
         self._matcher = None  # compiled again in the worker that runs the filter (RE2 does not pickle)
 
     def __getstate__(self):

@@ -208,13 +208,16 @@ def _save(layout: DataLayout, build: _Build, new: list[bytes], rewrite: bool) ->
     write_record(state_path, state)
 
 
-def _update(layout: DataLayout) -> RequestIndex:
+def _refresh(layout: DataLayout, build: _Build | None = None) -> tuple[_Build, str | None]:
+    """(the index as of the latest signed head, why it was rebuilt or None). From ``build`` (what
+    this process read and saved under the same lock hold) when given, else from the stored files.
+    Call under the request lock."""
     head = _signed_head(layout)
     if head is None:
-        return RequestIndex((), 0)
+        return _Build(), None
     rebuilt, stored_size = None, None
     try:
-        build = _read_stored(layout)
+        build = _read_stored(layout) if build is None else build
         stored_size = build.size
         if build.size > head.tree_size:
             raise ValueError(f"it was built to {build.size} entries, past the signed head's {head.tree_size}")
@@ -232,7 +235,15 @@ def _update(layout: DataLayout) -> RequestIndex:
             ) from None
     if rebuilt is not None or build.size != stored_size:
         _save(layout, build, new, rewrite=rebuilt is not None)
+    return build, rebuilt
+
+
+def _index(build: _Build, rebuilt: str | None = None) -> RequestIndex:
     return RequestIndex(tuple(build.requests), build.size, build.roots, rebuilt)
+
+
+def _update(layout: DataLayout) -> RequestIndex:
+    return _index(*_refresh(layout))
 
 
 def load_index(layout: DataLayout) -> RequestIndex:

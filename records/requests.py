@@ -136,15 +136,17 @@ def record_request(
         "requested_at": requested_at,
         "note": note,
     }
-    from records.request_index import _update
+    from records.request_index import _refresh
 
     with request_lock(layout):
-        index = _update(layout)  # O(new entries): the index, not the ledger, says what is recorded
-        recorded = next((r for r in index.requests if r.request_id == request_id), None)
+        build, _ = _refresh(layout)  # the index, not the ledger, says what is recorded
+        recorded = next((r for r in build.requests if r.request_id == request_id), None)
         if recorded is not None:
             return recorded
         entry = Ledger(layout.ledger).append(ERASURE_REQUESTED, payload)
-        _update(layout)  # the index gains the new entry (and any appended meanwhile): O(new entries)
+        # The index gains the new entry (and any appended meanwhile) from what was just read and
+        # saved under this lock hold: O(new entries), the stored lines are not read again.
+        _refresh(layout, build)
     refresh_catalog(layout)  # the ledger_entries view exists only once the ledger has entries
     return ErasureRequest(request_id, kind, value, requested_at, note, entry.index)
 
