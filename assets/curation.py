@@ -48,10 +48,10 @@ def _outcomes(asset: str, result: steps.StepResult, layout) -> dict:
         outcomes["every_document_has_language"] = (unknown == 0, {"documents_without_language": unknown})
     if "erasure_requests_suppressed" in _EXTRA_CHECKS[asset]:
         from pipelines.suppression import suppression_outcome
-        from records.requests import requests as erasure_requests
+        from records.request_index import load_index
 
         outcomes["erasure_requests_suppressed"] = suppression_outcome(
-            result.folder, result.manifest.config, [r.as_filter() for r in erasure_requests(layout)]
+            result.folder, result.manifest.config, load_index(layout)
         )
     if "dedup_rate_within_bounds" in _EXTRA_CHECKS[asset]:
         rate = removed / max(1, kept + removed)

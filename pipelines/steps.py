@@ -184,16 +184,17 @@ def ingest_snapshot(
     from pipelines.remote_inbox import snapshot_fingerprint, snapshot_source
     from pipelines.robots import latest_robots, robots_blocks
     from pipelines.suppression import suppression_blocks, suppression_config
-    from records.requests import requests as erasure_requests
+    from records.request_index import load_index
 
     source = snapshot_source(layout, snapshot)  # a local folder or a URL, read in place
-    suppress = [r.as_filter() for r in erasure_requests(layout)]  # read once, at step start
+    index = load_index(layout)  # once, at step start: O(requests + new ledger entries)
+    suppress = [r.as_filter() for r in index.requests]
     lineage_config = {
         "max_document_bytes": config.max_document_bytes,
         "budgets": asdict(config.budgets),  # they decide what is read and how shards are cut
         "tasks": executor.tasks,
         "robots": asdict(config.robots),
-        **suppression_config(suppress),
+        **suppression_config(index),  # the ledger size and root, not every request id
     }
     # What the tasks read besides the config: the snapshot's files and the robots files in force.
     robots = latest_robots(layout.robots, config.robots.as_of)
@@ -209,7 +210,7 @@ def ingest_snapshot(
                 budgets=config.budgets,
             ),
             Normalizer(),
-            *suppression_blocks(suppress, staging),
+            *suppression_blocks(suppress, staging, request_set=index.request_set()),
             *robots_blocks(layout.robots, staging, config.robots),
             DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]

@@ -12,12 +12,15 @@ check use too. A document whose text search uses more than the per-document budg
 ``suppression:timeout`` and its text erased as well: a request must never let through a document
 that might match it.
 
-The requests arrive as plain data (``provenance.erasure.ErasureRequest.as_filter()``), read from
-the ledger once at step start. ``suppression.json`` in the version lists the ids applied, so a new
-request gives the step a new version id even when it matches nothing in this snapshot: the
-version then proves that the request was applied (it records the budget too). ``suppression_check``
-re-reads the version's kept documents and matches them again (the asset check, which blocks the
-run: it must find nothing).
+The requests arrive as plain data (``records.requests.ErasureRequest.as_filter()``), read from the
+request index (``records.request_index``) once at step start. The version records the request set
+it applied as the ledger size and root just past the last request (config ``erasure_requests``,
+and ``suppression.json`` with the budget): a new request gives the step a new version id even when
+it matches nothing in this snapshot, and a rerun with no new request gives the same id. Per
+document the filter costs O(labels of the host) for URL, hash and domain requests whatever their
+number, plus one RE2 set search of the text when there are patterns. ``suppression_check``
+re-reads the version's kept documents once and matches them against every request (the asset
+check, which blocks the run: it must find nothing the version applied).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pipelines.shards import DocumentShardWriter
 from records.canonical import write_record
 from records.documents import EXCLUDED, SHARDS, SUPPRESSION_RECORD
 from records.erasure_match import BUDGET_ENV, DEFAULT_BUDGET_MS, RequestMatcher
+from records.request_index import REQUEST_SET_KEY, RequestIndex, applied_requests, recorded_request_set
 
 
 def _plain(requests: Sequence[Mapping]) -> list[dict]:
@@ -71,7 +75,9 @@ class SuppressionFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.requests = _plain(requests)
         self.budget_ms = budget_ms
-        RequestMatcher(self.requests)  # a pattern RE2 refuses fails here, at step start
+        # A pattern RE2 refuses (or an unknown kind) fails here, at step start; the hash sets are
+        # built in the worker, so this costs O(patterns), not O(requests).
+        RequestMatcher([r for r in self.requests if r["kind"] not in ("url", "sha256", "domain")])
         self._matcher = None  # compiled again in the worker that runs the filter (RE2 does not pickle)
 
     def __getstate__(self):
@@ -101,25 +107,55 @@ class SuppressionFilter(BaseFilter):
 
 
 def suppression_blocks(
-    requests: Sequence[Mapping], staging: Path, budget_ms: float | None = None
+    requests: Sequence[Mapping],
+    staging: Path,
+    budget_ms: float | None = None,
+    request_set: Mapping | None = None,
 ) -> list[SuppressionFilter]:
     """The filter for ``requests`` writing its exclusions into ``staging``, and the staging's
-    ``suppression.json`` (the request ids and the per-document budget); no blocks and no file when
-    there are no requests. ``budget_ms`` None: ``budget_ms_from_env()``."""
+    ``suppression.json`` (the request set applied, ``RequestIndex.request_set()``, the number of
+    requests and the per-document budget); no blocks and no file when there are no requests.
+    ``budget_ms`` None: ``budget_ms_from_env()``."""
     if not requests:
         return []
     plain = _plain(requests)
     budget = budget_ms_from_env() if budget_ms is None else budget_ms
     writer = DocumentShardWriter(staging / EXCLUDED, output_filename="suppression-${rank}.parquet")
     block = SuppressionFilter(plain, exclusion_writer=writer, budget_ms=budget)
-    record = {"requests": [r["request_id"] for r in plain], "budget_ms": budget}
+    record = {**(request_set or {}), "requests": len(plain), "budget_ms": budget}
     write_record(staging / SUPPRESSION_RECORD, record)
     return [block]
 
 
-def suppression_config(requests: Sequence[Mapping]) -> dict:
-    """The step config entry naming the requests applied (empty when none)."""
-    return {"suppression": [r["request_id"] for r in _plain(requests)]} if requests else {}
+def suppression_config(index: RequestIndex) -> dict:
+    """The step config entry naming the request set applied: ``{"erasure_requests": {"ledger_size",
+    "ledger_root"}}`` just past the last recorded request (empty when none). Its size does not grow
+    with the number of requests, and it changes only when a request is recorded."""
+    request_set = index.request_set()
+    return {REQUEST_SET_KEY: request_set} if request_set else {}
+
+
+def _matches(folder: Path, matcher: RequestMatcher, batch_rows: int) -> list[tuple[dict, str, str | None]]:
+    """(request, doc id, url) for every kept document of ``folder`` a request of ``matcher`` names:
+    one pass over the shards; the text is read only when there are patterns."""
+    files = sorted((Path(folder) / SHARDS).glob("*.parquet"))
+    columns = ["id", "url", "sha256"] + (["text"] if matcher.patterns else [])
+    hits = []
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+            rows = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
+            for doc_id, url, sha256, *text in rows:
+                for request in matcher.all_matches(url, sha256, text[0] if text else None):
+                    hits.append((request, doc_id, url))
+    return hits
+
+
+def _lines(folder: Path, hits: list[tuple[dict, str, str | None]]) -> list[str]:
+    return [
+        f"{folder}: document {doc_id} ({url}) is kept but matches erasure request "
+        f"{request['request_id'][:12]} ({request['kind']} {request['value']!r})"
+        for request, doc_id, url in sorted(hits, key=lambda h: (h[0]["request_id"], h[1]))
+    ]
 
 
 def suppression_check(folder: Path, requests: Sequence[Mapping], batch_rows: int = 1024) -> list[str]:
@@ -130,42 +166,36 @@ def suppression_check(folder: Path, requests: Sequence[Mapping], batch_rows: int
     Matches with the filter's matcher (RE2), with no time budget: a document the filter kept was
     searched in full, so it is searched in full again. A pattern is matched against the version's
     text, which later steps may have redacted: run the check on the version the filter wrote
-    (``raw_documents``) for patterns; URL, domain and hash checks hold anywhere. Cost: linear in the
-    version's kept text; memory bounded by ``batch_rows``.
+    (``raw_documents``) for patterns; URL, domain and hash checks hold anywhere. Cost: one pass over
+    the version's kept rows, O(labels of the host) per row whatever the number of requests, plus
+    one RE2 set search of each text when there are patterns; memory bounded by ``batch_rows``.
     """
-    files = sorted((Path(folder) / SHARDS).glob("*.parquet"))
-    if not files or not requests:
+    if not requests or not any((Path(folder) / SHARDS).glob("*.parquet")):
         return []
-    plain = _plain(requests)
-    matcher = RequestMatcher(plain)
-    hits: dict[str, list[tuple[str, str | None]]] = {r["request_id"]: [] for r in plain}
-    for path in files:
-        shard = pq.ParquetFile(path)
-        for batch in shard.iter_batches(batch_size=batch_rows, columns=["id", "url", "sha256", "text"]):
-            for row in batch.to_pylist():
-                for request in matcher.all_matches(row["url"], row["sha256"], row["text"]):
-                    hits[request["request_id"]].append((row["id"], row["url"]))
-    return [
-        f"{folder}: document {doc_id} ({url}) is kept but matches erasure request "
-        f"{request['request_id'][:12]} ({request['kind']} {request['value']!r})"
-        for request in plain
-        for doc_id, url in sorted(hits[request["request_id"]], key=lambda hit: hit[0])
-    ]
+    return _lines(folder, _matches(folder, RequestMatcher(_plain(requests)), batch_rows))
 
 
-def suppression_outcome(folder: Path, config: Mapping, recorded: Sequence[Mapping]) -> tuple[bool, dict]:
-    """The asset check of the version in ``folder`` (manifest ``config``) against the requests
-    ``recorded`` in the ledger: (passed, metadata). It passes when no kept document matches a request
-    the version applied; requests recorded after the version are pending (the next curation applies
-    them), listed with the number of kept documents they name."""
-    applied = set(config.get("suppression", []))
-    done = [r for r in recorded if r["request_id"] in applied]
-    pending = [r for r in recorded if r["request_id"] not in applied]
-    problems = suppression_check(folder, done)
-    waiting = suppression_check(folder, pending)
-    return not problems, {
+def suppression_outcome(folder: Path, config: Mapping, index: RequestIndex) -> tuple[bool, dict]:
+    """The asset check of the version in ``folder`` (manifest ``config``) against the requests in
+    the request ``index``: (passed, metadata). It passes when the request set the config names is
+    the ledger's (its size and root, ``records.request_index.applied_requests``) and no kept
+    document matches a request of it; requests recorded after that size are pending (the next
+    curation applies them), listed with the number of kept documents they name. One pass over the
+    kept documents for all requests."""
+    applied, problem = applied_requests(index, config)
+    done = {r.request_id for r in applied}
+    plain = [r.as_filter() for r in index.requests]
+    pending = [r for r in plain if r["request_id"] not in done]
+    hits = _matches(folder, RequestMatcher(plain), 1024) if plain else []
+    problems = _lines(folder, [h for h in hits if h[0]["request_id"] in done])
+    waiting = [h for h in hits if h[0]["request_id"] not in done]
+    metadata = {
         "requests_applied": len(done),
+        "request_set": recorded_request_set(config),
         "kept_but_requested": problems[:20],
         "requests_pending": [r["request_id"][:12] for r in pending],
         "documents_named_by_pending_requests": len(waiting),
     }
+    if problem is not None:
+        metadata["request_set_problem"] = problem
+    return problem is None and not problems, metadata

@@ -16,6 +16,7 @@ from records.ledger.format import PUBLIC_KEY as LEDGER_PUBLIC_KEY
 from records.lookup import LEGACY_LOOKUP, LOOKUP
 from records.manifest import MANIFEST
 from records.pins import PINS
+from records.request_index import REQUEST_INDEX, REQUEST_INDEX_STATE
 
 # Files of a version, by the asset kinds that hold them.
 VERSION_FILES = (
@@ -36,6 +37,8 @@ DATA_FOLDER_FILES = (
     CATALOG,
     CATALOG_LOCK,
     PINS,
+    REQUEST_INDEX,
+    REQUEST_INDEX_STATE,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,

@@ -6,6 +6,8 @@ content identity) or ``regex`` (searched in the document's text, e.g. an email a
 ``erasure_requested`` ledger entry whose payload is the request itself; its id is the sha256 of the
 request's canonical JSON (format, kind, value, requested_at, note), so the ledger proves when it was
 made and the id names it everywhere else (the suppression filter's exclusion rows, the reports).
+The request index (``records.request_index``) holds every recorded request, kept up to date as
+requests are recorded, so reading them never re-reads the ledger.
 
 Requests are recorded under an advisory lock of their own (``<data>/requests/.lock``), held from
 reading the recorded requests to appending the new one, so concurrent writers (the sensor, the CLI,
@@ -28,7 +30,7 @@ from records.catalog import refresh_catalog
 from records.erasure_match import KINDS, compile_pattern, url_host
 from records.layout import DataLayout
 from records.ledger import ERASURE_REQUESTED, Ledger
-from records.ledger.format import ENTRIES
+from records.ledger.format import ENTRIES, LedgerEntry
 
 REQUEST_FORMAT = "apertus.erasure-request/1"
 # Serializes request writers across processes (read the recorded requests, then append); see
@@ -116,7 +118,9 @@ def record_request(
     """Validate a request and append it to the ledger as ``erasure_requested``; return it. The same
     request (same fields, hence the same id) recorded again is not appended twice: the recorded one
     is returned; the check and the append happen under ``request_lock``, so concurrent calls with
-    the same request append it once. Cost: one read of the ledger's entries (as ``requests``).
+    the same request append it once. The request index (records.request_index) is brought up to
+    date before and after the append. Cost: O(recorded requests + ledger entries new since the
+    index's last update + log n); never a read of the whole ledger.
 
     ``note``: a reference to the request's paper trail (ticket number, requester reference); it is
     published in the ledger, so it must hold no personal data beyond the value itself.
@@ -132,38 +136,57 @@ def record_request(
         "requested_at": requested_at,
         "note": note,
     }
+    from records.request_index import _refresh
+
     with request_lock(layout):
-        recorded = next((r for r in requests(layout) if r.request_id == request_id), None)
+        build, _ = _refresh(layout)  # the index, not the ledger, says what is recorded
+        recorded = next((r for r in build.requests if r.request_id == request_id), None)
         if recorded is not None:
             return recorded
         entry = Ledger(layout.ledger).append(ERASURE_REQUESTED, payload)
+        # The index gains the new entry (and any appended meanwhile) from what was just read and
+        # saved under this lock hold: O(new entries), the stored lines are not read again.
+        _refresh(layout, build)
     refresh_catalog(layout)  # the ledger_entries view exists only once the ledger has entries
     return ErasureRequest(request_id, kind, value, requested_at, note, entry.index)
 
 
+def request_from_entry(line: bytes, where: str) -> ErasureRequest:
+    """The request an ``erasure_requested`` entry (its stored line) records; ValueError naming
+    ``where`` when the entry is not a well-formed request: a request must never be skipped silently."""
+    entry = LedgerEntry.from_line(line)
+    p = entry.payload
+    missing = [k for k in ("request_id", "kind", "value", "requested_at") if k not in p]
+    if entry.event_type != ERASURE_REQUESTED or missing or p["kind"] not in KINDS:
+        raise ValueError(f"{where}: not an erasure request (missing {missing or 'a known kind'})")
+    request = ErasureRequest(
+        p["request_id"], p["kind"], p["value"], p["requested_at"], p.get("note"), entry.index
+    )
+    if request_id_of(request.kind, request.value, request.requested_at, request.note) != request.request_id:
+        raise ValueError(f"{where}: request_id does not match the request it names")
+    return request
+
+
 def requests(layout: DataLayout) -> list[ErasureRequest]:
-    """Every recorded request, in ledger order (empty when there is no ledger). ValueError naming the
-    entry when one is not a well-formed request: a request must never be skipped silently."""
+    """Every recorded request, in ledger order (empty when there is no ledger), from the request
+    index (records.request_index.load_index: checked against the signed tree head, extended by the
+    entries it lacks). Cost: O(requests + new ledger entries), not O(ledger). ValueError when an
+    entry is not a well-formed request."""
+    from records.request_index import load_index
+
+    return list(load_index(layout).requests)
+
+
+def requests_from_ledger(layout: DataLayout) -> list[ErasureRequest]:
+    """Every recorded request, read from the ledger's entries (the evidence, what the index is
+    checked against and rebuilt from). Cost: one read of every ledger entry, O(ledger)."""
     if not (layout.ledger / ENTRIES).exists():
         return []
     found = []
     for entry in Ledger(layout.ledger).entries():
-        if entry.event_type != ERASURE_REQUESTED:
-            continue
-        where = f"{layout.ledger / ENTRIES} entry {entry.index}"
-        p = entry.payload
-        missing = [k for k in ("request_id", "kind", "value", "requested_at") if k not in p]
-        if missing or p["kind"] not in KINDS:
-            raise ValueError(f"{where}: not an erasure request (missing {missing or 'a known kind'})")
-        request = ErasureRequest(
-            p["request_id"], p["kind"], p["value"], p["requested_at"], p.get("note"), entry.index
-        )
-        if (
-            request_id_of(request.kind, request.value, request.requested_at, request.note)
-            != request.request_id
-        ):
-            raise ValueError(f"{where}: request_id does not match the request it names")
-        found.append(request)
+        if entry.event_type == ERASURE_REQUESTED:
+            where = f"{layout.ledger / ENTRIES} entry {entry.index}"
+            found.append(request_from_entry(entry.canonical_json.encode(), where))
     return found
 
 

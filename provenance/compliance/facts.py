@@ -27,7 +27,7 @@ from records.layout import DataLayout
 from records.manifest import Manifest
 from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
 from records.models import load_record
-from records.requests import requests
+from records.request_index import applied_requests, load_index
 from records.token_shards import read_index
 from records.verified import is_listed
 from records.versions import ancestors, load_versions, resolve
@@ -233,12 +233,13 @@ def gather(layout: DataLayout, model_ref: str, config: ComplianceConfig = Compli
         for r in raws
         if (layout.datasets / r / ROBOTS_RECORD).exists()
     ]
-    applied = sorted({i for r in raws for i in versions[r].config.get("suppression", [])})
+    recorded = load_index(layout)
+    applied = sorted({q.request_id for r in raws for q in applied_requests(recorded, versions[r].config)[0]})
     return Facts(
         ref, manifest, record, config, chain, sources, languages, stages, index.get("seq_len"),
         domains, domains_to_list(len(domains), config.sme), snapshots, exclusions,
         _pii(layout, [r for r in chain if versions[r].asset == QUALITY_FILTERED]),
-        requests(layout), applied, robots,
+        list(recorded.requests), applied, robots,
     )  # fmt: skip
 
 

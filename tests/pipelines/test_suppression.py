@@ -24,6 +24,8 @@ from pipelines.suppression import (
 )
 from provenance.erasure import impact
 from records.layout import DataLayout
+from records.ledger import ALIAS_MOVED, Ledger
+from records.request_index import REQUEST_SET_KEY, load_index
 from records.requests import record_request
 
 EXECUTOR = ExecutorConfig(tasks=2, workers=1)
@@ -110,9 +112,21 @@ def test_recuration_leaves_the_documents_out_and_names_the_request(recurated):
         assert row["num_chars"] == 0  # the exclusion keeps who and why, not the erased text
     assert json.loads(row["details"])["request_id"] in by_id
     assert new_raw.excluded["by_reason"][reasons.SUPPRESSED_ERASURE_REQUEST] == len(gone)
-    ids = sorted(by_id)
-    assert new_raw.manifest.config["suppression"] == ids
-    assert json.loads((new_raw.folder / SUPPRESSION_RECORD).read_text())["requests"] == ids
+    # The version names the request set by the ledger size and root just past the last request,
+    # not by listing every request id.
+    last = max(r.ledger_index for r in requests)
+    request_set = {"ledger_size": last + 1, "ledger_root": Ledger(layout.ledger).root_at(last + 1)}
+    assert new_raw.manifest.config[REQUEST_SET_KEY] == request_set
+    assert "suppression" not in new_raw.manifest.config
+    record = json.loads((new_raw.folder / SUPPRESSION_RECORD).read_text())
+    assert record == {**request_set, "requests": 2, "budget_ms": 50.0}
+
+
+def test_a_rerun_with_no_new_request_gives_the_same_version(recurated):
+    layout, _, _, _, _, new_raw = recurated
+    Ledger(layout.ledger).append(ALIAS_MOVED, {"alias": "unrelated", "target": "x"})  # not a request
+    again = ingest_snapshot(layout, "small", CurationConfig(), EXECUTOR)
+    assert not again.created and again.manifest.version_id == new_raw.manifest.version_id
 
 
 def test_the_check_finds_kept_matches_in_the_old_version_and_none_in_the_new(recurated):
@@ -121,15 +135,23 @@ def test_the_check_finds_kept_matches_in_the_old_version_and_none_in_the_new(rec
     assert suppression_check(new_raw.folder, plain) == []
     old = suppression_check(results[0].folder, plain)
     assert len(old) == 1 + len(by_email) and any(target["doc_id"] in line for line in old)
-    passed, metadata = suppression_outcome(new_raw.folder, new_raw.manifest.config, plain)
+    index = load_index(layout)
+    passed, metadata = suppression_outcome(new_raw.folder, new_raw.manifest.config, index)
     assert passed and metadata["requests_applied"] == 2 and not metadata["requests_pending"]
     # The old version applied none: they are pending there, not failures, with what they name.
-    passed, metadata = suppression_outcome(results[0].folder, results[0].manifest.config, plain)
+    passed, metadata = suppression_outcome(results[0].folder, results[0].manifest.config, index)
     assert passed and metadata["requests_applied"] == 0 and len(metadata["requests_pending"]) == 2
     assert metadata["documents_named_by_pending_requests"] == len(old)
-    config = {**results[0].manifest.config, "suppression": [r["request_id"] for r in plain]}
-    passed, metadata = suppression_outcome(results[0].folder, config, plain)  # claims them: fails
+    config = {**results[0].manifest.config, REQUEST_SET_KEY: index.request_set()}
+    passed, metadata = suppression_outcome(results[0].folder, config, index)  # claims them: fails
     assert not passed and metadata["kept_but_requested"] == old
+    legacy = {**results[0].manifest.config, "suppression": [r["request_id"] for r in plain]}
+    passed, metadata = suppression_outcome(results[0].folder, legacy, index)  # older versions' form
+    assert not passed and metadata["kept_but_requested"] == old
+    # A request set the ledger does not hold (a forged root) proves nothing: the check fails.
+    forged = {REQUEST_SET_KEY: {**index.request_set(), "ledger_root": "0" * 64}}
+    passed, metadata = suppression_outcome(new_raw.folder, {**new_raw.manifest.config, **forged}, index)
+    assert not passed and "is not the ledger's" in metadata["request_set_problem"]
 
 
 def test_impact_shows_the_suppression_and_no_new_version_keeps_the_document(recurated):
@@ -147,11 +169,13 @@ def test_impact_shows_the_suppression_and_no_new_version_keeps_the_document(recu
 
 def test_a_new_request_changes_the_version_even_when_it_matches_nothing(recurated):
     layout, _, _, _, requests, new_raw = recurated
-    record_request(layout, "domain", "nothing-here.invalid")
+    new = record_request(layout, "domain", "nothing-here.invalid")
     third = ingest_snapshot(layout, "small", CurationConfig(), EXECUTOR)
     assert third.created and third.manifest.version_id != new_raw.manifest.version_id
     assert third.kept["documents"] == new_raw.kept["documents"]
-    assert len(third.manifest.config["suppression"]) == len(requests) + 1
+    assert third.manifest.config[REQUEST_SET_KEY]["ledger_size"] == new.ledger_index + 1
+    passed, metadata = suppression_outcome(third.folder, third.manifest.config, load_index(layout))
+    assert passed and metadata["requests_applied"] == len(requests) + 1
 
 
 # --- One matcher (issue 14, finding 10): the filter, impact and the check agree, in linear time ----
