@@ -120,43 +120,56 @@ class MinhashSignatures(PipelineStep):
 
 
 class BandBuckets(PipelineStep):
-    """Stage 2: task t reads part ``t % bucket_splits`` of the key range of band
-    ``t // bucket_splits`` from every signature task, and writes the pairs (first member, other
-    member) of each bucket with two or more documents, members ordered by id hash."""
+    """Stage 2: the unit ``u`` of work is part ``u % bucket_splits`` of the key range of band
+    ``u // bucket_splits``, read from every signature task; it writes the pairs (first member,
+    other member) of each bucket with two or more documents, members ordered by id hash. Task t
+    does the units t, t + T, t + 2T … of T = ``num_tasks()`` tasks: at most ``max_tasks``, since
+    each task pays a fixed start-up (a process, its logging) that 33 one-band tasks of a small
+    snapshot spent more on than on their bands. Units and output files do not depend on T."""
 
     type = "🫂 - DEDUP"
     name = "🪣 MinHash buckets"
 
-    def __init__(self, work_folder: DataFolderLike, config: DedupConfig | None = None):
+    def __init__(
+        self, work_folder: DataFolderLike, config: DedupConfig | None = None, max_tasks: int | None = None
+    ):
         super().__init__()
         self.folder = get_datafolder(work_folder)
         self.config = config or DedupConfig()
+        self.max_tasks = max_tasks
 
-    def num_tasks(self) -> int:
+    def num_units(self) -> int:
         return len(band_names(self.config)) * self.config.bucket_splits
 
+    def num_tasks(self) -> int:
+        return min(self.num_units(), self.max_tasks or self.num_units())
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        splits = self.config.bucket_splits
-        name, part = band_names(self.config)[rank // splits], rank % splits
-        low, high = (part << 64) // splits, ((part + 1) << 64) // splits
         with self.track_time():
-            chunks = []
-            for path in sorted(self.folder.list_files(f"signatures/bands/{name}")):
-                with self.folder.open(path, "rb") as f:
-                    records = np.load(f)
-                keys = records["key"]
-                lo = np.searchsorted(keys, np.uint64(low), side="left")
-                hi = len(keys) if high >= 1 << 64 else np.searchsorted(keys, np.uint64(high), side="left")
-                chunks.append(records[lo:hi])
-            records = np.concatenate(chunks) if chunks else np.zeros(0, BUCKET_DTYPE)
-            records = records[np.lexsort((records["id_hash"], records["key"]))]
-            keys = records["key"]
-            is_first = np.ones(len(keys), dtype=bool)
-            is_first[1:] = keys[1:] != keys[:-1]
-            first_of = np.flatnonzero(is_first)[np.cumsum(is_first) - 1]
-            nodes = nodes_of(records["rank"], records["index"])
-            edges_e2 = np.stack([nodes[first_of[~is_first]], nodes[~is_first]], axis=1)
-            self.stat_update("edges", value=len(edges_e2))
-            _save_npy(self.folder, f"edges/{name}-{part:03d}.npy", edges_e2)
+            for unit in range(rank, self.num_units(), self.num_tasks()):
+                self._bucket(unit)
         return
         yield
+
+    def _bucket(self, unit: int) -> None:
+        splits = self.config.bucket_splits
+        name, part = band_names(self.config)[unit // splits], unit % splits
+        low, high = (part << 64) // splits, ((part + 1) << 64) // splits
+        chunks = []
+        for path in sorted(self.folder.list_files(f"signatures/bands/{name}")):
+            with self.folder.open(path, "rb") as f:
+                records = np.load(f)
+            keys = records["key"]
+            lo = np.searchsorted(keys, np.uint64(low), side="left")
+            hi = len(keys) if high >= 1 << 64 else np.searchsorted(keys, np.uint64(high), side="left")
+            chunks.append(records[lo:hi])
+        records = np.concatenate(chunks) if chunks else np.zeros(0, BUCKET_DTYPE)
+        records = records[np.lexsort((records["id_hash"], records["key"]))]
+        keys = records["key"]
+        is_first = np.ones(len(keys), dtype=bool)
+        is_first[1:] = keys[1:] != keys[:-1]
+        first_of = np.flatnonzero(is_first)[np.cumsum(is_first) - 1]
+        nodes = nodes_of(records["rank"], records["index"])
+        edges_e2 = np.stack([nodes[first_of[~is_first]], nodes[~is_first]], axis=1)
+        self.stat_update("edges", value=len(edges_e2))
+        _save_npy(self.folder, f"edges/{name}-{part:03d}.npy", edges_e2)

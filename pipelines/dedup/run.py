@@ -70,7 +70,7 @@ def deduplicate(
         [DocumentShardReader(input_folder), MinhashSignatures(str(work), config)],
         logging_dir=logs / "signatures", config=executor, tasks=tasks, resume=resume,
     )  # fmt: skip
-    buckets = BandBuckets(str(work), config)
+    buckets = BandBuckets(str(work), config, max_tasks=tasks)
     run_pipeline(
         [buckets], logging_dir=logs / "buckets", config=executor, tasks=buckets.num_tasks(), resume=resume
     )
