@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from records import curriculum, documents, finetune, models, quality, release, token_shards, tokenizer
 from records.assets import ASSET_NAMES
+from records.audit_index import AUDIT_INDEX, STATE
+from records.audit_index_build import LOCK as AUDIT_INDEX_LOCK
 from records.keys import PRIVATE_KEY, PUBLIC_KEY
 from records.layout import CATALOG, CATALOG_LOCK
 from records.ledger.format import ENTRIES, FRONTIER, LATEST_TREE_HEAD, LEAF_HASHES, TREE_HEADS
@@ -35,6 +37,9 @@ DATA_FOLDER_FILES = (
     CATALOG,
     CATALOG_LOCK,
     PINS,
+    AUDIT_INDEX,
+    STATE,
+    AUDIT_INDEX_LOCK,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,
