@@ -110,6 +110,13 @@ class Segment(HashedFile):
             for i in range(0, len(data), VERSION_WIDTH)
         ]
 
+    def has(self, ref: str) -> bool:
+        """Whether ``ref`` is in this segment: a binary search, O(log versions) pieces."""
+        key = ref.encode().ljust(VERSION_WIDTH - 1, b"\0")
+        i = self._first("versions", VERSION_WIDTH, self.count, key)
+        base = self.sections["versions"][0] + i * VERSION_WIDTH
+        return i < self.count and self._read(base, base + VERSION_WIDTH - 1) == key
+
     def facts(self, ordinal: int) -> dict:
         base = self.sections["facts_offsets"][0] + 8 * ordinal
         start, end = struct.unpack(">QQ", self._read(base, base + 16))

@@ -232,7 +232,7 @@ def _added(layout: DataLayout, ref: str, root: str | None) -> list[dict] | None:
     if state is not None:
         opened = open_segments(layout, state)
         try:
-            if any(r == ref for s in opened for r, _ in s.versions()):
+            if any(s.has(ref) for s in opened):
                 return None
             while segments and segments[-1]["versions"] <= len(part.versions):
                 segments.pop()

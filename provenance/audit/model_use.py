@@ -199,15 +199,15 @@ def training_use(
     version's manifest and checked against the recorded sha256 (ValueError naming a file that
     differs). Cost: O(bytes of those files), independent of the number of values.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     assert column in ("sha256", "doc_id"), column
     versions = versions if versions is not None else load_versions(layout)
     trained, shards, stages, _ = training_data(layout, model, versions)
     use_known = is_listed(versions[trained], SEQUENCE_USE)
-    if not values:
+    if not values:  # before pyarrow's import: `contains --model` for a document not kept starts fast
         return TrainingUse(trained, shards, use_known, [])
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     folder = {ref: layout.datasets / ref for ref in (trained, shards, stages)}
     index = verified_json(folder[shards], versions[shards], SHARDS_INDEX)
     use = verified_parquet(folder[trained], versions[trained], SEQUENCE_USE) if use_known else None
