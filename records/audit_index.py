@@ -29,9 +29,8 @@ entry, checked against the ledger's leaf hash at its index (one 32-byte read). E
 is then checked against its piece hash before use; a difference raises ``LookupIntegrityError``
 naming the file and the piece, never an answer.
 
-Segments merge logarithmically (a binary counter: a new segment absorbs every newer segment not
-larger than twice its size... see records.audit_index_build), so there are at most about
-log2(versions) segments and a query costs O(log versions) segments x O(log keys) pieces.
+Segments merge like a binary counter (records.audit_index_build), so there are at most
+log2(versions) + 1 of them and a key probe costs O(log versions) segments x O(log keys) pieces.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from pathlib import Path
 
 from records.canonical import canonical_json
 from records.layout import DataLayout
-from records.lookup_file import HashedFile, LookupIntegrityError, sectioned_header  # noqa: F401
+from records.lookup_file import HashedFile, LookupIntegrityError, sectioned_header
 
 AUDIT_INDEX = "audit_index"
 STATE = "audit_state.json"
@@ -194,14 +193,35 @@ def open_segments(layout: DataLayout, state: State) -> list[Segment]:
     try:
         for segment in state.segments:
             path = index_folder(layout) / segment["file"]
-            if not path.exists():
-                raise LookupIntegrityError(f"{path}: missing (named in {state_path(layout)}); {REBUILD}")
-            opened.append(Segment(path, segment["root"], state.where))
+            try:
+                opened.append(Segment(path, segment["root"], state.where))
+            except FileNotFoundError:
+                if read_state(layout) == state:  # not replaced meanwhile: it is gone
+                    raise LookupIntegrityError(
+                        f"{path}: missing (named in {state_path(layout)}); {REBUILD}"
+                    ) from None
+                raise
     except BaseException:
         for s in opened:
             s.__exit__()
         raise
     return opened
+
+
+def open_index(layout: DataLayout) -> tuple[State | None, list[Segment]]:
+    """The checked state and its open segments ((None, []) without an index). A writer replaces
+    the state and then deletes the segments it no longer names, so a segment missing after the
+    state was read is retried once with the new state (an open segment stays readable)."""
+    for attempt in range(2):
+        state = read_state(layout)
+        if state is None:
+            return None, []
+        try:
+            return state, open_segments(layout, state)
+        except FileNotFoundError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def disk_refs(layout: DataLayout) -> set[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from records.audit_index import DOCUMENTS as DOCUMENTS_FLAG
-from records.audit_index import KEYED, Facts, Segment, disk_refs, open_segments, read_state, ref_hash
+from records.audit_index import KEYED, Facts, Segment, disk_refs, open_index, ref_hash
 from records.layout import DataLayout
 from records.lookup import url_key
 from records.manifest import MANIFEST, Manifest, load_manifest
@@ -32,10 +32,9 @@ class IndexedVersions(Mapping):
         self._segments: list[Segment] = []
         self._where: dict[str, tuple[int, int, int]] = {}  # ref -> (segment, ordinal, flags)
         self._ordinals: list[list[str]] = []  # each segment's refs by ordinal
-        state = read_state(layout)
         present = disk_refs(layout)
-        if state is not None:
-            self._segments = open_segments(layout, state)
+        _, self._segments = open_index(layout)
+        if self._segments:
             for s, segment in enumerate(self._segments):
                 listed = segment.versions()
                 self._ordinals.append([ref for ref, _ in listed])
