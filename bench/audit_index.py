@@ -152,11 +152,11 @@ def add_model(layout: DataLayout, sources: list[str], name: str) -> str:
 
 
 def build_history(root: Path, snapshots: int, documents: int = 100, start: int = 0) -> dict:
-    """Grow the data folder at ``root`` to ``snapshots`` snapshots (keeping any it has, from
-    ``start``); return the sample questions (written to root/samples.json)."""
+    """Grow the data folder at ``root`` to ``snapshots`` snapshots (keeping those it has, adding from
+    ``start`` or its count, whichever is larger); return the sample questions (root/samples.json)."""
     layout = DataLayout(root)
     samples = json.loads((root / SAMPLES).read_text()) if (root / SAMPLES).exists() else {"ends": []}
-    for s in range(start, snapshots):
+    for s in range(max(start, len(samples["ends"])), snapshots):  # a kept folder grows, never re-adds
         samples["ends"].append(add_snapshot(layout, f"crawl-{s:04d}", documents))
         if (s + 1) % MODEL_EVERY == 0:
             samples["model"] = add_model(layout, samples["ends"][-MODEL_EVERY:], f"m{s}")
@@ -170,23 +170,34 @@ def build_history(root: Path, snapshots: int, documents: int = 100, start: int =
 
 
 def time_commands(commands: dict[str, tuple[list[str], int]], env: dict, repeats: int) -> dict[str, dict]:
-    """Median, min and max wall milliseconds (and every run) of fresh runs of each command, one
-    untimed round first, then ``repeats`` rounds round-robin; a wrong exit status stops it."""
+    """Per command: median, min and max wall milliseconds of fresh runs, and the median CPU
+    milliseconds (user + system of the process, from getrusage: far less sensitive to other jobs
+    on a shared machine than wall time); one untimed round first, then ``repeats`` rounds
+    round-robin; a wrong exit status stops it."""
+    import resource
+
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for round_ in range(repeats + 1):
         for name, (command, expect) in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             result = subprocess.run(command, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if round_:
-                times[name].append(round((time.perf_counter() - start) * 1000, 1))
+                times[name].append(round(wall * 1000, 1))
+                used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                cpu[name].append(round(used * 1000, 1))
             if result.returncode != expect:
                 raise SystemExit(
                     f"{name}: exit {result.returncode}, expected {expect}\n{result.stderr[-2000:]}"
                 )
     return {
-        name: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": t}
+        name: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": t,
+               "cpu_median": statistics.median(cpu[name]), "cpu_runs": cpu[name]}
         for name, t in times.items()
-    }
+    }  # fmt: skip
 
 
 OLD = """import sys, json
