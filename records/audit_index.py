@@ -10,16 +10,17 @@ A segment covers a set of versions (each version is in exactly one segment) and 
 lookup file is (records.lookup_file: MAGIC, JSON header, sections, then ``block_hashes``, the
 sha256 of each 16 KiB piece before it; the segment's root is the sha256 of that section):
 
-    versions       VERSION_WIDTH bytes per version, ascending: its ref (UTF-8, NUL-padded) and one
-                   flag byte (DOCUMENTS: holds documents; KEYED: its lookup's keys are in this segment)
+    names          every version's ref, ascending, joined by newlines (UTF-8): ordinal i is the i-th
+    flags          one byte per version: DOCUMENTS (it holds documents), KEYED (its lookup's keys are
+                   in this segment)
     facts_offsets  (versions + 1) big-endian uint64: where each version's facts start in ``facts``
     facts          per version, canonical JSON {"created_at", "parents", "snapshot"}
     sha256         36 bytes per (document sha256, version ordinal): the digest, then the ordinal as a
                    big-endian uint32; ascending, one row per distinct pair
     url_keys       12 bytes per (url key, ordinal): the lookup's URL key (first 8 bytes of
                    sha256(url)), then the ordinal; ascending
-    parents        32 bytes per distinct sha256(parent ref) named by a version of documents here;
-                   ascending (a version of documents is a chain end unless its ref hashes to one)
+    parents        the refs named as a parent by a version of documents here, distinct, ascending,
+                   joined by newlines (a version of documents is a chain end unless one names it)
 
 Trust (the lookups' rule, one level up): ``state.json`` names each segment with its root, and the
 state's root (sha256 of the canonical JSON of its segment list) is pinned in the ledger: in the
@@ -52,10 +53,9 @@ SEGMENT_SUFFIX = ".seg"
 INDEX_ROOT = "audit_index_root"  # the ledger payload key pinning a state's root
 MAGIC = b"APAUDIDX"
 FORMAT = "apertus.audit_index/1"
-SECTIONS = ("versions", "facts_offsets", "facts", "sha256", "url_keys", "parents", "block_hashes")
-VERSION_WIDTH = 128  # ref (at most 127 bytes of UTF-8) + 1 flag byte
+SECTIONS = ("names", "flags", "facts_offsets", "facts", "sha256", "url_keys", "parents", "block_hashes")
 DOCUMENTS, KEYED = 1, 2  # version flags
-SHA_ROW, URL_ROW, PARENT_ROW = 36, 12, 32
+SHA_ROW, URL_ROW = 36, 12
 REBUILD = "rebuild it (apertus audit index --audit)"
 
 
@@ -78,11 +78,6 @@ def state_path(layout: DataLayout) -> Path:
     return index_folder(layout) / STATE
 
 
-def ref_hash(ref: str) -> bytes:
-    """The key of a ref in the ``parents`` section."""
-    return hashlib.sha256(ref.encode()).digest()
-
-
 def state_root(segments: list[dict]) -> str:
     """The root a state is pinned by: hex sha256 of the canonical JSON of its segment list."""
     return hashlib.sha256(canonical_json(segments)).hexdigest()
@@ -98,23 +93,14 @@ class Segment(HashedFile):
     MAGIC, FORMAT, KIND, REBUILD, REWRITE = MAGIC, FORMAT, "audit index segment", REBUILD, REBUILD
 
     def _parse(self, header: dict) -> None:
-        self.count, self.sha_rows = header["versions"], header["sha_rows"]
-        self.url_rows, self.parent_rows = header["url_rows"], header["parent_rows"]
+        self.count, self.sha_rows, self.url_rows = header["versions"], header["sha_rows"], header["url_rows"]
 
-    def versions(self) -> list[tuple[str, int]]:
-        """(ref, flags) of every version, in ordinal order. O(versions) bytes, read once."""
-        data = self.section("versions")
-        return [
-            (data[i : i + VERSION_WIDTH - 1].rstrip(b"\0").decode(), data[i + VERSION_WIDTH - 1])
-            for i in range(0, len(data), VERSION_WIDTH)
-        ]
+    def names(self) -> list[str]:
+        """Every version's ref, by ordinal: one read and one split, O(versions)."""
+        return self.section("names").decode().split("\n") if self.count else []
 
-    def has(self, ref: str) -> bool:
-        """Whether ``ref`` is in this segment: a binary search, O(log versions) pieces."""
-        key = ref.encode().ljust(VERSION_WIDTH - 1, b"\0")
-        i = self._first("versions", VERSION_WIDTH, self.count, key)
-        base = self.sections["versions"][0] + i * VERSION_WIDTH
-        return i < self.count and self._read(base, base + VERSION_WIDTH - 1) == key
+    def flags(self) -> bytes:
+        return self.section("flags")
 
     def facts(self, ordinal: int) -> dict:
         base = self.sections["facts_offsets"][0] + 8 * ordinal
@@ -122,8 +108,9 @@ class Segment(HashedFile):
         facts = self.sections["facts"][0]
         return json.loads(self._read(facts + start, facts + end))
 
-    def parent_hashes(self) -> bytes:
-        return self.section("parents")
+    def parents(self) -> list[str]:
+        data = self.section("parents")
+        return data.decode().split("\n") if data else []
 
     def _ordinals(self, section: str, width: int, count: int, key: bytes) -> list[int]:
         base, found = self.sections[section][0], []

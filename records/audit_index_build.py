@@ -26,17 +26,14 @@ from records.audit_index import (
     DOCUMENTS,
     INDEX_ROOT,
     KEYED,
-    PARENT_ROW,
     SEGMENT_SUFFIX,
     SHA_ROW,
     STATE,
     URL_ROW,
-    VERSION_WIDTH,
     Segment,
     index_folder,
     open_segments,
     read_state,
-    ref_hash,
     segment_header,
     state_path,
     state_root,
@@ -59,7 +56,7 @@ class Part(NamedTuple):
     versions: list[tuple[str, int, bytes]]
     sha: object  # (rows, SHA_ROW)
     url: object  # (rows, URL_ROW)
-    parents: object  # (rows, PARENT_ROW)
+    parents: list[str]  # refs named as a parent by its versions of documents, distinct, ascending
 
 
 def version_part(layout: DataLayout, manifest: Manifest, root: str | None) -> Part:
@@ -79,10 +76,9 @@ def version_part(layout: DataLayout, manifest: Manifest, root: str | None) -> Pa
             url = np.frombuffer(lookup.url_keys(), np.uint8).reshape(-1, 12)[:, :8]
     sha = np.unique(np.hstack([sha, np.zeros((len(sha), 4), np.uint8)]), axis=0)
     url = np.unique(np.hstack([url, np.zeros((len(url), 4), np.uint8)]), axis=0)
-    parents = [ref_hash(p) for p in manifest.parents] if documents else []
-    parents_array = np.unique(np.frombuffer(b"".join(parents), np.uint8).reshape(-1, 32), axis=0)
+    parents = sorted(set(manifest.parents)) if documents else []
     flags = (DOCUMENTS if documents else 0) | (KEYED if keyed else 0)
-    return Part([(manifest.ref, flags, facts)], sha, url, parents_array)
+    return Part([(manifest.ref, flags, facts)], sha, url, parents)
 
 
 def merge(parts: list[Part]) -> Part:
@@ -103,7 +99,7 @@ def merge(parts: list[Part]) -> Part:
             into.append(np.hstack([rows[:, :width], new]))
     sha = np.unique(np.vstack(shas), axis=0) if shas else np.zeros((0, SHA_ROW), np.uint8)
     url = np.unique(np.vstack(urls), axis=0) if urls else np.zeros((0, URL_ROW), np.uint8)
-    parents = np.unique(np.vstack([p.parents for p in parts]), axis=0)
+    parents = sorted({p for part in parts for p in part.parents})
     return Part(versions, sha, url, parents)
 
 
@@ -113,12 +109,13 @@ def read_part(segment: Segment) -> Part:
 
     data = segment.section("facts")
     facts = [data[a:b] for a, b in _pairs(segment.section("facts_offsets"))]
-    versions = [(ref, flags, facts[i]) for i, (ref, flags) in enumerate(segment.versions())]
+    flags = segment.flags()
+    versions = [(ref, flags[i], facts[i]) for i, ref in enumerate(segment.names())]
 
     def rows(name: str, width: int):
         return np.frombuffer(segment.section(name), np.uint8).reshape(-1, width)
 
-    return Part(versions, rows("sha256", SHA_ROW), rows("url_keys", URL_ROW), rows("parents", PARENT_ROW))
+    return Part(versions, rows("sha256", SHA_ROW), rows("url_keys", URL_ROW), segment.parents())
 
 
 def _pairs(offsets: bytes) -> list[tuple[int, int]]:
@@ -129,30 +126,27 @@ def _pairs(offsets: bytes) -> list[tuple[int, int]]:
 def write_segment(layout: DataLayout, part: Part) -> dict:
     """Write ``part`` as a segment file named by its root; return its state record
     {"file", "root", "versions"}. Writing the same part again gives the same bytes."""
-    refs = b""
-    for ref, flags, _ in part.versions:
-        raw = ref.encode()
-        if len(raw) >= VERSION_WIDTH:
-            raise ValueError(f"{ref}: a ref longer than {VERSION_WIDTH - 1} bytes cannot be indexed")
-        refs += raw.ljust(VERSION_WIDTH - 1, b"\0") + bytes([flags])
+    for ref, _, _ in part.versions:
+        if "\n" in ref or "\n" in "".join(part.parents):
+            raise ValueError(f"{ref}: a ref holding a newline cannot be indexed")
     facts = b"".join(f for _, _, f in part.versions)
     offsets, position = [0], 0
     for _, _, f in part.versions:
         position += len(f)
         offsets.append(position)
     bodies = {
-        "versions": refs,
+        "names": "\n".join(ref for ref, _, _ in part.versions).encode(),
+        "flags": bytes(flags for _, flags, _ in part.versions),
         "facts_offsets": struct.pack(f">{len(offsets)}Q", *offsets),
         "facts": facts,
         "sha256": part.sha.tobytes(),
         "url_keys": part.url.tobytes(),
-        "parents": part.parents.tobytes(),
+        "parents": "\n".join(part.parents).encode(),
     }
     counts = {
         "versions": len(part.versions),
         "sha_rows": len(part.sha),
         "url_rows": len(part.url),
-        "parent_rows": len(part.parents),
     }
     content = segment_header({k: len(v) for k, v in bodies.items()}, counts) + b"".join(bodies.values())
     hashes = block_hashes(content)
@@ -232,7 +226,7 @@ def _added(layout: DataLayout, ref: str, root: str | None) -> list[dict] | None:
     if state is not None:
         opened = open_segments(layout, state)
         try:
-            if any(s.has(ref) for s in opened):
+            if any(ref in s.names() for s in opened):  # only a rebuilt index holds unpinned versions
                 return None
             while segments and segments[-1]["versions"] <= len(part.versions):
                 segments.pop()
@@ -244,9 +238,11 @@ def _added(layout: DataLayout, ref: str, root: str | None) -> list[dict] | None:
 
 
 def rebuild_index(layout: DataLayout) -> int:
-    """Write the audit index again from every version's manifest and pinned lookup, as one segment,
-    pinned by an ``audit_index_rebuilt`` entry; return the number of versions. O(all rows): for a
-    folder made before the index, or after `verify` found it damaged."""
+    """Write the audit index again from every version's manifest and pinned lookup, pinned by an
+    ``audit_index_rebuilt`` entry; return the number of versions. The versions go in pin order
+    (ledger index; unpinned ones last) into the segments the binary counter would have made for
+    them (4096 + 2048 + ... for 6,300), so a rebuilt index has the segments, roots and answers of
+    an incremental one. O(all rows): for a folder made before the index, or a damaged one."""
     from records.ledger import Ledger
     from records.ledger.format import AUDIT_INDEX_REBUILT
     from records.pins import read_pin
@@ -254,17 +250,25 @@ def rebuild_index(layout: DataLayout) -> int:
 
     versions = load_versions(layout)
     with locked(layout):
-        parts = []
-        for ref, manifest in sorted(versions.items()):
-            pin = read_pin(layout, ref)
-            parts.append(
-                version_part(layout, manifest, None if pin is None else pin.payload.get("lookup_root"))
-            )
-        import numpy as np
-
-        empty = Part([], np.zeros((0, SHA_ROW), np.uint8), np.zeros((0, URL_ROW), np.uint8),
-                     np.zeros((0, PARENT_ROW), np.uint8))  # fmt: skip
-        segments = [write_segment(layout, merge(parts or [empty]))]
+        ordered = []
+        for ref, manifest in versions.items():
+            try:
+                pin = read_pin(layout, ref)
+            except ValueError:  # a bad marker: its lookup root is not trusted, its keys not indexed
+                pin = None
+            position = (0, pin.index, ref) if pin is not None else (1, 0, ref)
+            root = None if pin is None else pin.payload.get("lookup_root")
+            ordered.append((position, manifest, root))
+        ordered.sort(key=lambda item: item[0])
+        segments, start = [], 0
+        for bit in reversed(range(len(ordered).bit_length())):
+            size = 1 << bit
+            if len(ordered) & size:
+                chunk = ordered[start : start + size]
+                segments.append(
+                    write_segment(layout, merge([version_part(layout, m, r) for _, m, r in chunk]))
+                )
+                start += size
         entry = Ledger(layout.ledger).append(
             AUDIT_INDEX_REBUILT, {INDEX_ROOT: state_root(segments), "versions": len(versions)}
         )
@@ -291,4 +295,4 @@ def index_content(layout: DataLayout) -> dict:
         for row in rows:
             key, ordinal = bytes(row[:width]).hex(), int.from_bytes(bytes(row[width:]), "big")
             by_ref[refs[ordinal]][column].append(key)
-    return {"versions": by_ref, "parents": sorted(bytes(p).hex() for p in part.parents)}
+    return {"versions": by_ref, "parents": part.parents}

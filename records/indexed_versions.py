@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from records.audit_index import DOCUMENTS as DOCUMENTS_FLAG
-from records.audit_index import KEYED, Facts, Segment, disk_refs, open_index, ref_hash
+from records.audit_index import Facts, disk_refs, open_index
 from records.layout import DataLayout
 from records.lookup import url_key
 from records.manifest import MANIFEST, Manifest, load_manifest
@@ -29,18 +29,26 @@ class IndexedVersions(Mapping):
     def __init__(self, layout: DataLayout):
         self.layout = layout
         self._manifests: dict[str, Manifest] = {}
-        self._segments: list[Segment] = []
-        self._where: dict[str, tuple[int, int, int]] = {}  # ref -> (segment, ordinal, flags)
+        self._where: dict[str, tuple[int, int]] = {}  # ref -> (segment, ordinal)
         self._ordinals: list[list[str]] = []  # each segment's refs by ordinal
+        self._documents: set[str] = set()  # versions of documents
+        self._unkeyed: set[str] = set()  # versions of documents whose keys the index lacks
         present = disk_refs(layout)
         _, self._segments = open_index(layout)
-        if self._segments:
-            for s, segment in enumerate(self._segments):
-                listed = segment.versions()
-                self._ordinals.append([ref for ref, _ in listed])
-                for ordinal, (ref, flags) in enumerate(listed):
-                    if ref in present:
-                        self._where[ref] = (s, ordinal, flags)
+        for s, segment in enumerate(self._segments):
+            names, flags = segment.names(), segment.flags()
+            self._ordinals.append(names)
+            self._where.update((ref, (s, i)) for i, ref in enumerate(names))
+            documents = [ref for ref, flag in zip(names, flags, strict=True) if flag & DOCUMENTS_FLAG]
+            self._documents.update(documents)
+            self._unkeyed.update(
+                ref for ref, flag in zip(names, flags, strict=True) if flag == DOCUMENTS_FLAG
+            )
+        gone = self._where.keys() - present
+        for ref in gone:  # in the index, its folder removed since
+            del self._where[ref]
+        self._documents -= gone
+        self._unkeyed -= gone
         for ref in sorted(present - self._where.keys()):  # not in the index: as load_versions reads it
             folder = layout.datasets / ref
             if (folder / MANIFEST).exists():
@@ -48,8 +56,11 @@ class IndexedVersions(Mapping):
                     self._manifests[ref] = load_manifest(folder)
                 except (ValueError, KeyError, TypeError) as e:
                     raise ValueError(f"{folder / MANIFEST}: not a readable manifest ({e})") from None
+                if holds_documents(self._manifests[ref]):
+                    self._documents.add(ref)
+                    self._unkeyed.add(ref)
         self._unindexed = sorted(self._manifests)
-        self._refs = sorted([*self._where, *self._unindexed], key=lambda r: r.split("/", 1))
+        self._refs = sorted([*self._where, *self._unindexed])
 
     def __enter__(self) -> IndexedVersions:
         return self
@@ -77,24 +88,27 @@ class IndexedVersions(Mapping):
     def facts(self, ref: str) -> Facts:
         """The version's facts: from the index (one small read) or, unindexed, its manifest."""
         if ref in self._where:
-            s, ordinal, flags = self._where[ref]
+            s, ordinal = self._where[ref]
             f = self._segments[s].facts(ordinal)
-            return Facts(tuple(f["parents"]), f["snapshot"], f["created_at"],
-                         bool(flags & DOCUMENTS_FLAG), bool(flags & KEYED))  # fmt: skip
+            documents = ref in self._documents
+            return Facts(tuple(f["parents"]), f["snapshot"], f["created_at"], documents,
+                         documents and ref not in self._unkeyed)  # fmt: skip
         m = self[ref]
         return Facts(tuple(m.parents), m.snapshot, m.created_at, holds_documents(m), False)
 
     def holds_documents(self, ref: str) -> bool:
-        if ref in self._where:
-            return bool(self._where[ref][2] & DOCUMENTS_FLAG)
-        return holds_documents(self[ref])
+        return ref in self._documents
+
+    def documents(self) -> set[str]:
+        """Every version of documents."""
+        return set(self._documents)
 
     def leaves(self) -> list[str]:
-        """As records.versions.leaves, from the index's flags and parent hashes: the versions of
-        documents that no version of documents names as a parent. O(versions) small reads."""
-        used = {p for s in self._segments for p in _rows(s.parent_hashes(), 32)}
-        used |= {ref_hash(p) for r in self._unindexed if self.holds_documents(r) for p in self[r].parents}
-        return sorted(r for r in self._refs if self.holds_documents(r) and ref_hash(r) not in used)
+        """As records.versions.leaves, from the index's flags and parent lists: the versions of
+        documents that no version of documents names as a parent. O(versions), in C loops."""
+        used = {p for s in self._segments for p in s.parents()}
+        used.update(p for r in self._unindexed if r in self._documents for p in self[r].parents)
+        return sorted(self._documents - used)
 
     def holding(self, *, url: str | None = None, sha256: str | None = None) -> set[str]:
         """Versions the index says may hold a document with this URL (same URL key) or sha256, plus
@@ -107,12 +121,4 @@ class IndexedVersions(Mapping):
             else:
                 ordinals = segment.ordinals_with_sha256(bytes.fromhex(sha256 or ""))
             found.update(self._ordinals[s][o] for o in ordinals)
-        found &= self._where.keys()
-        unkeyed = {
-            r for r, (_, _, flags) in self._where.items() if flags & DOCUMENTS_FLAG and not flags & KEYED
-        }
-        return found | unkeyed | {r for r in self._unindexed if holds_documents(self[r])}
-
-
-def _rows(data: bytes, width: int) -> list[bytes]:
-    return [data[i : i + width] for i in range(0, len(data), width)]
+        return (found & self._where.keys()) | self._unkeyed

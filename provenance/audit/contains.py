@@ -146,7 +146,7 @@ def _indexed_scope(versions, targets: list[str] | None) -> tuple[list[str], set[
     resolved = [resolve(versions, t) for t in targets] if targets else versions.leaves()
     _refuse(resolved, lambda r: r.partition("/")[0], versions.holds_documents, versions.leaves)
     if not targets:
-        return resolved, {r for r in versions if versions.holds_documents(r)}
+        return resolved, versions.documents()
     scope: set[str] = set()
     for target in resolved:
         stack = [target]
