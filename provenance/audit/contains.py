@@ -100,6 +100,7 @@ def contains(
     text: str | None = None,
     targets: list[str] | None = None,
     use_index: bool = True,
+    versions=None,
 ) -> Membership:
     """Answer whether the document(s) named by exactly one of url, sha256, text are in ``targets``.
 
@@ -111,14 +112,17 @@ def contains(
     O(log versions) segment probes plus O(versions x a few bytes) to list them and their chain
     ends, whatever the number of documents. ``use_index=False`` (and ``--text``, a full scan
     either way) reads every manifest and every lookup in scope: the same answers, O(versions).
+    ``versions``: an open records.indexed_versions.IndexedVersions to reuse (a caller that has one).
     """
     if sum(v is not None for v in (url, sha256, text)) != 1:
         raise ValueError("name exactly one of --url, --sha256, --text")
     if text is not None or not use_index:
         return _contains_by_manifests(layout, url=url, sha256=sha256, text=text, targets=targets)
+    from contextlib import nullcontext
+
     from records.indexed_versions import IndexedVersions
 
-    with IndexedVersions(layout) as versions:
+    with nullcontext(versions) if versions is not None else IndexedVersions(layout) as versions:
         resolved, scope = _indexed_scope(versions, targets)
         if url is not None:
             query, found = {"url": url}, versions.holding(url=url)

@@ -175,7 +175,7 @@ def contains_in_model(
     (records.indexed_versions loads them on first use), not every version's."""
     with IndexedVersions(layout) as versions:
         _, shards, _, sources = training_data(layout, model, versions)
-        membership = contains(layout, url=url, sha256=sha256, text=text, targets=sources)
+        membership = contains(layout, url=url, sha256=sha256, text=text, targets=sources, versions=versions)
         kept = [d for d in membership.documents if d.status == IN]
         use = training_use(layout, model, "sha256", sorted({d.sha256 for d in kept}), versions)
     staged = {(u.doc_id, u.sha256): u.stages for u in use.documents}
