@@ -55,6 +55,7 @@ from records.assets import (  # noqa: E402
     TOKEN_SHARDS,
     TRAINED_MODEL,
 )
+from records.documents import EXCLUSIONS, INDEX  # noqa: E402
 from records.layout import DataLayout  # noqa: E402
 from records.ledger.format import MODEL_TRAINED  # noqa: E402
 from records.lookup import file_root  # noqa: E402
@@ -112,7 +113,7 @@ def _seal(
     for name, content in files.items():
         if isinstance(content, pa.Table):
             pq.write_table(content, staging / name, compression="zstd")
-            side = "kept" if name == "index.parquet" else "excluded"
+            side = "kept" if name == INDEX else "excluded"
             stats[side] = {"documents": content.num_rows}
         else:
             (staging / name).write_text(content)
@@ -128,8 +129,8 @@ def add_snapshot(layout: DataLayout, snapshot: str, documents: int) -> str:
     pin_dataset_version(layout, classifier)
     for k, asset in enumerate(STEPS):
         files = {
-            "index.parquet": _table(snapshot, documents, k, INDEX_COLUMNS, True),
-            "exclusions.parquet": _table(snapshot, documents, k, EXCLUSION_COLUMNS, False),
+            INDEX: _table(snapshot, documents, k, INDEX_COLUMNS, True),
+            EXCLUSIONS: _table(snapshot, documents, k, EXCLUSION_COLUMNS, False),
         }
         step_parents = (*parents, classifier.ref) if asset == QUALITY_SCORED else parents
         manifest = _seal(layout, asset, snapshot, step_parents, files)
