@@ -234,6 +234,18 @@ def scale_commands(samples: dict, old: bool) -> dict[str, tuple[list[str], int]]
     return commands
 
 
+def _table(scale: int, result: dict) -> str:
+    """One scale's results as printed: wall median [min, max] and CPU median, in milliseconds."""
+    load = " ".join(f"{x:.2f}" for x in result["load_average_start"])
+    lines = [f"snapshots {scale}: {result['versions']} versions, built in {result['build_s']} s, "
+             f"load average at start {load}",
+             f"  {'command':<24} {'wall median':>11} {'[min, max]':>18} {'cpu median':>10}"]  # fmt: skip
+    for name, t in result["ms"].items():
+        spread = f"[{t['min']:.0f}, {t['max']:.0f}]"
+        lines.append(f"  {name:<24} {t['median']:>11.1f} {spread:>18} {t['cpu_median']:>10.1f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--snapshots", type=int, nargs="+", default=[10, 100, 1000])
@@ -282,7 +294,7 @@ def main() -> None:
             report["scales"][scale] = {"versions": versions, "build_s": round(built_s, 1),
                                        "load_average_start": load, "load_average_end": os.getloadavg(),
                                        "ms": timed}  # fmt: skip
-            print(json.dumps({scale: report["scales"][scale]}, indent=1), flush=True)
+            print(_table(scale, report["scales"][scale]), flush=True)
     finally:
         if args.out:
             args.out.write_text(json.dumps(report, indent=1) + "\n")
