@@ -234,7 +234,7 @@ def scale_commands(samples: dict, old: bool) -> dict[str, tuple[list[str], int]]
     return commands
 
 
-def _table(scale: int, result: dict) -> str:
+def _report(scale: int, result: dict) -> str:
     """One scale's results as printed: wall median [min, max] and CPU median, in milliseconds."""
     load = " ".join(f"{x:.2f}" for x in result["load_average_start"])
     lines = [f"snapshots {scale}: {result['versions']} versions, built in {result['build_s']} s, "
@@ -294,7 +294,7 @@ def main() -> None:
             report["scales"][scale] = {"versions": versions, "build_s": round(built_s, 1),
                                        "load_average_start": load, "load_average_end": os.getloadavg(),
                                        "ms": timed}  # fmt: skip
-            print(_table(scale, report["scales"][scale]), flush=True)
+            print(_report(scale, report["scales"][scale]), flush=True)
     finally:
         if args.out:
             args.out.write_text(json.dumps(report, indent=1) + "\n")
