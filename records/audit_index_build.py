@@ -173,7 +173,10 @@ class Update:
         """Write the state the ledger entry ``index`` (stored as ``line``) pins; drop old segments."""
         if self.root is None:
             return
-        write_state(self.layout, self.segments, index, line)
+        try:
+            write_state(self.layout, self.segments, index, line)
+        except OSError as e:  # the entry is appended: the pin goes on, the index stays as it was
+            log.warning("audit index state not written (%s); run `apertus audit index --audit`", e)
 
 
 def write_state(layout: DataLayout, segments: list[dict], index: int, line: str) -> None:
