@@ -304,6 +304,19 @@ def build_lookups(*, rebuild: bool) -> int:
     return 0
 
 
+def build_audit_index() -> int:
+    """Rewrite the audit index from every version's manifest and pinned lookup (records.audit_index_build)
+    and pin it in a new ledger entry; 0 or 2."""
+    from records.audit_index_build import rebuild_index
+
+    try:
+        count = rebuild_index(DataLayout.from_env())
+    except _errors() as error:
+        return _fail("index", error)
+    print(f"audit index written for {count} versions and pinned in the ledger")
+    return 0
+
+
 def print_repin(*, as_json: bool) -> int:
     """Pin what an older or interrupted data folder left unpinned (provenance.audit.repin): 0 when
     every version is pinned, 1 naming those it would not pin, 2 on error."""

@@ -171,8 +171,10 @@ def _audit_history(args: argparse.Namespace) -> int:
 
 
 def _audit_index(args: argparse.Namespace) -> int:
-    from apertus.audit import build_lookups
+    from apertus.audit import build_audit_index, build_lookups
 
+    if args.audit:
+        return build_audit_index()
     return build_lookups(rebuild=args.rebuild)
 
 
@@ -268,6 +270,12 @@ def _add_audit_commands(audit_commands) -> None:
     index = audit_commands.add_parser("index", help="write the lookup files that make `contains` fast")
     index.add_argument(
         "--rebuild", action="store_true", help="rewrite them for every version, not only missing ones"
+    )
+    index.add_argument(
+        "--audit",
+        action="store_true",
+        help="rewrite the audit index (one index of every version, read by contains and lineage) from "
+        "the manifests and pinned lookups, and pin its root in a new ledger entry",
     )
     index.set_defaults(func=_audit_index)
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from records.layout import REPO_ROOT, DataLayout
-from sample import FINETUNE_EXAMPLES
 
 __all__ = [
     "add_commands",
@@ -253,6 +252,7 @@ def run_tune_demo(layout: DataLayout, base_ref: str, log=print) -> int:
     from provenance.certify import certify, materialize_alias, rollback, set_alias
     from records.finetune import contains_example, read_examples, verify_example_proof
     from records.hashing import sha256_file
+    from sample import FINETUNE_EXAMPLES  # here: every `apertus` command builds this module's parser
 
     by = "apertus demo"
     log(f"\n== fine-tuning (SovereignTune) on {FINETUNE_EXAMPLES.relative_to(REPO_ROOT)}")

@@ -60,26 +60,41 @@ def header(fields: dict, lengths: dict[str, int]) -> bytes:
     the sections' [offset, length] for sections of ``lengths`` bytes, which follow it in order
     (all but block_hashes, whose length follows from where it starts)."""
     meta = {"format": FORMAT, **fields, "block_rows": BLOCK_ROWS,
-            "columns": [*STRINGS, "kept", "minhash_cluster_size"], "sections": {}}  # fmt: skip
+            "columns": [*STRINGS, "kept", "minhash_cluster_size"]}  # fmt: skip
+    return sectioned_header(MAGIC, meta, SECTIONS, lengths)
+
+
+def sectioned_header(magic: bytes, meta: dict, sections: tuple[str, ...], lengths: dict[str, int]) -> bytes:
+    """``magic``, the header's length, the JSON header: ``meta`` plus ``"sections"``, each section's
+    [offset, length] for sections of ``lengths`` bytes following the header in ``sections`` order,
+    the last being block_hashes (its length follows from where it starts). Any file read with
+    ``HashedFile`` is laid out so: lookups, and the audit index's segments (records.audit_index)."""
+    meta = {**meta, "sections": {}}
     # Offsets depend on the header's own length: pad the header to a fixed size first.
-    text = json.dumps({**meta, "sections": {k: [0, 0] for k in SECTIONS}})
-    size = len(MAGIC) + 4 + len(text) + 128  # room for the offsets' and lengths' digits
+    text = json.dumps({**meta, "sections": {k: [0, 0] for k in sections}})
+    size = len(magic) + 4 + len(text) + 128  # room for the offsets' and lengths' digits
     position = size
-    for name in SECTIONS[:-1]:
+    for name in sections[:-1]:
         meta["sections"][name] = [position, lengths[name]]
         position += lengths[name]
-    meta["sections"]["block_hashes"] = [position, block_hashes_length(position)]
+    meta["sections"][sections[-1]] = [position, block_hashes_length(position)]
     text = json.dumps(meta).encode()
-    text += b" " * (size - len(MAGIC) - 4 - len(text))
-    return MAGIC + struct.pack(">I", len(text)) + text
+    text += b" " * (size - len(magic) - 4 - len(text))
+    return magic + struct.pack(">I", len(text)) + text
 
 
-class LookupFile:
-    """A lookup file opened for probes: memory-mapped, header parsed. Use as a context manager.
+class HashedFile:
+    """A sealed derived file opened for reading: memory-mapped, header parsed, every byte checked
+    against ``root`` before use (when given). Use as a context manager. Subclasses name their
+    ``MAGIC``, ``FORMAT``, ``KIND`` (in messages), ``REBUILD`` and ``REWRITE`` (the fixes) and check their header's
+    own fields in ``_parse``.
 
-    With ``root`` (the pinned lookup_root), every byte read is checked first: opening costs one
-    sha256 over the block_hashes section (32 bytes per HASH_BLOCK of file), each probe one sha256
-    per HASH_BLOCK piece it touches for the first time. ``where`` names the pin in errors."""
+    With ``root``, opening costs one sha256 over the block_hashes section (32 bytes per HASH_BLOCK
+    of file), each read one sha256 per HASH_BLOCK piece it touches for the first time. ``where``
+    names the pin in errors. A difference raises ``LookupIntegrityError``."""
+
+    MAGIC, FORMAT, KIND, REBUILD = MAGIC, FORMAT, "lookup file", REBUILD
+    REWRITE = "rebuild it (apertus audit index)"  # the fix for a file of another kind or format
 
     def __init__(self, path: Path, root: str | None = None, where: str = ""):
         self.path = path
@@ -90,32 +105,37 @@ class LookupFile:
         try:
             if root is not None:  # check the bytes before parsing any of them
                 self._open_checked(root, where)
-            if self._read(0, len(MAGIC)) != MAGIC:
-                raise ValueError(
-                    f"{path}: not a lookup file (format {FORMAT}); rebuild it (apertus audit index)"
-                )
+            if self._read(0, len(self.MAGIC)) != self.MAGIC:
+                raise ValueError(f"{path}: not a {self.KIND} (format {self.FORMAT}); {self.REWRITE}")
             try:
-                (size,) = struct.unpack_from(">I", self._map, len(MAGIC))
-                self.header = json.loads(self._read(len(MAGIC) + 4, len(MAGIC) + 4 + size))
-                if self.header.get("format") != FORMAT:
-                    raise ValueError(f"format {self.header.get('format')!r}, expected {FORMAT!r}; {REBUILD}")
-                self.rows, self.block_rows = self.header["rows"], self.header["block_rows"]
+                (size,) = struct.unpack_from(">I", self._map, len(self.MAGIC))
+                self.header = json.loads(self._read(len(self.MAGIC) + 4, len(self.MAGIC) + 4 + size))
+                if self.header.get("format") != self.FORMAT:
+                    raise ValueError(
+                        f"format {self.header.get('format')!r}, expected {self.FORMAT!r}; {self.REBUILD}"
+                    )
+                self._parse(self.header)
                 self.sections = {k: tuple(v) for k, v in self.header["sections"].items()}
                 end = max(start + length for start, length in self.sections.values())
             except LookupIntegrityError:
                 raise
             except (ValueError, KeyError, TypeError, AttributeError, struct.error) as e:
-                raise ValueError(f"{path}: not a readable lookup header ({e})") from None
+                raise ValueError(
+                    f"{path}: not a readable {self.KIND.removesuffix(' file')} header ({e})"
+                ) from None
             if end != len(self._map):
                 raise ValueError(f"{path}: {len(self._map)} bytes, its header says {end}; rebuild it")
             if root is not None and self.sections.get("block_hashes") != (
                 self._content_end,
                 len(self._hashes),
             ):
-                raise LookupIntegrityError(f"{path}: its header misplaces the block hashes; {REBUILD}")
+                raise LookupIntegrityError(f"{path}: its header misplaces the block hashes; {self.REBUILD}")
         except Exception:
             self._map.close()
             raise
+
+    def _parse(self, header: dict) -> None:
+        """Read the subclass's own header fields (KeyError or ValueError if absent)."""
 
     def _open_checked(self, root: str, where: str) -> None:
         """Find the block_hashes section from the file's size alone (content of L bytes is followed
@@ -124,12 +144,14 @@ class LookupFile:
         pieces = -(-total // (HASH_BLOCK + SHA_WIDTH))
         content_end = total - pieces * SHA_WIDTH
         if pieces == 0 or block_hashes_length(content_end) != pieces * SHA_WIDTH:
-            raise LookupIntegrityError(f"{self.path}: {total} bytes cannot hold its block hashes; {REBUILD}")
+            raise LookupIntegrityError(
+                f"{self.path}: {total} bytes cannot hold its block hashes; {self.REBUILD}"
+            )
         hashes = self._map[content_end:]
         if lookup_root(hashes) != root:
             raise LookupIntegrityError(
                 f"{self.path}: its block hashes do not match the root pinned in {where or 'the ledger'}; "
-                f"the file was changed after it was pinned: {REBUILD}"
+                f"the file was changed after it was pinned: {self.REBUILD}"
             )
         self._hashes, self._content_end = hashes, content_end
 
@@ -137,7 +159,7 @@ class LookupFile:
         """Bytes [start, end) of the file, each HASH_BLOCK piece checked on first read (when rooted)."""
         if self._hashes is not None:
             if start < 0 or end > self._content_end:
-                raise LookupIntegrityError(f"{self.path}: a read outside its hashed content; {REBUILD}")
+                raise LookupIntegrityError(f"{self.path}: a read outside its hashed content; {self.REBUILD}")
             for piece in range(start // HASH_BLOCK, (end - 1) // HASH_BLOCK + 1):
                 if piece in self._checked:
                     continue
@@ -146,12 +168,12 @@ class LookupFile:
                 if digest != self._hashes[piece * SHA_WIDTH : (piece + 1) * SHA_WIDTH]:
                     raise LookupIntegrityError(
                         f"{self.path}: bytes {lo}..{lo + HASH_BLOCK} differ from their pinned hash "
-                        f"(piece {piece}); the file was changed after it was pinned: {REBUILD}"
+                        f"(piece {piece}); the file was changed after it was pinned: {self.REBUILD}"
                     )
                 self._checked.add(piece)
         return self._map[start:end]
 
-    def __enter__(self) -> LookupFile:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -169,6 +191,23 @@ class LookupFile:
             else:
                 high = middle
         return low
+
+    def section(self, name: str) -> bytes:
+        """The whole section ``name``, checked."""
+        start, length = self.sections[name]
+        return self._read(start, start + length) if length else b""
+
+    def root(self) -> str:
+        """The file's root as it is now (what building it gave, if it is intact)."""
+        start, length = self.sections["block_hashes"]
+        return lookup_root(self._map[start : start + length])
+
+
+class LookupFile(HashedFile):
+    """A lookup file opened for probes (see HashedFile for what is checked and what it costs)."""
+
+    def _parse(self, header: dict) -> None:
+        self.rows, self.block_rows = header["rows"], header["block_rows"]
 
     def rows_with_sha256(self, digest: bytes) -> list[int]:
         """Row numbers whose sha256 is ``digest`` (32 bytes)."""
@@ -215,11 +254,6 @@ class LookupFile:
     def url_keys(self) -> bytes:
         start, length = self.sections["url_keys"]
         return self._read(start, start + length)
-
-    def root(self) -> str:
-        """The file's lookup_root as it is now (what building it gave, if it is intact)."""
-        start, length = self.sections["block_hashes"]
-        return lookup_root(self._map[start : start + length])
 
 
 def _decode_row(block: bytes, n: int, j: int) -> tuple:

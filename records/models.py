@@ -21,7 +21,6 @@ import math
 import shutil
 import subprocess
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 
 from records.assets import (
@@ -90,6 +89,8 @@ def source_sha256(repo: Path = REPO_ROOT) -> str:
 def dependency_state(repo: Path = REPO_ROOT) -> dict:
     """sha256 of the sorted ``name==version`` lines of every installed distribution, their count, and
     the sha256 of requirements.lock (what `make` installs), so a drifted environment is visible."""
+    from importlib import metadata  # here, not at the top: `apertus audit contains` imports this module
+
     pins = sorted(
         {f"{d.metadata['Name'].lower()}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
     )

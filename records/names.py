@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from records import curriculum, documents, finetune, models, quality, release, token_shards, tokenizer
 from records.assets import ASSET_NAMES
+from records.audit_index import AUDIT_INDEX, STATE
+from records.audit_index_build import LOCK as AUDIT_INDEX_LOCK
 from records.dedup_index import DEDUP_INDEX, INDEX_LOCK, INDEX_RECORD, MERGED, SEGMENT_META, SEGMENTS
 from records.keys import PRIVATE_KEY, PUBLIC_KEY
 from records.layout import CATALOG, CATALOG_LOCK
@@ -39,6 +41,9 @@ DATA_FOLDER_FILES = (
     PINS,
     REQUEST_INDEX,
     REQUEST_INDEX_STATE,
+    AUDIT_INDEX,
+    STATE,
+    AUDIT_INDEX_LOCK,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,

@@ -16,7 +16,8 @@ against the ledger's leaf hash at index N (one 32-byte read), so a step or a que
 ledger. A version sealed by an earlier run but never pinned (the append failed, or the process was
 killed between seal and append) has no marker: the next run that reaches it scans the ledger once
 for its entry (O(ledger entries), only on that repair path), and if there is none appends one with
-``"repinned": true``. ``apertus audit verify`` notes such versions as "pinned late, at entry N";
+``"repinned": true``. Every append also adds the version to the audit index (records.audit_index)
+and carries the index's new root as ``audit_index_root``, so the entry pins the index too. ``apertus audit verify`` notes such versions as "pinned late, at entry N";
 ``repin_all`` (``apertus audit repin``) does the same for a whole older data folder in one batch.
 """
 
@@ -77,18 +78,25 @@ def read_pin(layout: DataLayout, ref: str) -> Pin | None:
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: not a pin marker ({e}); rewrite it with `apertus audit repin`") from None
     hashes = layout.ledger / LEAF_HASHES
-    recorded = b""
-    if type(index) is int and index >= 0 and hashes.exists():
-        with open(hashes, "rb") as f:
-            f.seek(index * HASH_SIZE)
-            recorded = f.read(HASH_SIZE)
-    if named != ref or entry.get("index") != index or recorded != leaf_hash(line.encode()):
+    if named != ref or entry.get("index") != index or not committed(layout, index, line):
         raise ValueError(
             f"{path}: its copy of ledger entry {index} does not match {hashes} (or names another "
             "version); the marker or the ledger was changed: run `apertus audit verify`, then "
             "`apertus audit repin` to rewrite markers from the ledger"
         )
     return Pin(index, line, payload)
+
+
+def committed(layout: DataLayout, index, line: str) -> bool:
+    """Whether ``line`` is the ledger's entry ``index`` as committed: its leaf hash equals the
+    ledger's at that index (one 32-byte read, O(1) in the ledger's size)."""
+    hashes = layout.ledger / LEAF_HASHES
+    recorded = b""
+    if type(index) is int and index >= 0 and hashes.exists():
+        with open(hashes, "rb") as f:
+            f.seek(index * HASH_SIZE)
+            recorded = f.read(HASH_SIZE)
+    return recorded == leaf_hash(line.encode())
 
 
 def write_pin(layout: DataLayout, ref: str, index: int, line: str) -> None:
@@ -135,7 +143,15 @@ def ensure_pinned(layout: DataLayout, ref: str, event_type: str, payload: dict, 
             write_pin(layout, ref, found.index, found.line)
             return found.index
         payload = {**payload, REPINNED: True}
-    entry = Ledger(layout.ledger).append(event_type, payload)
+    from records.audit_index import INDEX_ROOT
+    from records.audit_index_build import indexing
+
+    # The audit index gains the version under its lock, and the entry pins the new index state.
+    with indexing(layout, ref, payload.get("lookup_root")) as update:
+        if update.root is not None:
+            payload = {**payload, INDEX_ROOT: update.root}
+        entry = Ledger(layout.ledger).append(event_type, payload)
+        update.commit(entry.index, entry.canonical_json)
     write_pin(layout, ref, entry.index, entry.canonical_json)
     return entry.index
 

@@ -80,17 +80,8 @@ def scope_of(layout: DataLayout, targets: list[str] | None) -> tuple[dict, list[
     """(manifests, resolved targets, every version in scope: the targets and their ancestors)."""
     versions = load_versions(layout)
     resolved = [resolve(versions, t) for t in targets] if targets else leaves(versions)
-    models = [r for r in resolved if versions[r].asset in MODEL_ASSETS]
-    if models:
-        raise ValueError(f"{models[0]} is a model, not a dataset version: ask with --model")
-    others = [r for r in resolved if not holds_documents(versions[r])]
-    if others:
-        raise ValueError(
-            f"{others[0]} holds no documents (no {INDEX} of kept or dropped documents), so it "
-            "cannot contain one: name a "
-            f"curated version with --version (one of: {', '.join(leaves(versions)) or 'none'}), a model "
-            "with --model, or a fine-tuning example with --example"
-        )
+    _refuse(resolved, lambda r: versions[r].asset, lambda r: holds_documents(versions[r]),
+            lambda: leaves(versions))  # fmt: skip
     scope: list[str] = []
     for target in resolved:
         scope += [
@@ -108,21 +99,108 @@ def contains(
     sha256: str | None = None,
     text: str | None = None,
     targets: list[str] | None = None,
+    use_index: bool = True,
+    versions=None,
 ) -> Membership:
     """Answer whether the document(s) named by exactly one of url, sha256, text are in ``targets``.
 
     ``targets``: dataset versions (``asset/id`` or a unique prefix); None means every chain end.
     Raises ValueError for a bad query or an unknown version.
+
+    With ``use_index`` (the default), ``--url`` and ``--sha256`` ask the audit index
+    (records.audit_index) which versions hold the key and open only their lookups and manifests:
+    O(log versions) segment probes plus O(versions x a few bytes) to list them and their chain
+    ends, whatever the number of documents. ``use_index=False`` (and ``--text``, a full scan
+    either way) reads every manifest and every lookup in scope: the same answers, O(versions).
+    ``versions``: an open records.indexed_versions.IndexedVersions to reuse (a caller that has one).
     """
     if sum(v is not None for v in (url, sha256, text)) != 1:
         raise ValueError("name exactly one of --url, --sha256, --text")
+    if text is not None or not use_index:
+        return _contains_by_manifests(layout, url=url, sha256=sha256, text=text, targets=targets)
+    from contextlib import nullcontext
+
+    from records.indexed_versions import IndexedVersions
+
+    with nullcontext(versions) if versions is not None else IndexedVersions(layout) as versions:
+        resolved, scope = _indexed_scope(versions, targets)
+        if url is not None:
+            query, found = {"url": url}, versions.holding(url=url)
+        else:
+            value = _checked_sha256(sha256 or "")
+            query, found = {"sha256": value}, versions.holding(sha256=value)
+        candidates = sorted(found & scope)
+        rows = find_rows(layout, candidates, url=url, sha256s=None if url is not None else [value])
+        depths: dict[str, int] = {}
+        order = {r.version: (_depth(versions, r.version, depths), r.version) for r in rows}
+    documents = [_fate(doc_rows, resolved, order) for _, doc_rows in sorted(_by_document(rows).items())]
+    return Membership(query, resolved, documents)
+
+
+def _checked_sha256(sha256: str) -> str:
+    value = sha256.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"--sha256 {sha256!r}: expected 64 hex digits (sha256 of the normalized text)")
+    return value
+
+
+def _indexed_scope(versions, targets: list[str] | None) -> tuple[list[str], set[str]]:
+    """scope_of's (resolved targets, versions in scope) from the index's facts: without targets,
+    every version of documents (each is a chain end or an ancestor of one)."""
+    resolved = [resolve(versions, t) for t in targets] if targets else versions.leaves()
+    _refuse(resolved, lambda r: r.partition("/")[0], versions.holds_documents, versions.leaves)
+    if not targets:
+        return resolved, versions.documents()
+    scope: set[str] = set()
+    for target in resolved:
+        stack = [target]
+        while stack:
+            current = stack.pop()
+            if current in scope or current not in versions:
+                continue
+            if versions.holds_documents(current):
+                scope.add(current)
+            stack.extend(versions.facts(current).parents)
+    return resolved, scope
+
+
+def _depth(versions, ref: str, memo: dict[str, int]) -> int:
+    """records.versions.depth from the index's facts (memoized: O(the chain))."""
+    if ref not in memo:
+        parents = [p for p in versions.facts(ref).parents if p in versions]
+        memo[ref] = 1 + max(_depth(versions, p, memo) for p in parents) if parents else 0
+    return memo[ref]
+
+
+def _refuse(resolved: list[str], asset_of, documents, chain_ends) -> None:
+    """ValueError for a target that is a model or holds no documents."""
+    models = [r for r in resolved if asset_of(r) in MODEL_ASSETS]
+    if models:
+        raise ValueError(f"{models[0]} is a model, not a dataset version: ask with --model")
+    others = [r for r in resolved if not documents(r)]
+    if others:
+        raise ValueError(
+            f"{others[0]} holds no documents (no {INDEX} of kept or dropped documents), so it "
+            "cannot contain one: name a "
+            f"curated version with --version (one of: {', '.join(chain_ends()) or 'none'}), a model "
+            "with --model, or a fine-tuning example with --example"
+        )
+
+
+def _contains_by_manifests(
+    layout: DataLayout,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    text: str | None = None,
+    targets: list[str] | None = None,
+) -> Membership:
+    """``contains`` from every manifest and every lookup in scope (no audit index): O(versions)."""
     versions, resolved, scope = scope_of(layout, targets)
     if url is not None:
         query, rows = {"url": url}, find_rows(layout, scope, url=url)
     elif sha256 is not None:
-        value = sha256.strip().lower()
-        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-            raise ValueError(f"--sha256 {sha256!r}: expected 64 hex digits (sha256 of the normalized text)")
+        value = _checked_sha256(sha256)
         query, rows = {"sha256": value}, find_rows(layout, scope, sha256s=[value])
     else:
         snippet = normalize_snippet(text or "")

@@ -52,10 +52,49 @@ class Node:
         return list(seen.values())
 
 
-def lineage(layout: DataLayout, ref: str) -> Node:
-    """The lineage tree of ``ref`` (``asset/id`` or a unique prefix); ValueError if unknown."""
-    versions = load_versions(layout)
-    records = ledger_records(layout)
+def lineage(layout: DataLayout, ref: str, *, use_index: bool = True) -> Node:
+    """The lineage tree of ``ref`` (``asset/id`` or a unique prefix); ValueError if unknown.
+
+    With ``use_index`` (the default) the versions are listed from the audit index
+    (records.indexed_versions) and only the chain's manifests are read, each node's ledger entry
+    from its pin marker (O(1) each; the ledger is scanned once only for a version without a good
+    marker): the cost grows with the chain, not with the data folder. ``use_index=False`` reads
+    every manifest and the whole ledger, with the same answer."""
+    if use_index:
+        from records.indexed_versions import IndexedVersions
+
+        with IndexedVersions(layout) as versions:
+            return _lineage(layout, versions, ref, _PinIndex(layout))
+    return _lineage(layout, load_versions(layout), ref, ledger_records(layout))
+
+
+class _PinIndex:
+    """ref -> LedgerRecord-like (``.index``) from the pin markers, the ledger scanned only on a miss."""
+
+    def __init__(self, layout: DataLayout):
+        self.layout, self._scanned = layout, None
+
+    def _record(self, ref: str):
+        from records.pins import read_pin
+
+        try:
+            pin = read_pin(self.layout, ref)
+        except ValueError:
+            pin = None
+        if pin is not None:
+            return pin
+        if self._scanned is None:
+            self._scanned = ledger_records(self.layout)
+        return self._scanned.get(ref)
+
+    def __contains__(self, ref: str) -> bool:
+        return self._record(ref) is not None
+
+    def __getitem__(self, ref: str):
+        return self._record(ref)
+
+
+def _lineage(layout: DataLayout, versions, ref: str, records) -> Node:
     built: dict[str, Node] = {}
 
     def build(current: str) -> Node:

@@ -27,6 +27,7 @@ from provenance.audit.contains import IN, Membership, contains
 from records.assets import CURRICULUM_STAGES, MODEL_ASSETS, TOKEN_SHARDS, TRAINED_MODEL
 from records.curriculum import STAGES
 from records.documents import INDEX as DOCUMENT_INDEX
+from records.indexed_versions import IndexedVersions
 from records.layout import DataLayout
 from records.manifest import Manifest
 from records.models import SEQUENCE_USE
@@ -120,13 +121,14 @@ class ModelMembership:
 
 
 def model_refs(layout: DataLayout, names: list[str] | None) -> list[str]:
-    """The named model versions (``trained_model/<id prefix>``), or every model when None."""
-    versions = load_versions(layout)
-    if names is None:
-        return sorted(r for r, m in versions.items() if m.asset in MODEL_ASSETS)
-    refs = [resolve(versions, n) for n in names]
+    """The named model versions (``trained_model/<id prefix>``), or every model when None. Reads
+    the audit index's list of versions (records.indexed_versions), not every manifest."""
+    with IndexedVersions(layout) as versions:
+        if names is None:
+            return sorted(r for r in versions if r.partition("/")[0] in MODEL_ASSETS)
+        refs = [resolve(versions, n) for n in names]
     for ref in refs:
-        if versions[ref].asset not in MODEL_ASSETS:
+        if ref.partition("/")[0] not in MODEL_ASSETS:
             raise ValueError(f"{ref}: not a model version (model assets: {', '.join(MODEL_ASSETS)})")
     return refs
 
@@ -169,12 +171,13 @@ def contains_in_model(
     """Answer whether the document(s) named by exactly one of url, sha256, text were trained on by
     ``model`` (a resolved model ref, see model_refs). Cost: the membership answer, plus, when a
     document is kept, O(bytes of the model's sequence maps, stage files and sequence use), each
-    file hashed once against its manifest."""
-    versions = load_versions(layout)
-    _, shards, _, sources = training_data(layout, model, versions)
-    membership = contains(layout, url=url, sha256=sha256, text=text, targets=sources)
-    kept = [d for d in membership.documents if d.status == IN]
-    use = training_use(layout, model, "sha256", sorted({d.sha256 for d in kept}), versions)
+    file hashed once against its manifest. The manifests read are those of the model's chain
+    (records.indexed_versions loads them on first use), not every version's."""
+    with IndexedVersions(layout) as versions:
+        _, shards, _, sources = training_data(layout, model, versions)
+        membership = contains(layout, url=url, sha256=sha256, text=text, targets=sources, versions=versions)
+        kept = [d for d in membership.documents if d.status == IN]
+        use = training_use(layout, model, "sha256", sorted({d.sha256 for d in kept}), versions)
     staged = {(u.doc_id, u.sha256): u.stages for u in use.documents}
     uses = [DocumentUse(d.doc_id, d.sha256, staged.get((d.doc_id, d.sha256), [])) for d in kept]
     return ModelMembership(model, shards, membership, uses, use.use_known)
@@ -196,15 +199,15 @@ def training_use(
     version's manifest and checked against the recorded sha256 (ValueError naming a file that
     differs). Cost: O(bytes of those files), independent of the number of values.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     assert column in ("sha256", "doc_id"), column
     versions = versions if versions is not None else load_versions(layout)
     trained, shards, stages, _ = training_data(layout, model, versions)
     use_known = is_listed(versions[trained], SEQUENCE_USE)
-    if not values:
+    if not values:  # before pyarrow's import: `contains --model` for a document not kept starts fast
         return TrainingUse(trained, shards, use_known, [])
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     folder = {ref: layout.datasets / ref for ref in (trained, shards, stages)}
     index = verified_json(folder[shards], versions[shards], SHARDS_INDEX)
     use = verified_parquet(folder[trained], versions[trained], SEQUENCE_USE) if use_known else None

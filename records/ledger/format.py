@@ -21,6 +21,8 @@ ALIAS_MOVED = "alias_moved"
 ERASURE_REQUESTED = "erasure_requested"
 ROLLBACK = "rollback"
 KEY_ADOPTED = "key_adopted"  # `apertus init --adopt` moved the signing key out of the data folder
+# `apertus audit index --audit` rewrote the audit index (records.audit_index) and pins its root here
+AUDIT_INDEX_REBUILT = "audit_index_rebuilt"
 EVENT_TYPES = frozenset(
     {
         DATASET_VERSION_CREATED,
@@ -30,6 +32,7 @@ EVENT_TYPES = frozenset(
         ERASURE_REQUESTED,
         ROLLBACK,
         KEY_ADOPTED,
+        AUDIT_INDEX_REBUILT,
     }
 )
 

@@ -33,7 +33,7 @@ from records.ledger import (
     verify_entry_offline,
 )
 from records.ledger import log as ledger_log
-from records.ledger.format import FRONTIER
+from records.ledger.format import AUDIT_INDEX_REBUILT, FRONTIER
 from records.merkle import merkle_root, verify_consistency
 from records.signing import Checkpoint, parse_head
 
@@ -87,9 +87,14 @@ def test_append_and_read_back(ledger: Ledger):
     assert (ledger.root / "latest_tree_head.json").read_text().strip() == head.to_json()
     assert ledger.entry(3).payload == EVENTS[3][1]
     assert ledger.verify() == []
-    assert {t for t, _ in EVENTS} | {
-        KEY_ADOPTED
-    } == EVENT_TYPES  # every event type round-trips (key_adopted: test_keys)
+    assert (
+        {t for t, _ in EVENTS}
+        | {
+            KEY_ADOPTED,
+            AUDIT_INDEX_REBUILT,
+        }
+        == EVENT_TYPES
+    )  # every event type round-trips (key_adopted: test_keys; audit_index_rebuilt: test_audit_index)
 
 
 def test_a_second_instance_continues_the_same_log(ledger: Ledger):
