@@ -49,6 +49,7 @@ from records.lookup_file import HashedFile, LookupIntegrityError, sectioned_head
 
 AUDIT_INDEX = "audit_index"
 STATE = "audit_state.json"
+STATE_SEGMENTS = "segment_list"  # the state's key for its segments (their names and roots)
 SEGMENT_SUFFIX = ".seg"
 INDEX_ROOT = "audit_index_root"  # the ledger payload key pinning a state's root
 MAGIC = b"APAUDIDX"
@@ -155,7 +156,7 @@ def read_state(layout: DataLayout) -> State | None:
     except ValueError as e:
         raise LookupIntegrityError(f"{path}: not an audit index state ({e}); {REBUILD}") from None
     try:
-        segments, index, line = state["segments"], state["pin"]["index"], state["pin"]["entry"]
+        segments, index, line = state[STATE_SEGMENTS], state["pin"]["index"], state["pin"]["entry"]
         entry = json.loads(line)
         pinned = entry["payload"].get(INDEX_ROOT)
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -29,6 +29,7 @@ from records.audit_index import (
     SEGMENT_SUFFIX,
     SHA_ROW,
     STATE,
+    STATE_SEGMENTS,
     URL_ROW,
     Segment,
     index_folder,
@@ -182,7 +183,9 @@ class Update:
 def write_state(layout: DataLayout, segments: list[dict], index: int, line: str) -> None:
     path = state_path(layout)
     tmp = path.with_name(f".{STATE}.{os.getpid()}.tmp")
-    tmp.write_bytes(canonical_json({"pin": {"entry": line, "index": index}, "segments": segments}) + b"\n")
+    tmp.write_bytes(
+        canonical_json({"pin": {"entry": line, "index": index}, STATE_SEGMENTS: segments}) + b"\n"
+    )
     os.replace(tmp, path)
     keep = {s["file"] for s in segments}
     for old in index_folder(layout).glob(f"*{SEGMENT_SUFFIX}"):

@@ -20,7 +20,7 @@ from provenance.audit.lineage import lineage
 from provenance.audit.model_use import model_refs, training_data
 from provenance.audit.prov import to_prov
 from provenance.audit.render import lineage_tree
-from records.audit_index import index_folder, read_state, state_path
+from records.audit_index import STATE_SEGMENTS, index_folder, read_state, state_path
 from records.audit_index_build import index_content
 from records.indexed_versions import IndexedVersions
 from records.layout import DATA_ENV, DataLayout
@@ -156,7 +156,7 @@ def test_a_changed_byte_of_the_index_exits_2_naming_it(history, tmp_path, monkey
     if where == "state":
         path = state_path(layout)
         saved = json.loads(path.read_text())
-        saved["segments"][0]["versions"] += 1
+        saved[STATE_SEGMENTS][0]["versions"] += 1
         path.write_text(json.dumps(saved))
     else:
         from records.audit_index import Segment
