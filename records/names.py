@@ -15,6 +15,7 @@ from records.ledger.format import PUBLIC_KEY as LEDGER_PUBLIC_KEY
 from records.lookup import LEGACY_LOOKUP, LOOKUP
 from records.manifest import MANIFEST
 from records.pins import PINS
+from records.retrain_state import RETRAIN_LOCK, RETRAIN_STATE, RETRAIN_SUMMARY
 
 # Files of a version, by the asset kinds that hold them.
 VERSION_FILES = (
@@ -35,6 +36,9 @@ DATA_FOLDER_FILES = (
     CATALOG,
     CATALOG_LOCK,
     PINS,
+    RETRAIN_STATE,
+    RETRAIN_SUMMARY,
+    RETRAIN_LOCK,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,

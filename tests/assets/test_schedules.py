@@ -27,7 +27,10 @@ from assets.schedules import (
     retraining,
 )
 from records.layout import DataLayout
+from records.ledger import MODEL_TRAINED
 from records.manifest import Manifest, seal
+from records.pins import ensure_pinned, pin_dataset_version
+from records.retrain_state import record_model, record_version
 
 CURATE = [
     "raw_documents", "language_identified", "quality_filtered", "deduplicated", "quality_classifier",
@@ -37,11 +40,21 @@ STAGE_AND_TRAIN = ["curriculum_stages", "tokenizer", "token_shards", "trained_mo
 MONDAY = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 
 
-def _seal(layout: DataLayout, asset: str, content: str, parents=(), snapshot=None) -> Manifest:
+def _seal(layout: DataLayout, asset: str, content: str, parents=(), snapshot=None, code: str = "") -> Manifest:
+    """Seal and pin a version and note it in the retraining state, as a step does (finish_step)."""
     staging = layout.work / f"staging-{asset}-{content}"
     staging.mkdir(parents=True)
     (staging / "part-0.txt").write_text(content)
-    manifest, _ = seal(staging, layout.datasets, asset=asset, snapshot=snapshot, parents=tuple(parents))
+    manifest, _ = seal(
+        staging, layout.datasets, asset=asset, snapshot=snapshot, parents=tuple(parents), code_version=code
+    )
+    if asset == "trained_model":  # as records.models.seal_model pins and notes a model
+        payload = {"model_version": manifest.ref, "kind": "pretrain", "parents": list(manifest.parents)}
+        ensure_pinned(layout, manifest.ref, MODEL_TRAINED, payload, sealed_now=True)
+        record_model(layout, manifest)
+    else:
+        pin_dataset_version(layout, manifest)
+        record_version(layout, manifest)
     return manifest
 
 
@@ -54,8 +67,9 @@ def _report(instance, asset: str, version: str, partition=None, code: str = CODE
 def _curate(instance, layout: DataLayout, snapshot: str, content: str, code: str = CODE_VERSION) -> Manifest:
     """Record a whole curation of ``snapshot``; its quality_scored version holds ``content``."""
     for asset in CURATE[:-1]:
-        _report(instance, asset, _seal(layout, asset, f"{snapshot}-{content}").version_id, snapshot, code)
-    scored = _seal(layout, "quality_scored", f"{snapshot}-{content}", snapshot=snapshot)
+        version = _seal(layout, asset, f"{snapshot}-{content}", snapshot=snapshot, code=code).version_id
+        _report(instance, asset, version, snapshot, code)
+    scored = _seal(layout, "quality_scored", f"{snapshot}-{content}", snapshot=snapshot, code=code)
     _report(instance, "quality_scored", scored.version_id, snapshot, code)
     return scored
 
