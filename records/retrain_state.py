@@ -147,7 +147,9 @@ def _current(layout: DataLayout) -> tuple[dict, str | None]:
         try:
             entries, end = read_entries(layout, summary["ledger_size"], size, summary["ledger_offset"])
         except ValueError as error:
-            problem = f"the ledger past entry {summary['ledger_size']} does not read from its offset ({error})"
+            problem = (
+                f"the ledger past entry {summary['ledger_size']} does not read from its offset ({error})"
+            )
         else:
             summary = _fold(layout, summary, entries, end)
     if problem is None:
