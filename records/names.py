@@ -15,7 +15,13 @@ from records.ledger.format import PUBLIC_KEY as LEDGER_PUBLIC_KEY
 from records.lookup import LEGACY_LOOKUP, LOOKUP
 from records.manifest import MANIFEST
 from records.pins import PINS
-from records.retrain_state import RETRAIN_LOCK, RETRAIN_STATE, RETRAIN_SUMMARY
+from records.retrain_state import (
+    RETRAIN_LOCK,
+    RETRAIN_SNAPSHOTS,
+    RETRAIN_STATE,
+    RETRAIN_SUMMARY,
+    RETRAIN_UPDATES,
+)
 
 # Files of a version, by the asset kinds that hold them.
 VERSION_FILES = (
@@ -39,6 +45,8 @@ DATA_FOLDER_FILES = (
     RETRAIN_STATE,
     RETRAIN_SUMMARY,
     RETRAIN_LOCK,
+    RETRAIN_SNAPSHOTS,
+    RETRAIN_UPDATES,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,

@@ -5,27 +5,32 @@ the ledger and Dagster's event log:
 
     <data>/retrain_state/_summary.json     {"format", "ledger_size", "ledger_offset", "last_leaf",
                                             "num_requests", "model"}
-    <data>/retrain_state/<snapshot>.json   {"assets": {asset: {"ref", "code_version"}},
-                                            "applied_requests": n}
+    <data>/retrain_state/_updates.jsonl    one line per version noted: {"snapshot", "ref",
+                                            "code_version", "applied_requests" (raw_documents only)}
+    <data>/retrain_state/_snapshots.json   {"log_offset", "snapshots": {name: {"assets": {asset:
+                                            [ref, code_version]}, "applied_requests": n}}}
 
 ``ledger_size`` entries of the ledger are folded in, read up to byte ``ledger_offset`` of its entries
 file, the last of them with leaf hash ``last_leaf``. Per snapshot: the latest version of each asset
 that has a snapshot (the last ``dataset_version_created`` entry naming it, or the version a step
 last reused, see ``record_version``) with the code that made it, and how many erasure requests its
 raw_documents version applied (``applied_requests``). Globally: the number of erasure requests
-recorded (``num_requests``) and the last ``trained_model`` version (``model``).
+recorded (``num_requests``) and the last ``trained_model`` version (``model``). A writer appends
+lines to ``_updates.jsonl`` (O(1)); a read replays the lines past ``log_offset`` onto
+``_snapshots.json`` and writes it back with the new offset, so a tick reads one file per kind.
 
 Writers: a step that seals or reuses a version (``record_version``, O(the new ledger entries + one
 manifest)), a trained model (``record_model``, the same). Entries appended by other writers (erasure
 requests, releases, certifications) are folded in by the next writer or the next read, from the
 stored offset: O(the entries since). A read checks the summary against the ledger with one 32-byte
 read (the leaf hash at ``ledger_size - 1``); a missing, unreadable or inconsistent index (the ledger
-shrank or was replaced) is rebuilt from the whole ledger and the snapshots' raw manifests, with a
-warning logged (O(ledger entries + snapshots), that once).
+shrank or was replaced, the updates file is shorter than compacted) is rebuilt from the whole ledger
+and the snapshots' raw manifests, with a warning logged (O(ledger entries + snapshots), that once).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -44,6 +49,8 @@ from records.merkle import HASH_SIZE
 RETRAIN_STATE = "retrain_state"  # under the data folder
 RETRAIN_SUMMARY = "_summary.json"  # snapshot names start with a letter or digit: no clash
 RETRAIN_LOCK = "_lock"
+RETRAIN_SNAPSHOTS = "_snapshots.json"
+RETRAIN_UPDATES = "_updates.jsonl"
 STATE_FORMAT = 1
 log = logging.getLogger(__name__)
 
@@ -82,16 +89,24 @@ def requests_since(state: RetrainState, snapshot: SnapshotState) -> int:
 
 def read_state(layout: DataLayout, names: Iterable[str]) -> RetrainState:
     """The state of the snapshots ``names`` (those without one are left out), brought up to date with
-    the ledger first. Cost: one summary read, one 32-byte ledger read and one small file per name;
-    plus O(ledger entries appended since the last update) when some writer did not update the
-    index, and O(ledger + snapshots) once when it must be rebuilt."""
+    the ledger first. Cost: the ledger summary, one 32-byte ledger read, the compacted snapshot
+    states (one file, O(snapshots) bytes) and the updates appended since they were compacted (then
+    compacted again); plus O(ledger entries appended since the last update) when some writer did
+    not update the index, and O(ledger + snapshots) once when it must be rebuilt."""
     with _locked(layout):
         summary, rebuilt = _current(layout)
-        snapshots = {}
-        for name in names:
-            state = _read_snapshot(layout, name)
-            if state is not None:
-                snapshots[name] = state
+        held = _compacted(layout)
+        if held is None:  # the compacted states do not fit the updates file: start again
+            summary, rebuilt = _current(layout, problem="its updates file is shorter than compacted")
+            held = _compacted(layout)
+    wanted = set(names)
+    snapshots = {
+        name: SnapshotState(
+            {a: (ref, code) for a, (ref, code) in state["assets"].items()}, state["applied_requests"]
+        )
+        for name, state in held.items()
+        if name in wanted and state["assets"]
+    }
     return RetrainState(snapshots, summary["num_requests"], summary["model"], rebuilt)
 
 
@@ -135,12 +150,15 @@ def _locked(layout: DataLayout) -> Iterator[None]:
         lock.close()
 
 
-def _current(layout: DataLayout) -> tuple[dict, str | None]:
-    """The summary, caught up with the ledger (rebuilt when it cannot be), and why it was rebuilt."""
+def _current(layout: DataLayout, problem: str | None = None) -> tuple[dict, str | None]:
+    """The summary, caught up with the ledger (rebuilt when it cannot be, or when ``problem`` says
+    why it must be), and why it was rebuilt."""
     from records.catalog.fill import read_entries
 
     size = _ledger_size(layout)
-    summary, problem = _checked_summary(layout, size)
+    summary = None
+    if problem is None:
+        summary, problem = _checked_summary(layout, size)
     if summary is None and problem is None:  # a new data folder: no ledger, no index yet
         summary = _empty()
     if problem is None and summary["ledger_size"] < size:
@@ -212,13 +230,17 @@ def _fold(layout: DataLayout, summary: dict, entries, end: int, *, clear: bool =
             ref = payload.get("model_version", "")
             if ref.startswith(TRAINED_MODEL + "/"):
                 model = ref
-        elif entry.event_type == DATASET_VERSION_CREATED and payload.get("snapshot"):
+        elif (
+            entry.event_type == DATASET_VERSION_CREATED
+            and payload.get("snapshot")
+            and payload.get("dataset_version")
+        ):
             latest[(payload["snapshot"], payload["dataset_version"].partition("/")[0])] = payload
     folder = _folder(layout)
-    if clear:
-        for path in folder.glob("*.json"):
-            if path.name != RETRAIN_SUMMARY:
-                path.unlink()
+    if clear:  # the summary goes first: a rebuild cut short is done again
+        (folder / RETRAIN_SUMMARY).unlink(missing_ok=True)
+        (folder / RETRAIN_UPDATES).write_bytes(b"")
+        _write(folder / RETRAIN_SNAPSHOTS, {"log_offset": 0, "snapshots": {}})
     _set_versions(layout, latest.values())
     last = entries[-1].leaf_hash if entries else summary["last_leaf"]
     summary = {
@@ -234,47 +256,63 @@ def _fold(layout: DataLayout, summary: dict, entries, end: int, *, clear: bool =
 
 
 def _set_versions(layout: DataLayout, versions: Iterable[Manifest | dict]) -> None:
-    """Make each version (a manifest, or a creation entry's payload) its snapshot's latest of its asset."""
-    changed: dict[str, dict] = {}
+    """Make each version (a manifest, or a creation entry's payload) its snapshot's latest of its
+    asset: one line appended to the updates file per version (O(1); the tick compacts them)."""
+    lines = []
     for version in versions:
         if isinstance(version, Manifest):
             snapshot, ref, code = version.snapshot, version.ref, version.code_version
         else:
-            snapshot, ref, code = version["snapshot"], version["dataset_version"], version["code_version"]
+            snapshot, ref, code = (
+                version["snapshot"],
+                version["dataset_version"],
+                version.get("code_version", ""),
+            )
         try:
             validate_snapshot_name(snapshot)
         except ValueError:
             continue  # no partition can have that name, so no tick asks for it
-        state = changed.get(snapshot) or _read_raw(layout, snapshot)
-        asset = ref.partition("/")[0]
-        state["assets"][asset] = [ref, code]
-        if asset == RAW_DOCUMENTS:
+        update = {"snapshot": snapshot, "ref": ref, "code_version": code}
+        if ref.partition("/")[0] == RAW_DOCUMENTS:
             folder = layout.datasets / ref  # a full ref: no listing of the asset's versions
-            state["applied_requests"] = (
+            update["applied_requests"] = (
                 applied_requests(load_manifest(folder)) if (folder / MANIFEST).exists() else 0
             )
-        changed[snapshot] = state
-    for snapshot, state in changed.items():
-        _write(_folder(layout) / f"{snapshot}.json", state)
+        lines.append(json.dumps(update, sort_keys=True) + "\n")
+    if lines:
+        with open(_folder(layout) / RETRAIN_UPDATES, "a", encoding="utf-8") as f:
+            f.write("".join(lines))
 
 
-def _read_raw(layout: DataLayout, snapshot: str) -> dict:
+def _compacted(layout: DataLayout) -> dict[str, dict] | None:
+    """Every snapshot's state: the compacted file plus the updates appended since, which are then
+    compacted into it (so the next read starts from one file); None when the updates file is
+    shorter than the compacted file says. Cost: O(snapshots + updates since)."""
+    folder = _folder(layout)
     try:
-        return json.loads((_folder(layout) / f"{snapshot}.json").read_text(encoding="utf-8"))
+        compacted = json.loads((folder / RETRAIN_SNAPSHOTS).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {"assets": {}, "applied_requests": 0}
-
-
-def _read_snapshot(layout: DataLayout, snapshot: str) -> SnapshotState | None:
+        compacted = {"log_offset": 0, "snapshots": {}}
+    held, offset = compacted["snapshots"], compacted["log_offset"]
     try:
-        raw = _read_raw(layout, snapshot)
-    except ValueError:
+        with open(folder / RETRAIN_UPDATES, "rb") as f:
+            f.seek(offset)
+            tail = f.read()
+    except FileNotFoundError:
+        tail = b""
+    if offset and not tail and (folder / RETRAIN_UPDATES).stat().st_size < offset:
         return None
-    if not raw["assets"]:
-        return None
-    return SnapshotState(
-        {asset: (ref, code) for asset, (ref, code) in raw["assets"].items()}, raw["applied_requests"]
-    )
+    tail = tail[: tail.rfind(b"\n") + 1]  # a line still being written waits for the next read
+    for line in tail.splitlines():
+        update = json.loads(line)
+        state = held.setdefault(update["snapshot"], {"assets": {}, "applied_requests": 0})
+        state["assets"][update["ref"].partition("/")[0]] = [update["ref"], update["code_version"]]
+        if "applied_requests" in update:
+            state["applied_requests"] = update["applied_requests"]
+    if tail:
+        with contextlib.suppress(OSError):  # a read-only data folder: the next read replays them again
+            _write(folder / RETRAIN_SNAPSHOTS, {"log_offset": offset + len(tail), "snapshots": held})
+    return held
 
 
 def _write(path: Path, value: dict) -> None:
