@@ -35,7 +35,13 @@ from records.ledger.format import ENTRIES
 from records.manifest import Manifest, seal
 from records.pins import ensure_pinned, pin_dataset_version
 from records.requests import record_request
-from records.retrain_state import RETRAIN_STATE, RETRAIN_SUMMARY, record_model, record_version
+from records.retrain_state import (
+    RETRAIN_STATE,
+    RETRAIN_SUMMARY,
+    RETRAIN_UPDATES,
+    record_model,
+    record_version,
+)
 
 CURATE = [
     "raw_documents", "language_identified", "quality_filtered", "deduplicated", "quality_classifier",
@@ -301,6 +307,7 @@ def test_a_deleted_or_stale_state_index_is_rebuilt_from_the_ledger(world):
     for damage in (
         lambda: shutil.rmtree(layout.root / RETRAIN_STATE),
         lambda: summary.write_text(json.dumps(broken)),
+        lambda: (layout.root / RETRAIN_STATE / RETRAIN_UPDATES).write_bytes(b""),  # shorter than compacted
     ):
         damage()
         plan = plan_retraining(instance, layout)
