@@ -97,7 +97,7 @@ def read_state(layout: DataLayout, names: Iterable[str]) -> RetrainState:
         summary, rebuilt = _current(layout)
         held = _compacted(layout)
         if held is None:  # the compacted states do not fit the updates file: start again
-            summary, rebuilt = _current(layout, problem="its updates file is shorter than compacted")
+            summary, rebuilt = _current(layout, problem="its snapshot states do not read back")
             held = _compacted(layout)
     wanted = set(names)
     snapshots = {
@@ -286,29 +286,32 @@ def _set_versions(layout: DataLayout, versions: Iterable[Manifest | dict]) -> No
 
 def _compacted(layout: DataLayout) -> dict[str, dict] | None:
     """Every snapshot's state: the compacted file plus the updates appended since, which are then
-    compacted into it (so the next read starts from one file); None when the updates file is
-    shorter than the compacted file says. Cost: O(snapshots + updates since)."""
+    compacted into it (so the next read starts from one file); None when they cannot be read (the
+    updates file is shorter than the compacted file says, or a line is torn). Writers append under
+    the same lock, so a torn line is a crash's. Cost: O(snapshots + updates since)."""
     folder = _folder(layout)
+    updates = folder / RETRAIN_UPDATES
     try:
-        compacted = json.loads((folder / RETRAIN_SNAPSHOTS).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        compacted = {"log_offset": 0, "snapshots": {}}
-    held, offset = compacted["snapshots"], compacted["log_offset"]
-    try:
-        with open(folder / RETRAIN_UPDATES, "rb") as f:
-            f.seek(offset)
-            tail = f.read()
-    except FileNotFoundError:
+        try:
+            compacted = json.loads((folder / RETRAIN_SNAPSHOTS).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            compacted = {"log_offset": 0, "snapshots": {}}
+        held, offset = compacted["snapshots"], compacted["log_offset"]
+        if (updates.stat().st_size if updates.exists() else 0) < offset:
+            return None
         tail = b""
-    if offset and not tail and (folder / RETRAIN_UPDATES).stat().st_size < offset:
+        if updates.exists():
+            with open(updates, "rb") as f:
+                f.seek(offset)
+                tail = f.read()
+        for line in tail.splitlines():
+            update = json.loads(line)
+            state = held.setdefault(update["snapshot"], {"assets": {}, "applied_requests": 0})
+            state["assets"][update["ref"].partition("/")[0]] = [update["ref"], update["code_version"]]
+            if "applied_requests" in update:
+                state["applied_requests"] = update["applied_requests"]
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    tail = tail[: tail.rfind(b"\n") + 1]  # a line still being written waits for the next read
-    for line in tail.splitlines():
-        update = json.loads(line)
-        state = held.setdefault(update["snapshot"], {"assets": {}, "applied_requests": 0})
-        state["assets"][update["ref"].partition("/")[0]] = [update["ref"], update["code_version"]]
-        if "applied_requests" in update:
-            state["applied_requests"] = update["applied_requests"]
     if tail:
         with contextlib.suppress(OSError):  # a read-only data folder: the next read replays them again
             _write(folder / RETRAIN_SNAPSHOTS, {"log_offset": offset + len(tail), "snapshots": held})

@@ -294,6 +294,12 @@ def test_a_tick_reads_no_ledger_entry_and_no_materialization(world):
         }
 
 
+def _tear(updates) -> None:
+    """A line cut short by a crash, with a later writer's line appended after it."""
+    with open(updates, "ab") as f:
+        f.write(b'{"snapshot": "small", "ref": "raw_doc\n{"snapshot": "small"}\n')
+
+
 def test_a_deleted_or_stale_state_index_is_rebuilt_from_the_ledger(world):
     instance, layout = world
     scored = _curate(instance, layout, "small", "v1")
@@ -308,6 +314,7 @@ def test_a_deleted_or_stale_state_index_is_rebuilt_from_the_ledger(world):
         lambda: shutil.rmtree(layout.root / RETRAIN_STATE),
         lambda: summary.write_text(json.dumps(broken)),
         lambda: (layout.root / RETRAIN_STATE / RETRAIN_UPDATES).write_bytes(b""),  # shorter than compacted
+        lambda: _tear(layout.root / RETRAIN_STATE / RETRAIN_UPDATES),
     ):
         damage()
         plan = plan_retraining(instance, layout)
