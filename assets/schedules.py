@@ -33,7 +33,8 @@ from assets.training import trained_model
 from assets.versions import CODE_VERSION_TAG, DATA_VERSION_TAG, latest_materialization
 from records.assets import CURRICULUM_STAGES, QUALITY_SCORED, RAW_DOCUMENTS, TRAINED_MODEL
 from records.layout import DataLayout
-from records.manifest import MANIFEST, load_manifest, version_folder
+from records.manifest import MANIFEST, load_manifest
+from records.retrain_state import RetrainState, read_state, requests_since
 
 CRON_ENV = "APERTUS_RETRAIN_CRON"
 TIMEZONE_ENV = "APERTUS_RETRAIN_TIMEZONE"
@@ -48,6 +49,8 @@ IN_PROGRESS = [
 # Jobs whose runs rewrite a snapshot's curation, and jobs whose runs stage or train.
 CURATING_JOBS = ("curate", "retrain", "erasure")
 TRAINING_JOBS = ("stage", "train", "retrain")
+# Once: Dagster builds an asset's key on each access (about 35 us), 6 per snapshot per tick otherwise.
+CURATE_ASSET_NAMES = tuple(asset.key.to_user_string() for asset in CURATE_JOB_ASSETS)
 
 
 @dataclass
@@ -60,63 +63,42 @@ class RetrainPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def curation_needed(
-    instance: dg.DagsterInstance, snapshot: str, layout: DataLayout | None = None
-) -> str | None:
-    """Why ``snapshot`` needs curating (an asset never materialized for it, materialized under other
-    curation code than ``CODE_VERSION``, or, given the data folder, its raw_documents version made
-    before an erasure request recorded since), or None when every curation asset is current."""
-    for asset in CURATE_JOB_ASSETS:
-        name = asset.key.to_user_string()
-        event = latest_materialization(instance, name, snapshot)
-        if event is None:
+def curation_needed(state: RetrainState, snapshot: str) -> str | None:
+    """Why ``snapshot`` needs curating, from the state index: an asset of the ``curate`` selection
+    with no version for it, a version made by other curation code than ``CODE_VERSION``, or a
+    raw_documents version made before erasure requests recorded since; None when all is current."""
+    held = state.snapshots.get(snapshot)
+    for name in CURATE_ASSET_NAMES:
+        version = held.assets.get(name) if held else None
+        if version is None:
             return f"{name} never materialized"
-        code = event.tags.get(CODE_VERSION_TAG)
-        if code != CODE_VERSION:
-            return f"{name} made by code {code}, now {CODE_VERSION}"
-    if layout is not None:
-        return _unapplied_requests(layout, latest_materialization(instance, RAW_DOCUMENTS, snapshot))
-    return None
+        if version[1] != CODE_VERSION:
+            return f"{name} made by code {version[1]}, now {CODE_VERSION}"
+    missing = requests_since(state, held)
+    return f"{missing} erasure request(s) recorded since its curation" if missing else None
 
 
-def _unapplied_requests(layout: DataLayout, raw_event) -> str | None:
-    """Erasure requests in the ledger that the snapshot's raw_documents version did not apply (the
-    ids it applied are its config's ``suppression``), as a reason; None when it applied them all."""
-    from records.requests import requests
-
-    recorded = {r.request_id for r in requests(layout)}
-    if not recorded or DATA_VERSION_TAG not in raw_event.tags:
-        return None
-    folder = layout.datasets / RAW_DOCUMENTS / raw_event.tags[DATA_VERSION_TAG]
-    if not (folder / MANIFEST).exists():
-        return None
-    missing = recorded - set(load_manifest(folder).config.get("suppression", []))
-    return f"{len(missing)} erasure request(s) recorded since its curation" if missing else None
-
-
-def trained_on(instance: dg.DagsterInstance, layout: DataLayout) -> tuple[str | None, set[str] | None]:
-    """The last trained model's version ref and the ``quality_scored`` versions its curriculum drew
-    from, read from the model's and the curriculum's manifests; (None, None) when no model was
-    trained, (ref, None) when its version folder is not in this data folder."""
-    event = latest_materialization(instance, TRAINED_MODEL)
-    if event is None or DATA_VERSION_TAG not in event.tags:
+def trained_on(layout: DataLayout, model: str | None) -> tuple[str | None, set[str] | None]:
+    """The model version ``model`` and the ``quality_scored`` versions its curriculum drew from,
+    read from the model's and the curriculum's manifests (two files, whatever the history);
+    (None, None) when no model was trained, (ref, None) when its folder is not in this data folder."""
+    if model is None:
         return None, None
-    ref = f"{TRAINED_MODEL}/{event.tags[DATA_VERSION_TAG]}"
-    folder = version_folder(layout.datasets, ref)
+    folder = layout.datasets / model
     if not (folder / MANIFEST).exists():
-        return ref, None
-    model = load_manifest(folder)
-    curricula = [p for p in model.parents if p.startswith(f"{CURRICULUM_STAGES}/")]
+        return model, None
+    curricula = [p for p in load_manifest(folder).parents if p.startswith(f"{CURRICULUM_STAGES}/")]
     if len(curricula) != 1:
         raise ValueError(
             f"{folder / MANIFEST}: parents name {len(curricula)} {CURRICULUM_STAGES} versions, expected 1"
         )
-    stages = load_manifest(version_folder(layout.datasets, curricula[0]))
-    return ref, {p for p in stages.parents if p.startswith(f"{QUALITY_SCORED}/")}
+    stages = load_manifest(layout.datasets / curricula[0])
+    return model, {p for p in stages.parents if p.startswith(f"{QUALITY_SCORED}/")}
 
 
 def _busy(instance: dg.DagsterInstance) -> tuple[set[str], bool]:
-    """Snapshots being curated now, and whether a staging or training run is under way."""
+    """Snapshots being curated now, and whether a staging or training run is under way (one query
+    for the runs in progress)."""
     partitions, training = set(), False
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS)):
         run = record.dagster_run
@@ -133,29 +115,49 @@ def _short(refs) -> str:
 
 
 def plan_retraining(instance: dg.DagsterInstance, layout: DataLayout) -> RetrainPlan:
-    """Decide what a tick requests (see the module docstring); reads, never writes."""
-    plan = RetrainPlan()
+    """Decide what a tick requests (see the module docstring); writes nothing but the state index's
+    catch-up. Cost: two instance queries (the snapshots, the runs in progress), the state index
+    (records.retrain_state.read_state: one small file per snapshot) and two manifests; no ledger
+    entry is read unless a writer left some unfolded, and nothing per asset."""
     names = instance.get_dynamic_partitions(snapshots.name)
+    if not names:
+        return _decide(RetrainPlan(), names, set(), False, None, None)
+    curating, training = _busy(instance)
+    state = read_state(layout, names)
+    plan = RetrainPlan()
+    if state.rebuilt:
+        plan.notes.append(f"the retraining state index was rebuilt from the ledger ({state.rebuilt})")
+    return _decide(
+        plan,
+        names,
+        curating,
+        training,
+        lambda name: curation_needed(state, name),
+        lambda: trained_on(layout, state.model),
+        curated=lambda name: state.snapshots[name].assets[QUALITY_SCORED][0],
+        layout=layout,
+    )
+
+
+def _decide(plan, names, curating, training, needed, model, *, curated=None, layout=None) -> RetrainPlan:
+    """The decision, whatever reads the facts: ``needed(name)`` says why a snapshot needs curating,
+    ``curated(name)`` is its current quality_scored ref, ``model()`` is ``trained_on``'s answer."""
     if not names:
         plan.notes.append("no snapshots registered (the new_snapshots sensor registers inbox folders)")
         return plan
-    curating, training = _busy(instance)
     for name in names:
         if name in curating:
             continue
-        reason = curation_needed(instance, name, layout)
+        reason = needed(name)
         if reason:
             plan.curate[name] = reason
     if curating or plan.curate:
         waiting = sorted(curating | set(plan.curate))
         plan.notes.append(f"retraining waits for the curation of {', '.join(waiting)}")
         return plan
-    plan.curated = {
-        name: f"{QUALITY_SCORED}/{latest_materialization(instance, QUALITY_SCORED, name).tags[DATA_VERSION_TAG]}"
-        for name in names
-    }
+    plan.curated = {name: curated(name) for name in names}
     current = set(plan.curated.values())
-    model, consumed = trained_on(instance, layout)
+    model, consumed = model()
     if model is None:
         plan.retrain = f"no model trained yet; {len(current)} curated snapshot versions"
     elif consumed is None:
@@ -174,6 +176,44 @@ def plan_retraining(instance: dg.DagsterInstance, layout: DataLayout) -> Retrain
         plan.notes.append(f"retraining is due ({plan.retrain}) but a staging or training run is under way")
         plan.retrain = None
     return plan
+
+
+def plan_retraining_from_event_log(instance: dg.DagsterInstance, layout: DataLayout) -> RetrainPlan:
+    """The reference ``plan_retraining`` (the path before the state index), for tests and bench/:
+    the same decision from Dagster's latest materializations, the ledger's requests and the
+    manifests. Cost: O(snapshots x (curation assets + ledger entries)): one event-log query per
+    asset per snapshot and a parse of the whole ledger per snapshot; never called by a tick."""
+    from records.requests import requests
+
+    names = instance.get_dynamic_partitions(snapshots.name)
+    curating, training = _busy(instance) if names else (set(), False)
+
+    def needed(name: str) -> str | None:
+        for key in CURATE_ASSET_NAMES:
+            event = latest_materialization(instance, key, name)
+            if event is None:
+                return f"{key} never materialized"
+            code = event.tags.get(CODE_VERSION_TAG)
+            if code != CODE_VERSION:
+                return f"{key} made by code {code}, now {CODE_VERSION}"
+        raw = latest_materialization(instance, RAW_DOCUMENTS, name)
+        recorded = {r.request_id for r in requests(layout)}
+        folder = layout.datasets / RAW_DOCUMENTS / raw.tags.get(DATA_VERSION_TAG, "")
+        if not recorded or DATA_VERSION_TAG not in raw.tags or not (folder / MANIFEST).exists():
+            return None
+        missing = recorded - set(load_manifest(folder).config.get("suppression", []))
+        return f"{len(missing)} erasure request(s) recorded since its curation" if missing else None
+
+    def model():
+        event = latest_materialization(instance, TRAINED_MODEL)
+        if event is None or DATA_VERSION_TAG not in event.tags:
+            return None, None
+        return trained_on(layout, f"{TRAINED_MODEL}/{event.tags[DATA_VERSION_TAG]}")
+
+    def curated(name: str) -> str:
+        return f"{QUALITY_SCORED}/{latest_materialization(instance, QUALITY_SCORED, name).tags[DATA_VERSION_TAG]}"
+
+    return _decide(RetrainPlan(), names, curating, training, needed, model, curated=curated, layout=layout)
 
 
 def _evaluate(context: dg.ScheduleEvaluationContext):

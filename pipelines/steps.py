@@ -28,7 +28,7 @@ from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
-from records.catalog import refresh_catalog
+from records.catalog import add_version_to_catalog
 from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
 from records.layout import (
     Attempt,
@@ -42,6 +42,7 @@ from records.lookup import file_root
 from records.lookup_build import build_lookup
 from records.manifest import Manifest, seal
 from records.pins import pin_dataset_version, read_pin
+from records.retrain_state import record_version
 
 PIPELINES_DIR = Path(__file__).resolve().parent
 
@@ -99,7 +100,8 @@ def finish_step(
     # append) pins the version here.
     pinned = pin_version(layout, manifest, folder, sealed_now=created)
     ledger_index = pinned if created else None
-    refresh_catalog(layout)
+    add_version_to_catalog(layout, manifest.ref)  # O(this version): no other version is read
+    record_version(layout, manifest)  # the retraining schedule's state index (records.retrain_state)
     return StepResult(
         manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index
     )

@@ -209,8 +209,9 @@ def seal_model(
         code_version=(record["code"].get("commit") or record["code"].get("source_sha256") or "")[:16],
         stats={"metrics": record["metrics"], "parameters": record["model"].get("parameters")},
     )
-    from records.catalog import refresh_catalog
+    from records.catalog import add_version_to_catalog
     from records.pins import ensure_pinned
+    from records.retrain_state import record_model
 
     folder = layout.datasets / asset / manifest.version_id
     payload = {
@@ -223,9 +224,10 @@ def seal_model(
     }
     # Also when the same bytes were sealed before: a retry pins what a failed run sealed.
     index = ensure_pinned(layout, manifest.ref, MODEL_TRAINED, payload, sealed_now=created)
+    record_model(layout, manifest)  # also when reused: it is the model trained last
     if not created:
         return manifest, None
-    refresh_catalog(layout)
+    add_version_to_catalog(layout, manifest.ref)
     return manifest, index
 
 

@@ -19,6 +19,13 @@ from records.lookup import LEGACY_LOOKUP, LOOKUP
 from records.manifest import MANIFEST
 from records.pins import PINS
 from records.request_index import REQUEST_INDEX, REQUEST_INDEX_STATE
+from records.retrain_state import (
+    RETRAIN_LOCK,
+    RETRAIN_SNAPSHOTS,
+    RETRAIN_STATE,
+    RETRAIN_SUMMARY,
+    RETRAIN_UPDATES,
+)
 
 # Files of a version, by the asset kinds that hold them.
 VERSION_FILES = (
@@ -44,6 +51,11 @@ DATA_FOLDER_FILES = (
     AUDIT_INDEX,
     STATE,
     AUDIT_INDEX_LOCK,
+    RETRAIN_STATE,
+    RETRAIN_SUMMARY,
+    RETRAIN_LOCK,
+    RETRAIN_SNAPSHOTS,
+    RETRAIN_UPDATES,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,

@@ -18,13 +18,17 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import duckdb
+
 from records.catalog.fill import (
-    CatalogState,
     add_versions,
     append_ledger,
     catalog_lock,
+    catalogued_refs,
     committed_entries,
     connect_for_writing,
+    holds_version,
+    is_current,
     read_state,
     rebuild,
     sealed_refs,
@@ -51,17 +55,21 @@ def refresh_catalog(layout: DataLayout) -> Path:
         and committed_entries(layout) == state.ledger_entries
     ):
         return layout.catalog
-    return _update(layout, lambda state: sealed_refs(layout) - state.refs)
+    return _update(layout, lambda con: sealed_refs(layout) - catalogued_refs(con))
 
 
 def add_version_to_catalog(layout: DataLayout, ref: str) -> Path:
     """Add one sealed version (``asset/version_id``) and the new ledger entries to the catalog;
-    nothing when it is there already. Cost: O(that version's catalogued files + new ledger
-    entries); other versions are not read (a missing or older-format catalog is built whole)."""
-    return _update(layout, lambda state: {ref} - state.refs)
+    nothing when it is there already. What a step calls after sealing and pinning its version.
+
+    Cost: O(that version's catalogued files + new ledger entries), plus one primary-key lookup
+    and the catalog file's open; no folder is listed and no other version is read (a missing or
+    older-format catalog is built whole, once).
+    """
+    return _update(layout, lambda con: set() if holds_version(con, ref) else {ref})
 
 
-def _update(layout: DataLayout, missing: Callable[[CatalogState], set[str]]) -> Path:
+def _update(layout: DataLayout, missing: Callable[[duckdb.DuckDBPyConnection], set[str]]) -> Path:
     with ExitStack() as stack:
         try:
             stack.enter_context(catalog_lock(layout))
@@ -70,14 +78,17 @@ def _update(layout: DataLayout, missing: Callable[[CatalogState], set[str]]) -> 
                 f"{layout.catalog}: missing, of an older format or behind the data folder, and it "
                 f"cannot be written ({error}); run the command once where {layout.root} is writable"
             ) from None
-        state = read_state(layout)  # again: another writer may have caught up meanwhile
-        if state is None:
-            rebuild(layout)
-            return layout.catalog
-        con = connect_for_writing(layout.catalog)
+        con = connect_for_writing(layout.catalog) if layout.catalog.exists() else None
         try:
-            add_versions(con, layout, missing(state))
+            if con is None or not is_current(con):  # checked again: another writer may have built it
+                if con is not None:
+                    con.close()
+                    con = None
+                rebuild(layout)
+                return layout.catalog
+            add_versions(con, layout, missing(con))
             append_ledger(con, layout)
         finally:
-            con.close()
+            if con is not None:
+                con.close()
     return layout.catalog

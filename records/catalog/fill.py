@@ -61,22 +61,58 @@ def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 
 def read_state(layout: DataLayout) -> CatalogState | None:
     """The catalog's contents, or None when it is missing or of an older format (views, absolute
-    paths). Cost: O(catalogued versions)."""
+    paths). Cost: O(catalogued versions): for ``refresh_catalog``, never per step."""
     if not layout.catalog.exists():
         return None
     con = duckdb.connect(str(layout.catalog), read_only=True)
     try:
-        try:
-            state = dict(con.execute("SELECT name, value FROM catalog_state").fetchall())
-        except duckdb.CatalogException:
+        if not is_current(con):
             return None
-        if state.get("format") != CATALOG_FORMAT:
-            return None
-        refs = con.execute("SELECT asset || '/' || dataset_version FROM dataset_versions").fetchall()
-        (entries,) = con.execute("SELECT count(*) FROM ledger_entries").fetchone()
-        return CatalogState(frozenset(r for (r,) in refs), entries)
+        return CatalogState(frozenset(catalogued_refs(con)), held_entries(con))
     finally:
         con.close()
+
+
+def is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the catalog is of the current format (else it is rebuilt). Cost: O(1)."""
+    try:
+        row = con.execute("SELECT value FROM catalog_state WHERE name = 'format'").fetchone()
+    except duckdb.CatalogException:
+        return False
+    return row is not None and row[0] == CATALOG_FORMAT
+
+
+def catalogued_refs(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """``asset/id`` of every catalogued version. Cost: O(catalogued versions)."""
+    return {
+        r for (r,) in con.execute("SELECT asset || '/' || dataset_version FROM dataset_versions").fetchall()
+    }
+
+
+def holds_version(con: duckdb.DuckDBPyConnection, ref: str) -> bool:
+    """Whether the version ``asset/id`` is catalogued. Cost: one primary-key lookup."""
+    asset, _, version_id = ref.partition("/")
+    found = con.execute(
+        "SELECT 1 FROM dataset_versions WHERE asset = ? AND dataset_version = ?", [asset, version_id]
+    ).fetchone()
+    return found is not None
+
+
+def held_entries(con: duckdb.DuckDBPyConnection) -> int:
+    """How many ledger entries the catalog holds: its ``ledger_entries`` state row, O(1) (a catalog
+    written before that row existed counts its rows once, and gets the row)."""
+    row = con.execute("SELECT value FROM catalog_state WHERE name = 'ledger_entries'").fetchone()
+    if row is not None:
+        return row[0]
+    (count,) = con.execute("SELECT count(*) FROM ledger_entries").fetchone()
+    if not _read_only(con):
+        con.execute("INSERT INTO catalog_state VALUES ('ledger_entries', ?)", [count])
+    return count
+
+
+def _read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    (setting,) = con.execute("SELECT current_setting('access_mode')").fetchone()
+    return setting.lower() == "read_only"
 
 
 def sealed_refs(layout: DataLayout) -> set[str]:
@@ -235,22 +271,23 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, constants: dict, rows) -
 
 def append_ledger(con: duckdb.DuckDBPyConnection, layout: DataLayout) -> None:
     """Append the committed ledger entries past the last one the catalog holds, each checked against
-    its leaf hash. Cost: O(new entries); O(all entries) only if the entries file is no longer the
-    one the catalog read (it shrank or its line at the stored offset is not the next entry)."""
+    its leaf hash. Cost: O(new entries) (the count held and the offset are state rows, the count
+    committed is the leaf-hash file's size); O(all entries) only if the entries file is no longer
+    the one the catalog read (it shrank or its line at the stored offset is not the next entry)."""
     committed = committed_entries(layout)
-    held = con.execute("SELECT count(*) FROM ledger_entries").fetchone()[0]
+    held = held_entries(con)
     (offset,) = con.execute("SELECT value FROM catalog_state WHERE name = 'ledger_offset'").fetchone()
     if committed == held:
         return
     new = None
     if committed > held:
         try:
-            new, end = _read_entries(layout, held, committed, offset)
+            new, end = read_entries(layout, held, committed, offset)
         except ValueError:
             new = None  # not the file the catalog read: read it whole again
     if new is None:
         held = 0
-        new, end = _read_entries(layout, 0, committed, 0)  # ValueError naming the file if it is bad
+        new, end = read_entries(layout, 0, committed, 0)  # ValueError naming the file if it is bad
     import pyarrow as pa
 
     rows = pa.table(
@@ -271,13 +308,14 @@ def append_ledger(con: duckdb.DuckDBPyConnection, layout: DataLayout) -> None:
         )
         con.unregister("incoming")
         con.execute("UPDATE catalog_state SET value = ? WHERE name = 'ledger_offset'", [end])
+        con.execute("UPDATE catalog_state SET value = ? WHERE name = 'ledger_entries'", [committed])
         con.commit()
     except BaseException:
         con.rollback()
         raise
 
 
-def _read_entries(layout: DataLayout, first: int, end: int, offset: int) -> tuple[list[LedgerEntry], int]:
+def read_entries(layout: DataLayout, first: int, end: int, offset: int) -> tuple[list[LedgerEntry], int]:
     """Entries ``first`` … ``end - 1`` read from byte ``offset`` of the entries file, each matched to
     its leaf hash; and the offset past them. ValueError naming the file when they do not match."""
     entries, hashes = layout.ledger / ENTRIES, layout.ledger / LEAF_HASHES

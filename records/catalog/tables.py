@@ -36,7 +36,8 @@ TABLES = {
     "training_use": """model_asset VARCHAR, model_version VARCHAR, token_shards_version VARCHAR, stage VARCHAR,
         sequence BIGINT, times_trained INTEGER, held_out BOOLEAN""",
     "ledger_entries": '"index" BIGINT PRIMARY KEY, timestamp VARCHAR, event_type VARCHAR, payload JSON',
-    # name -> value: the catalog format, and how far into the ledger's entries file the catalog has read.
+    # name -> value: the catalog format, how far into the ledger's entries file the catalog has read
+    # (ledger_offset) and how many entries it holds (ledger_entries).
     "catalog_state": "name VARCHAR PRIMARY KEY, value BIGINT",
 }
 
@@ -85,4 +86,7 @@ def create_schema(con) -> None:
         con.execute(f"CREATE TABLE {sql_identifier(name)} ({columns})")
     for name, select in VIEWS.items():
         con.execute(f"CREATE VIEW {sql_identifier(name)} AS {select}")
-    con.execute("INSERT INTO catalog_state VALUES ('format', ?), ('ledger_offset', 0)", [CATALOG_FORMAT])
+    con.execute(
+        "INSERT INTO catalog_state VALUES ('format', ?), ('ledger_offset', 0), ('ledger_entries', 0)",
+        [CATALOG_FORMAT],
+    )

@@ -9,6 +9,7 @@ the `trained` fixture's lineage, made by the real chain and records.models.seal_
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 
@@ -22,12 +23,25 @@ from assets.schedules import (
     CRON_ENV,
     DEFAULT_CRON,
     TIMEZONE_ENV,
+    RetrainPlan,
     build_retrain_schedule,
     plan_retraining,
+    plan_retraining_from_event_log,
     retraining,
 )
 from records.layout import DataLayout
+from records.ledger import MODEL_TRAINED
+from records.ledger.format import ENTRIES
 from records.manifest import Manifest, seal
+from records.pins import ensure_pinned, pin_dataset_version
+from records.requests import record_request
+from records.retrain_state import (
+    RETRAIN_STATE,
+    RETRAIN_SUMMARY,
+    RETRAIN_UPDATES,
+    record_model,
+    record_version,
+)
 
 CURATE = [
     "raw_documents", "language_identified", "quality_filtered", "deduplicated", "quality_classifier",
@@ -37,11 +51,23 @@ STAGE_AND_TRAIN = ["curriculum_stages", "tokenizer", "token_shards", "trained_mo
 MONDAY = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 
 
-def _seal(layout: DataLayout, asset: str, content: str, parents=(), snapshot=None) -> Manifest:
+def _seal(
+    layout: DataLayout, asset: str, content: str, parents=(), snapshot=None, code: str = ""
+) -> Manifest:
+    """Seal and pin a version and note it in the retraining state, as a step does (finish_step)."""
     staging = layout.work / f"staging-{asset}-{content}"
     staging.mkdir(parents=True)
     (staging / "part-0.txt").write_text(content)
-    manifest, _ = seal(staging, layout.datasets, asset=asset, snapshot=snapshot, parents=tuple(parents))
+    manifest, _ = seal(
+        staging, layout.datasets, asset=asset, snapshot=snapshot, parents=tuple(parents), code_version=code
+    )
+    if asset == "trained_model":  # as records.models.seal_model pins and notes a model
+        payload = {"model_version": manifest.ref, "kind": "pretrain", "parents": list(manifest.parents)}
+        ensure_pinned(layout, manifest.ref, MODEL_TRAINED, payload, sealed_now=True)
+        record_model(layout, manifest)
+    else:
+        pin_dataset_version(layout, manifest)
+        record_version(layout, manifest)
     return manifest
 
 
@@ -54,8 +80,9 @@ def _report(instance, asset: str, version: str, partition=None, code: str = CODE
 def _curate(instance, layout: DataLayout, snapshot: str, content: str, code: str = CODE_VERSION) -> Manifest:
     """Record a whole curation of ``snapshot``; its quality_scored version holds ``content``."""
     for asset in CURATE[:-1]:
-        _report(instance, asset, _seal(layout, asset, f"{snapshot}-{content}").version_id, snapshot, code)
-    scored = _seal(layout, "quality_scored", f"{snapshot}-{content}", snapshot=snapshot)
+        version = _seal(layout, asset, f"{snapshot}-{content}", snapshot=snapshot, code=code).version_id
+        _report(instance, asset, version, snapshot, code)
+    scored = _seal(layout, "quality_scored", f"{snapshot}-{content}", snapshot=snapshot, code=code)
     _report(instance, "quality_scored", scored.version_id, snapshot, code)
     return scored
 
@@ -149,8 +176,6 @@ def test_nothing_changed_since_the_last_model_skips(world):
 
 
 def test_an_erasure_request_recorded_since_curation_re_curates(world):
-    from records.requests import record_request
-
     instance, layout = world
     scored = _curate(instance, layout, "small", "v1")
     _train(instance, layout, [scored])
@@ -219,3 +244,80 @@ def test_snapshot_being_curated_is_left_alone_and_training_waits(world):
     result = _tick(instance)
     assert not result.run_requests
     assert "retraining waits for the curation of late" in result.skip_message
+
+
+def _same(instance, layout) -> RetrainPlan:
+    """The tick's plan from the state index, checked equal to the reference path's on the same folder."""
+    plan = plan_retraining(instance, layout)
+    assert plan == plan_retraining_from_event_log(instance, layout)
+    return plan
+
+
+def test_the_state_index_decides_as_the_event_log_and_the_ledger_do(world):
+    instance, layout = world
+    instance.add_dynamic_partitions("snapshots", ["late", "stale"])
+    assert _same(instance, layout).curate.keys() == {"small", "late", "stale"}
+    a = _curate(instance, layout, "small", "v1")
+    b = _curate(instance, layout, "late", "v1")
+    _curate(instance, layout, "stale", "v1", code="0ld0c0de")
+    assert _same(instance, layout).curate == {
+        "stale": f"raw_documents made by code 0ld0c0de, now {CODE_VERSION}"
+    }
+    c = _curate(instance, layout, "stale", "v2")
+    assert _same(instance, layout).retrain.startswith("no model trained yet")
+    _train(instance, layout, [a, b, c])
+    assert not _same(instance, layout).retrain
+    record_request(layout, "url", "https://example.org/a", note="one")
+    record_request(layout, "url", "https://example.org/b", note="two")
+    assert set(_same(instance, layout).curate.values()) == {
+        "2 erasure request(s) recorded since its curation"
+    }
+    d = _curate(instance, layout, "late", "v2")  # new versions, no request applied: still stale
+    assert _same(instance, layout).curated == {}
+    assert d.ref not in {a.ref, b.ref, c.ref}
+
+
+def test_a_tick_reads_no_ledger_entry_and_no_materialization(world):
+    """With the index current, the ledger's entries file and the instance's materializations can be
+    gone: the tick decides the same (the reference path, which reads both, no longer does)."""
+    instance, layout = world
+    scored = _curate(instance, layout, "small", "v1")
+    model = _train(instance, layout, [scored])
+    expected = plan_retraining(instance, layout)
+    assert model.ref in expected.notes[0] and not expected.curate and not expected.retrain
+    (layout.ledger / ENTRIES).rename(layout.root / "entries-aside")
+    with dg.instance_for_test() as empty:  # no materialization recorded at all
+        empty.add_dynamic_partitions("snapshots", ["small"])
+        assert plan_retraining(empty, layout) == expected
+        assert plan_retraining_from_event_log(empty, layout).curate == {
+            "small": "raw_documents never materialized"
+        }
+
+
+def _tear(updates) -> None:
+    """A line cut short by a crash, with a later writer's line appended after it."""
+    with open(updates, "ab") as f:
+        f.write(b'{"snapshot": "small", "ref": "raw_doc\n{"snapshot": "small"}\n')
+
+
+def test_a_deleted_or_stale_state_index_is_rebuilt_from_the_ledger(world):
+    instance, layout = world
+    scored = _curate(instance, layout, "small", "v1")
+    _train(instance, layout, [scored])
+    record_request(layout, "domain", "example.org", note="test")
+    expected = plan_retraining(instance, layout)
+    assert expected.curate == {"small": "1 erasure request(s) recorded since its curation"}
+    summary = layout.root / RETRAIN_STATE / RETRAIN_SUMMARY
+    broken = json.loads(summary.read_text())
+    broken["last_leaf"] = "00" * 32  # as if the ledger had been replaced under it
+    for damage in (
+        lambda: shutil.rmtree(layout.root / RETRAIN_STATE),
+        lambda: summary.write_text(json.dumps(broken)),
+        lambda: (layout.root / RETRAIN_STATE / RETRAIN_UPDATES).write_bytes(b""),  # shorter than compacted
+        lambda: _tear(layout.root / RETRAIN_STATE / RETRAIN_UPDATES),
+    ):
+        damage()
+        plan = plan_retraining(instance, layout)
+        assert plan.curate == expected.curate
+        assert plan.notes[0].startswith("the retraining state index was rebuilt from the ledger")
+        assert plan_retraining(instance, layout) == expected  # once: the rebuilt index is current

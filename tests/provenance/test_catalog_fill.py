@@ -262,3 +262,52 @@ def test_byte_identical_versions_of_two_assets_are_both_catalogued(tmp_path):
     _, rows = query(layout, "SELECT asset, dataset_version FROM dataset_versions ORDER BY asset")
     assert [r[0] for r in rows] == ["quality_classifier", "tokenizer"]
     assert rows[0][1] != rows[1][1]
+
+
+def test_a_step_adds_its_version_without_listing_or_reading_any_other(data):
+    """add_version_to_catalog (what finish_step calls) reads only the new version: a broken folder
+    elsewhere (a garbage manifest, another version's index replaced by garbage) stops the full
+    refresh, which lists datasets/*/, but not a step's update."""
+    from records.catalog import add_version_to_catalog
+
+    layout, results = data
+    new, other = results[-1].manifest, results[0].manifest
+    aside = layout.root / "aside"
+    shutil.move(layout.datasets / new.ref, aside)
+    layout.catalog.unlink()
+    refresh_catalog(layout)  # a catalog of every version but `new`
+    before = _counts(layout)
+    shutil.move(aside, layout.datasets / new.ref)
+    (layout.datasets / new.asset / PLANTED_ID).mkdir()
+    (layout.datasets / new.asset / PLANTED_ID / "manifest.json").write_text("not a manifest")
+    (layout.datasets / other.ref / "index.parquet").write_bytes(b"garbage")
+
+    add_version_to_catalog(layout, new.ref)
+
+    index_rows = pq.read_metadata(layout.datasets / new.ref / "index.parquet").num_rows
+    con = duckdb.connect(str(layout.catalog), read_only=True)  # `query` would refresh first
+    try:
+        (docs,) = con.execute("SELECT count(*) FROM document_index").fetchone()
+        refs = {
+            r
+            for (r,) in con.execute("SELECT asset || '/' || dataset_version FROM dataset_versions").fetchall()
+        }
+    finally:
+        con.close()
+    assert docs == before[0] + index_rows and len(refs) == before[3] + 1
+    assert new.ref in refs and f"{new.asset}/{PLANTED_ID}" not in refs
+    with pytest.raises(ValueError, match="not a readable manifest"):
+        refresh_catalog(layout)
+
+
+def test_the_held_ledger_count_is_a_state_row_kept_equal_to_the_rows(data):
+    from records.ledger import Ledger
+
+    layout, _ = data
+    con = duckdb.connect(str(layout.catalog), read_only=True)
+    try:
+        (held,) = con.execute("SELECT value FROM catalog_state WHERE name = 'ledger_entries'").fetchone()
+        (rows,) = con.execute("SELECT count(*) FROM ledger_entries").fetchone()
+    finally:
+        con.close()
+    assert held == rows == Ledger(layout.ledger).size() > 0
