@@ -183,7 +183,7 @@ def plan_retraining_from_event_log(instance: dg.DagsterInstance, layout: DataLay
     the same decision from Dagster's latest materializations, the ledger's requests and the
     manifests. Cost: O(snapshots x (curation assets + ledger entries)): one event-log query per
     asset per snapshot and a parse of the whole ledger per snapshot; never called by a tick."""
-    from records.requests import requests
+    from records.request_index import load_index, unapplied_requests
 
     names = instance.get_dynamic_partitions(snapshots.name)
     curating, training = _busy(instance) if names else (set(), False)
@@ -197,11 +197,11 @@ def plan_retraining_from_event_log(instance: dg.DagsterInstance, layout: DataLay
             if code != CODE_VERSION:
                 return f"{key} made by code {code}, now {CODE_VERSION}"
         raw = latest_materialization(instance, RAW_DOCUMENTS, name)
-        recorded = {r.request_id for r in requests(layout)}
+        index = load_index(layout)
         folder = layout.datasets / RAW_DOCUMENTS / raw.tags.get(DATA_VERSION_TAG, "")
-        if not recorded or DATA_VERSION_TAG not in raw.tags or not (folder / MANIFEST).exists():
+        if not index.requests or DATA_VERSION_TAG not in raw.tags or not (folder / MANIFEST).exists():
             return None
-        missing = recorded - set(load_manifest(folder).config.get("suppression", []))
+        missing = unapplied_requests(index, load_manifest(folder).config)
         return f"{len(missing)} erasure request(s) recorded since its curation" if missing else None
 
     def model():

@@ -65,12 +65,14 @@ class RequestIndex:
     rebuilt: str | None = None
 
     def request_set(self) -> dict | None:
-        """``{"ledger_size", "ledger_root"}`` just past the last request (None without requests):
-        what a version records as the requests it applied. It changes only when a request is recorded."""
+        """``{"ledger_size", "ledger_root", "requests"}`` just past the last request (None without
+        requests): what a version records as the requests it applied, with their number (so that a
+        reader counting requests recorded since, the retraining tick, needs no ledger). It changes
+        only when a request is recorded."""
         if not self.requests:
             return None
         last = self.requests[-1].ledger_index
-        return {"ledger_size": last + 1, "ledger_root": self.roots[last]}
+        return {"ledger_size": last + 1, "ledger_root": self.roots[last], "requests": len(self.requests)}
 
     def root_after(self, size: int) -> str | None:
         """The ledger root at ``size`` when the entry before it is a request (what a request set
@@ -270,7 +272,8 @@ def stored_index_bytes(layout: DataLayout) -> tuple[bytes, bytes]:
 
 
 def recorded_request_set(config: Mapping) -> dict | list[str] | None:
-    """The request set a version's sealed ``config`` applied: ``{"ledger_size", "ledger_root"}``,
+    """The request set a version's sealed ``config`` applied: ``{"ledger_size", "ledger_root",
+    "requests"}`` (the count absent in versions sealed before it was added),
     or for versions sealed before the index the list of request ids; None when it applied none."""
     if REQUEST_SET_KEY in config:
         return dict(config[REQUEST_SET_KEY])
@@ -291,7 +294,13 @@ def applied_requests(index: RequestIndex, config: Mapping) -> tuple[list[Erasure
     size, root = recorded.get("ledger_size"), recorded.get("ledger_root")
     if not isinstance(size, int) or index.root_after(size) != root:
         return [], f"request set at ledger size {size} root {str(root)[:12]} is not the ledger's"
-    return index.applied(size), None
+    applied = index.applied(size)
+    if recorded.get("requests", len(applied)) != len(applied):
+        return (
+            [],
+            f"request set at ledger size {size} counts {recorded['requests']} requests, the ledger {len(applied)}",
+        )
+    return applied, None
 
 
 def unapplied_requests(index: RequestIndex, config: Mapping) -> list[ErasureRequest]:

@@ -45,6 +45,7 @@ from records.layout import DataLayout, validate_snapshot_name
 from records.ledger.format import DATASET_VERSION_CREATED, ERASURE_REQUESTED, LEAF_HASHES, MODEL_TRAINED
 from records.manifest import MANIFEST, Manifest, load_manifest
 from records.merkle import HASH_SIZE
+from records.request_index import recorded_request_set
 
 RETRAIN_STATE = "retrain_state"  # under the data folder
 RETRAIN_SUMMARY = "_summary.json"  # snapshot names start with a letter or digit: no clash
@@ -76,10 +77,16 @@ class RetrainState:
 
 
 def applied_requests(manifest: Manifest) -> int:
-    """How many recorded erasure requests a raw_documents version applied: its config lists one id
-    per ``erasure_requested`` entry read at step start (pipelines.suppression). The one place that
-    reads the request watermark of a version."""
-    return len(manifest.config.get("suppression", []))
+    """How many recorded erasure requests a raw_documents version applied: the count its sealed
+    request set states (records.request_index: every request recorded before step start), or, for
+    versions sealed before the request index, the length of their list of request ids. The one place
+    that reads the request watermark of a version. O(1)."""
+    recorded = recorded_request_set(manifest.config)
+    if recorded is None:
+        return 0
+    if isinstance(recorded, list):
+        return len(recorded)
+    return int(recorded.get("requests", 0))
 
 
 def requests_since(state: RetrainState, snapshot: SnapshotState) -> int:

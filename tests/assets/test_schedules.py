@@ -29,11 +29,13 @@ from assets.schedules import (
     plan_retraining_from_event_log,
     retraining,
 )
+from pipelines.suppression import suppression_config
 from records.layout import DataLayout
 from records.ledger import MODEL_TRAINED
 from records.ledger.format import ENTRIES
 from records.manifest import Manifest, seal
 from records.pins import ensure_pinned, pin_dataset_version
+from records.request_index import load_index
 from records.requests import record_request
 from records.retrain_state import (
     RETRAIN_STATE,
@@ -52,15 +54,16 @@ MONDAY = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 
 
 def _seal(
-    layout: DataLayout, asset: str, content: str, parents=(), snapshot=None, code: str = ""
+    layout: DataLayout, asset: str, content: str, parents=(), snapshot=None, code: str = "", config=None
 ) -> Manifest:
     """Seal and pin a version and note it in the retraining state, as a step does (finish_step)."""
     staging = layout.work / f"staging-{asset}-{content}"
     staging.mkdir(parents=True)
     (staging / "part-0.txt").write_text(content)
     manifest, _ = seal(
-        staging, layout.datasets, asset=asset, snapshot=snapshot, parents=tuple(parents), code_version=code
-    )
+        staging, layout.datasets, asset=asset, snapshot=snapshot, parents=tuple(parents), code_version=code,
+        config=config or {},
+    )  # fmt: skip
     if asset == "trained_model":  # as records.models.seal_model pins and notes a model
         payload = {"model_version": manifest.ref, "kind": "pretrain", "parents": list(manifest.parents)}
         ensure_pinned(layout, manifest.ref, MODEL_TRAINED, payload, sealed_now=True)
@@ -77,10 +80,16 @@ def _report(instance, asset: str, version: str, partition=None, code: str = CODE
     instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=partition, tags=tags))
 
 
-def _curate(instance, layout: DataLayout, snapshot: str, content: str, code: str = CODE_VERSION) -> Manifest:
-    """Record a whole curation of ``snapshot``; its quality_scored version holds ``content``."""
+def _curate(
+    instance, layout: DataLayout, snapshot: str, content: str, code: str = CODE_VERSION, raw_config=None
+) -> Manifest:
+    """Record a whole curation of ``snapshot``; its quality_scored version holds ``content``;
+    ``raw_config``: the raw_documents version's sealed config (the request set it applied)."""
     for asset in CURATE[:-1]:
-        version = _seal(layout, asset, f"{snapshot}-{content}", snapshot=snapshot, code=code).version_id
+        config = raw_config if asset == "raw_documents" else None
+        version = _seal(
+            layout, asset, f"{snapshot}-{content}", snapshot=snapshot, code=code, config=config
+        ).version_id
         _report(instance, asset, version, snapshot, code)
     scored = _seal(layout, "quality_scored", f"{snapshot}-{content}", snapshot=snapshot, code=code)
     _report(instance, "quality_scored", scored.version_id, snapshot, code)
@@ -186,6 +195,25 @@ def test_an_erasure_request_recorded_since_curation_re_curates(world):
     (run,) = _tick(instance).run_requests
     assert run.partition_key == "small" and "erasure request" in run.tags["apertus/reason"]
     assert request.request_id
+
+
+def test_a_re_curation_that_applied_the_requests_settles(world):
+    instance, layout = world
+    scored = _curate(instance, layout, "small", "v1")
+    _train(instance, layout, [scored])
+    record_request(layout, "domain", "example.org", note="test")
+    record_request(layout, "url", "https://example.com/a", note="test")
+    assert plan_retraining(instance, layout).curate == {
+        "small": "2 erasure request(s) recorded since its curation"
+    }
+    # Ingest seals the request set it applied (its ledger size, root and count) in the raw config.
+    _curate(instance, layout, "small", "v2", raw_config=suppression_config(load_index(layout)))
+    assert plan_retraining(instance, layout).curate == {}
+    assert plan_retraining_from_event_log(instance, layout).curate == {}
+    record_request(layout, "sha256", "ab" * 32, note="test")
+    assert plan_retraining(instance, layout).curate == {
+        "small": "1 erasure request(s) recorded since its curation"
+    }
 
 
 def test_changed_curated_data_retrains_and_names_the_versions(world):

@@ -115,7 +115,11 @@ def test_recuration_leaves_the_documents_out_and_names_the_request(recurated):
     # The version names the request set by the ledger size and root just past the last request,
     # not by listing every request id.
     last = max(r.ledger_index for r in requests)
-    request_set = {"ledger_size": last + 1, "ledger_root": Ledger(layout.ledger).root_at(last + 1)}
+    request_set = {
+        "ledger_size": last + 1,
+        "ledger_root": Ledger(layout.ledger).root_at(last + 1),
+        "requests": 2,
+    }
     assert new_raw.manifest.config[REQUEST_SET_KEY] == request_set
     assert "suppression" not in new_raw.manifest.config
     record = json.loads((new_raw.folder / SUPPRESSION_RECORD).read_text())

@@ -89,7 +89,11 @@ def test_the_request_set_changes_only_when_a_request_is_recorded(tmp_path):
     recorded = _history(layout, recorded=False)
     before = load_index(layout).request_set()
     last = recorded[-1].ledger_index
-    assert before == {"ledger_size": last + 1, "ledger_root": Ledger(layout.ledger).root_at(last + 1)}
+    assert before == {
+        "ledger_size": last + 1,
+        "ledger_root": Ledger(layout.ledger).root_at(last + 1),
+        "requests": len(recorded),
+    }
     _other_entries(layout, 4)
     assert load_index(layout).request_set() == before
     new = record_request(layout, "url", "https://x.org/other")
