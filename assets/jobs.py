@@ -58,7 +58,7 @@ retrain_job = dg.define_asset_job(
 )
 
 # Suppression of erased documents is applied by curation itself (the first step drops every
-# document a recorded request names), so an erasure request re-curates every snapshot.
+# document a recorded request names), so an erasure request re-curates each snapshot keeping a match.
 erasure_job = dg.define_asset_job(
     "erasure",
     selection=dg.AssetSelection.assets(*CURATE_JOB_ASSETS),

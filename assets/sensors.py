@@ -8,9 +8,10 @@ import dagster as dg
 
 from assets.curation import snapshots
 from assets.jobs import curate_job, erasure_job
-from records.hashing import sha256_file
+from records.hashing import sha256_bytes, sha256_file
 from records.layout import DataLayout, validate_snapshot_name
 from records.requests import ERASURE_INBOX
+from records.retrain_state import read_state
 
 
 @dg.sensor(
@@ -105,10 +106,10 @@ def read_request_file(path: Path) -> dict:
     return body
 
 
-def _record(layout: DataLayout, path: Path, body: dict) -> str:
+def _record(layout: DataLayout, path: Path, body: dict):
     """Record the request in the ledger unless it is there already (a re-read file, a reset cursor,
     another writer at the same moment: ``record_request`` checks and appends under its lock); return
-    its request id. Without ``requested_at`` the file's modification time stands in, so the same
+    the request. Without ``requested_at`` the file's modification time stands in, so the same
     file always yields the same request."""
     from records.requests import record_request
 
@@ -121,7 +122,58 @@ def _record(layout: DataLayout, path: Path, body: dict) -> str:
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return request.request_id
+    return request
+
+
+def _recurate(context, layout: DataLayout, before, recorded: list, files: dict) -> list[dg.RunRequest]:
+    """One run per curated snapshot whose current raw_documents version keeps a document a newly
+    recorded request names (provenance.erasure_recurate); every other snapshot that was clear of the
+    requests before is noted as checked clear of these too (records.retrain_state.record_checked),
+    so the retraining tick does not re-curate it for them. A snapshot with a re-curation pending
+    from earlier requests, or never curated, is the tick's. Cost: one catalog scan of the current raw
+    versions' kept rows for the new requests, plus their text when a request is a pattern."""
+    from provenance.erasure_recurate import snapshots_to_recurate
+    from records.assets import RAW_DOCUMENTS
+    from records.retrain_state import read_state, record_checked
+
+    versions = {
+        name: state.assets[RAW_DOCUMENTS][0].partition("/")[2]
+        for name, state in before.snapshots.items()
+        if RAW_DOCUMENTS in state.assets
+    }
+    found = snapshots_to_recurate(layout, recorded, versions) if versions else {}
+    now = read_state(layout, ()).num_requests
+    clear = {
+        name: (before.snapshots[name].assets[RAW_DOCUMENTS][0], now)
+        for name in versions
+        if name not in found and before.snapshots[name].applied_requests >= before.num_requests
+    }
+    record_checked(layout, clear)
+    runs = []
+    for name, request_ids in found.items():
+        digests = [files[r][1] for r in request_ids if r in files]
+        key = digests[0] if len(digests) == 1 else sha256_bytes("\n".join(sorted(digests)).encode())
+        context.log.info(
+            f"erasure request(s) {', '.join(r[:12] for r in request_ids)}: snapshot {name} keeps a match, re-curating"
+        )
+        runs.append(
+            dg.RunRequest(
+                partition_key=name,
+                run_key=f"erasure:{key}:{name}",
+                tags={
+                    "apertus/erasure_request": key,
+                    "apertus/erasure_request_id": ",".join(request_ids),
+                    "apertus/erasure_request_file": ",".join(
+                        str(files[r][0]) for r in request_ids if r in files
+                    ),
+                },
+            )
+        )
+    context.log.info(
+        f"erasure: {len(found)} snapshot(s) re-curated, {len(clear)} checked clear of "
+        f"{len(recorded)} new request(s)"
+    )
+    return runs
 
 
 def reject_request_file(path: Path, reason: str) -> Path:
@@ -143,12 +195,14 @@ def reject_request_file(path: Path, reason: str) -> Path:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Records every new erasure request file in <data>/requests/erasure/ in the ledger and "
-        "re-curates every snapshot with it applied, once per file content; a malformed file is "
-        "moved to requests/erasure/rejected/ with its reason."
+        "re-curates, once per file content, the curated snapshots whose raw documents keep a "
+        "document it names (the others are noted as checked clear); a malformed file is moved to "
+        "requests/erasure/rejected/ with its reason."
     ),
 )
 def erasure_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Cost per tick: one hash per request file in the folder, one ledger read per new file."""
+    """Cost per tick: one hash per request file in the folder; for new files, one ledger append
+    each and one catalog scan of the current raw versions for all of them (``_recurate``)."""
     layout = DataLayout.from_env()
     folder = erasure_request_folder(layout)
     processed = set(json.loads(context.cursor)) if context.cursor else set()
@@ -162,34 +216,28 @@ def erasure_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if not new:
         return dg.SensorResult(skip_reason=f"no new erasure request files in {folder}")
     names = context.instance.get_dynamic_partitions(snapshots.name)
-    requests, rejected = [], []
+    before = read_state(layout, names)  # what each snapshot's raw version applied or was cleared of
+    recorded, rejected, sources = [], [], {}
     for path, digest in new:
         if digest in processed:  # two files with the same content in one tick: one request
             continue
         try:
-            request_id = _record(layout, path, read_request_file(path))
+            request = _record(layout, path, read_request_file(path))
         except ValueError as exc:
             # One bad file must not stop the valid ones: it leaves the folder, with its reason.
             moved = reject_request_file(path, str(exc))
             context.log.warning(f"rejected erasure request file {path}: {exc} (moved to {moved})")
             rejected.append(path.name)
             continue
-        context.log.info(f"erasure request {request_id[:12]} from {path}: re-curating {len(names)} snapshots")
-        requests += [
-            dg.RunRequest(
-                partition_key=name,
-                run_key=f"erasure:{digest}:{name}",
-                tags={
-                    "apertus/erasure_request": digest,
-                    "apertus/erasure_request_id": request_id,
-                    "apertus/erasure_request_file": str(path),
-                },
-            )
-            for name in names
-        ]
+        recorded.append(request)
+        sources[request.request_id] = (path, digest)
         processed.add(digest)
-    recorded = len(new) - len(rejected)
-    skip = f"recorded {recorded} request(s); no snapshots to re-curate" if recorded else "no valid request"
+    requests = _recurate(context, layout, before, recorded, sources) if recorded else []
+    skip = (
+        f"recorded {len(recorded)} request(s); no curated snapshot keeps a document they name"
+        if recorded
+        else "no valid request"
+    )
     if rejected:
         skip += f"; rejected {', '.join(rejected)} (see {folder / REJECTED})"
     return dg.SensorResult(

@@ -6,15 +6,19 @@ the ledger and Dagster's event log:
     <data>/retrain_state/_summary.json     {"format", "ledger_size", "ledger_offset", "last_leaf",
                                             "num_requests", "model"}
     <data>/retrain_state/_updates.jsonl    one line per version noted: {"snapshot", "ref",
-                                            "code_version", "applied_requests" (raw_documents only)}
+                                            "code_version", "applied_requests" (raw_documents only)},
+                                            or per clear check: {"snapshot", "checked": [ref, n]}
     <data>/retrain_state/_snapshots.json   {"log_offset", "snapshots": {name: {"assets": {asset:
-                                            [ref, code_version]}, "applied_requests": n}}}
+                                            [ref, code_version]}, "applied_requests": n,
+                                            "checked": [ref, n]}}}
 
 ``ledger_size`` entries of the ledger are folded in, read up to byte ``ledger_offset`` of its entries
 file, the last of them with leaf hash ``last_leaf``. Per snapshot: the latest version of each asset
 that has a snapshot (the last ``dataset_version_created`` entry naming it, or the version a step
 last reused, see ``record_version``) with the code that made it, and how many erasure requests its
-raw_documents version applied (``applied_requests``). Globally: the number of erasure requests
+raw_documents version applied (``applied_requests``), and how many it was checked clear of
+(``checked``: the erasure sensor found no document of that version named by any request up to the
+n-th, ``record_checked``; it holds only while that version is the snapshot's latest). Globally: the number of erasure requests
 recorded (``num_requests``) and the last ``trained_model`` version (``model``). A writer appends
 lines to ``_updates.jsonl`` (O(1)); a read replays the lines past ``log_offset`` onto
 ``_snapshots.json`` and writes it back with the new offset, so a tick reads one file per kind.
@@ -59,10 +63,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SnapshotState:
     """One snapshot's latest version per asset (``asset -> (ref, code_version)``) and the number of
-    erasure requests its latest raw_documents version applied."""
+    erasure requests its latest raw_documents version applied or was checked clear of."""
 
     assets: dict[str, tuple[str, str]]
-    applied_requests: int
+    applied_requests: int  # applied by its raw version, or checked clear of (the larger)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def read_state(layout: DataLayout, names: Iterable[str]) -> RetrainState:
     wanted = set(names)
     snapshots = {
         name: SnapshotState(
-            {a: (ref, code) for a, (ref, code) in state["assets"].items()}, state["applied_requests"]
+            {a: (ref, code) for a, (ref, code) in state["assets"].items()}, _requests_covered(state)
         )
         for name, state in held.items()
         if name in wanted and state["assets"]
@@ -125,6 +129,32 @@ def record_version(layout: DataLayout, manifest: Manifest) -> None:
         _current(layout)
         if manifest.snapshot is not None:
             _set_versions(layout, [manifest])
+
+
+def record_checked(layout: DataLayout, checked: dict[str, tuple[str, int]]) -> None:
+    """Note, per snapshot, that its raw_documents version ``ref`` keeps no document named by the
+    first ``n`` recorded erasure requests beyond those it applied (``checked``: snapshot -> (ref,
+    n)), so the tick need not re-curate it for them. A check of a version that is no longer the
+    snapshot's latest, or of fewer requests than it applied, counts for nothing. Operational state,
+    not evidence: the proof that a version holds no match is the audit's (docs/compliance.md).
+    Cost: one line appended per snapshot."""
+    lines = [
+        json.dumps({"snapshot": name, "checked": [ref, n]}, sort_keys=True) + "\n"
+        for name, (ref, n) in checked.items()
+    ]
+    if not lines:
+        return
+    with _locked(layout), open(_folder(layout) / RETRAIN_UPDATES, "a", encoding="utf-8") as f:
+        f.write("".join(lines))
+
+
+def _requests_covered(state: dict) -> int:
+    """The requests a snapshot's latest raw version applied or was checked clear of."""
+    raw = state["assets"].get(RAW_DOCUMENTS)
+    checked = state.get("checked")
+    if raw and checked and checked[0] == raw[0]:
+        return max(state["applied_requests"], checked[1])
+    return state["applied_requests"]
 
 
 def record_model(layout: DataLayout, manifest: Manifest) -> None:
@@ -314,6 +344,9 @@ def _compacted(layout: DataLayout) -> dict[str, dict] | None:
         for line in tail.splitlines():
             update = json.loads(line)
             state = held.setdefault(update["snapshot"], {"assets": {}, "applied_requests": 0})
+            if "checked" in update:
+                state["checked"] = update["checked"]
+                continue
             state["assets"][update["ref"].partition("/")[0]] = [update["ref"], update["code_version"]]
             if "applied_requests" in update:
                 state["applied_requests"] = update["applied_requests"]

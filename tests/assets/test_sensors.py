@@ -153,28 +153,56 @@ def _erasure_request(data, name: str, body: dict):
     return path
 
 
-def test_erasure_request_file_is_recorded_and_recurates_every_snapshot_once(tmp_path, monkeypatch):
+def _curated(data, texts_by_snapshot: dict[str, dict[str, str]]) -> None:
+    """Ingest one tiny JSONL snapshot per entry (url -> text), as the curate job's first step does."""
+    from pipelines.config import CurationConfig
+    from pipelines.executor import ExecutorConfig
+    from pipelines.steps import ingest_snapshot
+    from records.layout import DataLayout
+
+    layout = DataLayout(data)
+    for name, texts in texts_by_snapshot.items():
+        folder = layout.snapshot_dir(name)
+        folder.mkdir(parents=True)
+        lines = [json.dumps({"id": url.rsplit("/", 1)[1], "url": url, "text": t}) for url, t in texts.items()]
+        (folder / "part-0.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        ingest_snapshot(layout, name, CurationConfig(), ExecutorConfig(tasks=1, workers=1))
+
+
+CRAWLS = {
+    "crawl-a": {"https://example.org/a": "Some words of a page.", "https://example.org/b": "Other words."},
+    "crawl-b": {"https://other.org/c": "A third page, elsewhere.", "https://other.org/d": "And a fourth."},
+}
+
+
+def test_erasure_request_file_re_curates_only_the_snapshots_keeping_a_match(tmp_path, monkeypatch):
     from records.layout import DataLayout
     from records.requests import requests
+    from records.retrain_state import read_state
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))
+    _curated(data, CRAWLS)
     body = {"kind": "url", "value": "https://example.org/a", "note": "ticket 17"}
     path = _erasure_request(data, "ticket-17.json", body)
     _erasure_request(data, "unsorted-resent.json", body)  # the same request twice: processed once
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("snapshots", ["crawl-a", "crawl-b"])
+        instance.add_dynamic_partitions("snapshots", ["crawl-a", "crawl-b", "crawl-c"])  # c: never curated
         result = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
         assert erasure_requests.job_name == "erasure"
-        assert sorted(r.partition_key for r in result.run_requests) == ["crawl-a", "crawl-b"]
         (recorded,) = requests(DataLayout(data))
         assert (recorded.kind, recorded.value, recorded.note) == ("url", "https://example.org/a", "ticket 17")
-        for request in result.run_requests:
-            assert request.tags["apertus/erasure_request"] == digest
-            assert request.tags["apertus/erasure_request_id"] == recorded.request_id
-            assert request.tags["apertus/erasure_request_file"] == str(path)
-            assert request.run_key == f"erasure:{digest}:{request.partition_key}"
+        (run,) = result.run_requests  # only crawl-a keeps the page
+        assert run.partition_key == "crawl-a" and run.run_key == f"erasure:{digest}:crawl-a"
+        assert run.tags["apertus/erasure_request"] == digest
+        assert run.tags["apertus/erasure_request_id"] == recorded.request_id
+        assert run.tags["apertus/erasure_request_file"] == str(path)
+        # crawl-b was checked clear of the request: the retraining tick leaves it alone; crawl-a
+        # waits for its re-curation, which applies the request.
+        state = read_state(DataLayout(data), ["crawl-a", "crawl-b"])
+        assert state.num_requests == 1
+        assert {n: s.applied_requests for n, s in state.snapshots.items()} == {"crawl-a": 0, "crawl-b": 1}
 
         # The next tick sees the same file: nothing to do, nothing recorded twice; a copy under
         # another name is the same request.
@@ -184,6 +212,16 @@ def test_erasure_request_file_is_recorded_and_recurates_every_snapshot_once(tmp_
         assert not again.run_requests and again.skip_reason
         assert len(requests(DataLayout(data))) == 1
 
+        # A request that matches nothing re-curates nothing and keeps crawl-b clear.
+        _erasure_request(data, "nowhere.json", {"kind": "domain", "value": "nowhere.example"})
+        # (a result without a cursor leaves Dagster's cursor as it was: the first tick's)
+        context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor)
+        none = erasure_requests(context)
+        assert not none.run_requests
+        assert "no curated snapshot keeps a document they name" in none.skip_reason.skip_message
+        state = read_state(DataLayout(data), ["crawl-a", "crawl-b"])
+        assert {n: s.applied_requests for n, s in state.snapshots.items()} == {"crawl-a": 0, "crawl-b": 2}
+
 
 def test_erasure_request_replayed_without_cursor_is_not_recorded_twice(tmp_path, monkeypatch):
     from records.layout import DataLayout
@@ -191,10 +229,12 @@ def test_erasure_request_replayed_without_cursor_is_not_recorded_twice(tmp_path,
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))
+    _curated(data, {"crawl-a": CRAWLS["crawl-a"]})
     _erasure_request(data, "r.json", {"kind": "domain", "value": "example.org"})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("snapshots", ["crawl-a"])
         first = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in first.run_requests] == ["crawl-a"]
         # A lost cursor (sensor reset) replays the file: same request id, same run keys (which
         # Dagster launches once), and the ledger keeps one entry.
         replay = erasure_requests(dg.build_sensor_context(instance=instance, definitions=defs))
@@ -237,6 +277,7 @@ def test_a_malformed_file_is_rejected_and_the_valid_one_after_it_recorded_in_the
 
     data = tmp_path / "data"
     monkeypatch.setenv("APERTUS_DATA", str(data))
+    _curated(data, {"crawl-a": CRAWLS["crawl-a"]})  # its pages are on example.org
     folder = data / "requests" / "erasure"
     folder.mkdir(parents=True)
     (folder / "a-broken.json").write_text('{"kind": "url", "value": ')  # sorted first
