@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from records.canonical import canonical_json
-from records.catalog import refresh_catalog
+from records.catalog import add_ledger_entries_to_catalog
 from records.erasure_match import KINDS, compile_pattern, url_host
 from records.layout import DataLayout
 from records.ledger import ERASURE_REQUESTED, Ledger
@@ -147,7 +147,7 @@ def record_request(
         # The index gains the new entry (and any appended meanwhile) from what was just read and
         # saved under this lock hold: O(new entries), the stored lines are not read again.
         _refresh(layout, build)
-    refresh_catalog(layout)  # the ledger_entries view exists only once the ledger has entries
+    add_ledger_entries_to_catalog(layout)  # O(new entries): no version folder is listed
     return ErasureRequest(request_id, kind, value, requested_at, note, entry.index)
 
 

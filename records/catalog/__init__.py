@@ -36,7 +36,7 @@ from records.catalog.fill import (
 from records.catalog.sql import query
 from records.layout import DataLayout
 
-__all__ = ["add_version_to_catalog", "query", "refresh_catalog"]
+__all__ = ["add_ledger_entries_to_catalog", "add_version_to_catalog", "query", "refresh_catalog"]
 
 
 def refresh_catalog(layout: DataLayout) -> Path:
@@ -67,6 +67,13 @@ def add_version_to_catalog(layout: DataLayout, ref: str) -> Path:
     older-format catalog is built whole, once).
     """
     return _update(layout, lambda con: set() if holds_version(con, ref) else {ref})
+
+
+def add_ledger_entries_to_catalog(layout: DataLayout) -> Path:
+    """Append the ledger entries past the last the catalog holds (what a writer of ledger entries
+    that seals no version calls, an erasure request). Cost: O(new ledger entries); no folder is
+    listed (a missing or older-format catalog is built whole, once)."""
+    return _update(layout, lambda con: set())
 
 
 def _update(layout: DataLayout, missing: Callable[[duckdb.DuckDBPyConnection], set[str]]) -> Path:
