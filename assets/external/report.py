@@ -64,11 +64,13 @@ def plot_values(name: str, png: bytes, path: Path) -> dict[str, dict]:
 
 
 def version_outcomes(folder: Path, layout: DataLayout) -> dict[str, Outcome]:
-    """version_verifies: the files still hash to their manifest; ledger_verifies: the ledger (which
-    pinned them) verifies since the last head this check verified (held in the key folder). Cost: hashing
-    the version's files, and the ledger entries appended since that head (a full verification only
-    when no head is held yet)."""
-    problems = verify_version(folder)
+    """version_verifies: the files still hash to their manifest (a file this process hashed when it
+    sealed the version, unchanged since, counts as hashed then: records.seal_stamps); ledger_verifies:
+    the ledger (which pinned them) verifies since the last head this check verified (held in the key
+    folder). Cost: a ``stat`` per file, hashing only the files not sealed here or changed since (all
+    of them for a version reused from an earlier run), and the ledger entries appended since that
+    head (a full verification only when no head is held yet)."""
+    problems = verify_version(folder, since_sealing=True)
     ledger_problems = Ledger(layout.ledger).verify_since_checked()
     return {
         "version_verifies": (not problems, {"problems": problems[:20]}),
