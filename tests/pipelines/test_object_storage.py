@@ -56,6 +56,7 @@ def s3_server(monkeypatch):
 
 
 @pytest.mark.distributed  # a server in a thread and two ingests: about 15 s
+@pytest.mark.slow  # make test-all, not make test
 def test_a_snapshot_in_s3_is_ingested_in_place_with_the_local_version_id(s3_server, tmp_path, monkeypatch):
     import dagster as dg
 

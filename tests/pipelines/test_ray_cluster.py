@@ -152,6 +152,7 @@ def task_nodes(layout: DataLayout) -> dict[str, set[str]]:
 
 
 @pytest.mark.distributed
+@pytest.mark.slow  # make test-all, not make test
 def test_curation_on_a_two_node_ray_cluster_uses_both_nodes_and_gives_the_local_versions(
     ray_cluster, tmp_path
 ):

@@ -99,6 +99,7 @@ def uninterrupted_version(snapshot: Path, root: Path) -> str:
 
 
 @pytest.mark.distributed  # a subprocess killed mid-step
+@pytest.mark.slow  # make test-all, not make test
 def test_a_step_killed_mid_task_resumes_from_its_completed_tasks(snapshot, tmp_path, capfd):
     layout = ingested(snapshot, tmp_path / "data")
     probe = tmp_path / "probe"
