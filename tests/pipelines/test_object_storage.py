@@ -5,8 +5,12 @@ gives the same version id as the same files ingested from the local inbox."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ import pytest
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
 from pipelines.steps import ingest_snapshot
-from records.layout import DataLayout
+from records.layout import REPO_ROOT, DataLayout
 
 BUCKET = "apertus-inbox"
 SNAPSHOT = "crawl-s3"
@@ -82,11 +86,28 @@ def test_a_snapshot_in_s3_is_ingested_in_place_with_the_local_version_id(s3_serv
     with dg.instance_for_test() as instance:
         result = new_snapshots(dg.build_sensor_context(instance=instance, definitions=defs))
         assert [r.partition_key for r in result.run_requests] == [SNAPSHOT]
-    got = ingest_snapshot(remote, SNAPSHOT, CurationConfig(), executor)
+    # In a fresh process, as the Dagster step runs: the local executor's workers come from a fork
+    # server started once per process, so they have the environment of that start (in this test
+    # session, one from before the credentials were set), never a later setenv.
+    code = (
+        "import json, sys; from pipelines.config import CurationConfig; "
+        "from pipelines.executor import ExecutorConfig; from pipelines.steps import ingest_snapshot; "
+        "from records.layout import DataLayout; "
+        "r = ingest_snapshot(DataLayout(sys.argv[1]), sys.argv[2], CurationConfig(), "
+        "ExecutorConfig(tasks=2, workers=2, ray_address=None)); "
+        "print(json.dumps({'id': r.manifest.version_id, 'kept': r.kept, 'config': r.manifest.config}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(remote.root), SNAPSHOT],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
 
-    assert got.manifest.version_id == expected.manifest.version_id
-    assert got.kept == expected.kept and got.kept["documents"] > 0
-    assert got.manifest.config == expected.manifest.config  # no trace of where it was read from
+    assert got["id"] == expected.manifest.version_id
+    assert got["kept"] == expected.kept and got["kept"]["documents"] > 0
+    assert got["config"] == expected.manifest.config  # no trace of where it was read from
     assert not remote.inbox.exists()
     # Nothing of the snapshot was written to local disk: no file of the data folder has a shard's bytes.
     sizes = {p.stat().st_size for p in uploads}
