@@ -13,12 +13,34 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from datatrove.io import get_datafolder
 
 from pipelines.dedup.components import ROOT, PropagateLabels, ScatterPairs, VerifyPairs
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.keepers import ClusterDecide, KeeperCombine, KeeperPartials
 from pipelines.executor import ExecutorConfig, run_pipeline
+
+
+# Candidate pairs per cluster task (before the bands' repeats are merged): about 100 MB of a task's
+# arrays (pairs both ways, labels, messages). Below it a task would cost more to start (a process
+# per round locally, about 2 s on a loaded 2-core host) than its share of the work.
+PAIRS_PER_TASK = 1 << 20
+
+
+def cluster_tasks(work_dir: str, max_tasks: int) -> int:
+    """How many tasks each cluster round runs: ``max_tasks`` (the step's tasks), fewer when the
+    bucket stage's pairs give a task less than ``PAIRS_PER_TASK``; at least 1. The decisions do not
+    depend on it. Cost: reads the header of each pair file."""
+    folder = get_datafolder(work_dir)
+    pairs = 0
+    for path in folder.list_files("edges"):
+        with folder.open(path, "rb") as f:
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                np.lib.format.read_magic(f), np.lib.format.read_array_header_2_0
+            )
+            pairs += read_header(f)[0][0]
+    return max(1, min(max_tasks, -(-pairs // PAIRS_PER_TASK)))
 
 
 def _remove(folder, subdir: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.dedup.cluster_stage import cluster_decisions
+from pipelines.dedup.cluster_stage import cluster_decisions, cluster_tasks
 from pipelines.dedup.config import DedupConfig, DedupSummary
 from pipelines.dedup.cross import CrossSnapshotMatches, apply_matches
 from pipelines.dedup.filter import DedupFilter
@@ -75,7 +75,7 @@ def deduplicate(
     run_pipeline(
         [buckets], logging_dir=logs / "buckets", config=executor, tasks=buckets.num_tasks(), resume=resume
     )
-    cluster_decisions(str(work), config, executor, logs / "clusters", tasks)
+    cluster_decisions(str(work), config, executor, logs / "clusters", cluster_tasks(str(work), tasks))
     if earlier:
         run_pipeline(
             [CrossSnapshotMatches(str(work), list(earlier), config)],
