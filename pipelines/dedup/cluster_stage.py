@@ -21,7 +21,6 @@ from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.keepers import ClusterDecide, KeeperCombine, KeeperPartials
 from pipelines.executor import ExecutorConfig, run_pipeline
 
-
 # Candidate pairs per cluster task (before the bands' repeats are merged): about 100 MB of a task's
 # arrays (pairs both ways, labels, messages). Below it a task would cost more to start (a process
 # per round locally, about 2 s on a loaded 2-core host) than its share of the work.
