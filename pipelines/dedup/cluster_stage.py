@@ -21,10 +21,11 @@ from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.keepers import ClusterDecide, KeeperCombine, KeeperPartials
 from pipelines.executor import ExecutorConfig, run_pipeline
 
-# Candidate pairs per cluster task (before the bands' repeats are merged): about 100 MB of a task's
-# arrays (pairs both ways, labels, messages). Below it a task would cost more to start (a process
-# per round locally, about 2 s on a loaded 2-core host) than its share of the work.
-PAIRS_PER_TASK = 1 << 20
+# Candidate pairs per cluster task (before the bands' repeats are merged): about 400 MB of a task's
+# arrays (pairs both ways, labels, messages). Locally each round with more than one worker starts a
+# process pool (about 6 s on a loaded 2-core host, bench/RESULTS.md) while the stage's work is
+# about 14 us per pair over all rounds: below this a task costs more to start than it works.
+PAIRS_PER_TASK = 1 << 22
 
 
 def cluster_tasks(work_dir: str, max_tasks: int) -> int:

@@ -65,6 +65,15 @@ def load_pairs(folder, subdir: str, suffix: str = ".npy") -> np.ndarray:
     return np.concatenate(chunks) if chunks else NO_PAIRS
 
 
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """(n, 2) the distinct rows of ``pairs``, sorted; a two-key sort, several times faster than
+    ``np.unique(axis=0)``, which sorts the rows as opaque bytes."""
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    keep = np.ones(len(pairs), bool)
+    keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
+    return pairs[keep]
+
+
 def write_by_owner(folder, pattern: str, pairs: np.ndarray, owners: np.ndarray, num_shards: int) -> None:
     """Write ``pairs`` grouped by owner to ``pattern.format(owner=...)``; empty groups write nothing."""
     for owner in np.unique(owners).tolist():
@@ -98,7 +107,7 @@ class ScatterPairs(_Round):
                     with self.folder.open(path, "rb") as f:
                         pairs = np.load(f)
                     chunks.append(np.stack([pairs.min(axis=1), pairs.max(axis=1)], axis=1))
-                pairs = np.unique(np.concatenate(chunks), axis=0) if chunks else NO_PAIRS
+                pairs = unique_pairs(np.concatenate(chunks)) if chunks else NO_PAIRS
                 pattern = f"{ROOT}/scatter/{{owner:05d}}/{rank:05d}-{kind}.npy"
                 write_by_owner(
                     self.folder, pattern, pairs, shard_of(pairs[:, 0], self.num_shards), self.num_shards
@@ -146,8 +155,8 @@ class VerifyPairs(_Round):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.track_time():
-            exact = np.unique(load_pairs(self.folder, f"{ROOT}/scatter/{rank:05d}", "-exact.npy"), axis=0)
-            near = np.unique(load_pairs(self.folder, f"{ROOT}/scatter/{rank:05d}", "-near.npy"), axis=0)
+            exact = unique_pairs(load_pairs(self.folder, f"{ROOT}/scatter/{rank:05d}", "-exact.npy"))
+            near = unique_pairs(load_pairs(self.folder, f"{ROOT}/scatter/{rank:05d}", "-near.npy"))
             if len(exact):
                 sha = NodeRows(self.folder, f"{ROOT}/sha")
                 exact = exact[sha.gather(exact[:, 0]) == sha.gather(exact[:, 1])]
@@ -155,7 +164,7 @@ class VerifyPairs(_Round):
                 confirmed = confirm(Signatures(self.folder).gather, near[:, 0], near[:, 1], self.config)
                 self.stat_update("near_pairs_rejected", value=int((~confirmed).sum()))
                 near = near[confirmed]
-            pairs = np.unique(np.concatenate([exact, near]), axis=0)
+            pairs = unique_pairs(np.concatenate([exact, near]))
             both = np.concatenate([pairs, pairs[:, ::-1]])
             pattern = f"{ROOT}/adj/{{owner:05d}}/{rank:05d}.npy"
             write_by_owner(self.folder, pattern, both, shard_of(both[:, 0], self.num_shards), self.num_shards)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.dedup import cluster_stage
 from pipelines.dedup.cluster_stage import cluster_decisions
 from pipelines.dedup.clusters import ClusterDecisions
 from pipelines.dedup.config import DedupConfig
@@ -100,3 +101,13 @@ def test_parallel_clusters_equal_the_one_task_reference(tmp_path, seed):
     assert decision_bytes(parallel) == expected
     assert len(expected) > 1  # the graph has clusters: decisions were compared
     assert rounds >= 2
+
+
+def test_cluster_tasks_follow_the_pairs_up_to_the_step_tasks(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster_stage, "PAIRS_PER_TASK", 10)
+    (tmp_path / "edges").mkdir()
+    assert cluster_stage.cluster_tasks(str(tmp_path), 4) == 1  # no pairs: one task
+    np.save(tmp_path / "edges" / "b000-000.npy", np.zeros((15, 2), np.uint64))
+    np.save(tmp_path / "edges" / "exact-000.npy", np.zeros((6, 2), np.uint64))
+    assert cluster_stage.cluster_tasks(str(tmp_path), 4) == 3  # 21 pairs, 10 a task
+    assert cluster_stage.cluster_tasks(str(tmp_path), 2) == 2  # never more than the step's tasks
