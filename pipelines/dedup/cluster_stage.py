@@ -23,8 +23,8 @@ from pipelines.executor import ExecutorConfig, run_pipeline
 
 # Candidate pairs per cluster task (before the bands' repeats are merged): about 400 MB of a task's
 # arrays (pairs both ways, labels, messages). Locally each round with more than one worker starts a
-# process pool (about 6 s on a loaded 2-core host, bench/RESULTS.md) while the stage's work is
-# about 14 us per pair over all rounds: below this a task costs more to start than it works.
+# process pool (3 to 6 s on a loaded 2-core host, bench/RESULTS.md) while the stage's work is
+# about 6 us per pair over all rounds: below this a task costs more to start than it works.
 PAIRS_PER_TASK = 1 << 22
 
 
