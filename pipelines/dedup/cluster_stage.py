@@ -71,14 +71,14 @@ def cluster_decisions(
     while True:
         rounds += 1
         run(PropagateLabels(work_dir, tasks, rounds), f"propagate-{rounds:03d}")
-        lowered = 0
-        for path in folder.list_files(f"{ROOT}/changed/{rounds:03d}"):
+        sent = 0
+        for path in folder.list_files(f"{ROOT}/sent/{rounds:03d}"):
             with folder.open(path, "r") as f:
-                lowered += int(f.read())
+                sent += int(f.read())
         if rounds > 1:  # round k reads only round k - 1's files
             _remove(folder, f"{ROOT}/labels/{rounds - 1:03d}")
             _remove(folder, f"{ROOT}/msg/{rounds - 1:03d}")
-        if lowered == 0:
+        if sent == 0:
             break
     print(f"apertus: clusters: components settled after {rounds} label propagation rounds", file=sys.stderr)
     run(KeeperPartials(work_dir, tasks, rounds), "keeper-partials")

@@ -11,7 +11,7 @@ Files under the work folder's ``clusters/`` (``t`` = task, ``k`` = round)::
     adj/{owner:05d}/{t:05d}.npy        (2 E_t, 2) confirmed pairs, both directions, by source owner
     labels/{k:03d}/{t:05d}.npy         (N_t, 2) node, label after round k
     msg/{k:03d}/{owner:05d}/{t:05d}.npy  (M, 2) node, smaller label found for it in round k
-    changed/{k:03d}/{t:05d}.txt        nodes whose label fell in round k
+    sent/{k:03d}/{t:05d}.txt           messages task t sent in round k
 
 Connected components by min-label propagation: a node's label starts as the node itself and falls
 to the smallest label among its neighbours; a node whose label fell sends the new one to its
@@ -172,11 +172,30 @@ class VerifyPairs(_Round):
         yield
 
 
+def settle_locally(nodes: np.ndarray, labels: np.ndarray, src_i: np.ndarray, dst_i: np.ndarray, owned) -> int:
+    """Lower ``labels`` (of sorted ``nodes``) in place to a fixpoint over the task's own pairs
+    (``src_i``, ``dst_i``: indices into ``nodes``; both directions are the task's), jumping each
+    label that is a node of ``owned`` (a bool function of labels) to that node's label. Returns the
+    passes: about the log of the longest chain of the task's own pairs, each O(pairs + nodes)."""
+    passes = 0
+    while True:
+        before = labels.copy()
+        np.minimum.at(labels, src_i, labels[dst_i])
+        mine = np.flatnonzero(owned(labels))
+        at = np.searchsorted(nodes, labels[mine])
+        labels[mine] = np.minimum(labels[mine], labels[at])
+        passes += 1
+        if np.array_equal(before, labels):
+            return passes
+
+
 class PropagateLabels(_Round):
     """Round k >= 1 of min-label propagation (module docstring): task t lowers the labels of its
     nodes with the messages of round k - 1 (round 1: with its neighbours' nodes, their first
-    labels), writes them, counts the nodes whose label fell, and sends their new labels to their
-    neighbours' owners. Memory: the task's adjacency, labels and incoming messages."""
+    labels), settles them over its own pairs (``settle_locally``), writes them, and sends the
+    labels that fell to the owners of their other-task neighbours; it records how many messages
+    it sent (none from every task: the labels are final). Memory: the task's adjacency, labels and
+    incoming messages."""
 
     name = "🏷️ MinHash clusters: propagate labels"
 
@@ -198,10 +217,15 @@ class PropagateLabels(_Round):
                 incoming = load_pairs(self.folder, f"{ROOT}/msg/{k - 1:03d}/{rank:05d}")
             new = labels.copy()
             np.minimum.at(new, np.searchsorted(nodes, incoming[:, 0]), incoming[:, 1])
+            source = np.searchsorted(nodes, adj[:, 0])
+            local = shard_of(adj[:, 1], self.num_shards) == rank
+            passes = settle_locally(
+                nodes, new, source[local], np.searchsorted(nodes, adj[local, 1]),
+                lambda labels: shard_of(labels, self.num_shards) == rank,
+            )  # fmt: skip
             changed = new < labels
             save_npy(self.folder, f"{ROOT}/labels/{k:03d}/{rank:05d}.npy", np.stack([nodes, new], axis=1))
-            source = np.searchsorted(nodes, adj[:, 0])
-            sent = changed[source]
+            sent = changed[source] & ~local
             messages = np.stack([adj[sent, 1], new[source[sent]]], axis=1)
             if len(messages):  # one message per neighbour: the smallest label sent to it
                 messages = messages[np.lexsort((messages[:, 1], messages[:, 0]))]
@@ -212,8 +236,10 @@ class PropagateLabels(_Round):
             write_by_owner(
                 self.folder, pattern, messages, shard_of(messages[:, 0], self.num_shards), self.num_shards
             )
-            with self.folder.open(f"{ROOT}/changed/{k:03d}/{rank:05d}.txt", "w") as f:
-                f.write(str(int(changed.sum())))
+            with self.folder.open(f"{ROOT}/sent/{k:03d}/{rank:05d}.txt", "w") as f:
+                f.write(str(len(messages)))
             self.stat_update("labels_lowered", value=int(changed.sum()))
+            self.stat_update("local_passes", value=passes)
+            self.stat_update("messages_sent", value=len(messages))
         return
         yield

@@ -86,7 +86,7 @@ def decision_bytes(work: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in files}
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", range(1, 9))
 def test_parallel_clusters_equal_the_one_task_reference(tmp_path, seed):
     reference, parallel = tmp_path / "reference", tmp_path / "parallel"
     random_work(reference, seed)
@@ -96,11 +96,10 @@ def test_parallel_clusters_equal_the_one_task_reference(tmp_path, seed):
         [ClusterDecisions(str(reference), config)], logging_dir=reference / "logs", config=EXECUTOR, tasks=1
     )
     tasks = seed % 4 + 1  # 1 to 4 tasks, over 1 to 5 input tasks
-    rounds = cluster_decisions(str(parallel), config, EXECUTOR, parallel / "logs", tasks)
+    cluster_decisions(str(parallel), config, EXECUTOR, parallel / "logs", tasks)
     expected = decision_bytes(reference)
     assert decision_bytes(parallel) == expected
     assert len(expected) > 1  # the graph has clusters: decisions were compared
-    assert rounds >= 2
 
 
 def test_cluster_tasks_follow_the_pairs_up_to_the_step_tasks(tmp_path, monkeypatch):
