@@ -21,11 +21,12 @@ from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.keepers import ClusterDecide, KeeperCombine, KeeperPartials
 from pipelines.executor import ExecutorConfig, run_pipeline
 
-# Candidate pairs per cluster task (before the bands' repeats are merged): about 400 MB of a task's
-# arrays (pairs both ways, labels, messages). Locally each round with more than one worker starts a
-# process pool (3 to 6 s on a loaded 2-core host, bench/RESULTS.md) while the stage's work is
-# about 6 us per pair over all rounds: below this a task costs more to start than it works.
-PAIRS_PER_TASK = 1 << 22
+# Candidate pairs per cluster task (before the bands' repeats are merged). A task peaked at about
+# 360 bytes per pair over a 300 MB baseline (1.65 M pairs in one task: 900 MB), so about 1 GB here.
+# Locally each round with more than one worker starts a process pool (3 to 6 s on a loaded 2-core
+# host) while the stage's work is about 6 us per pair over all rounds (bench/RESULTS.md): below
+# this a task costs more to start than it works.
+PAIRS_PER_TASK = 1 << 21
 
 
 def cluster_tasks(work_dir: str, max_tasks: int) -> int:
@@ -54,9 +55,10 @@ def cluster_decisions(
     """Write ``decisions/{rank:05d}.parquet`` and ``summary.json`` in ``work_dir`` from the bucket
     stage's pairs, with ``tasks`` tasks per round; return the number of propagation rounds.
 
-    Rounds: scatter, verify, then d + 1 propagation rounds (d: the largest component's diameter
-    in confirmed pairs), then keeper partials, keepers and decisions: d + 6 ``run_pipeline`` calls,
-    each paying the executor's start-up (about 1 s locally). Per task: O((E + N) / T) memory and
+    Rounds: scatter, verify, R propagation rounds (1 with one task; at most d + 1 for the largest
+    component's diameter d in confirmed pairs, in practice the task boundaries a label crosses),
+    then keeper partials, keepers and decisions: R + 5 ``run_pipeline`` calls, each paying the
+    executor's start-up (a process pool locally with more than one worker: seconds). Per task: O((E + N) / T) memory and
     disk per round for E candidate pairs and N documents with a pair (components.py). Expects no
     ``clusters/`` files of an earlier run (``run.deduplicate`` clears them)."""
     folder = get_datafolder(work_dir)

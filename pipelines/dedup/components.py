@@ -14,13 +14,16 @@ Files under the work folder's ``clusters/`` (``t`` = task, ``k`` = round)::
     sent/{k:03d}/{t:05d}.txt           messages task t sent in round k
 
 Connected components by min-label propagation: a node's label starts as the node itself and falls
-to the smallest label among its neighbours; a node whose label fell sends the new one to its
-neighbours' owners, pre-reduced to one message per neighbour. The labels settle after d + 1 rounds
-for the largest component diameter d (in pairs): the bucket stage links each bucket's members to
-one of them (a star), so d stays small unless near duplicates chain (A~B~C with A !~ C). The
-label is the node, a uint64, not the document id: components do not depend on which label is
-minimized, so the ids (strings) travel once, in the keeper rounds (keepers.py), instead of in every
-round, and no sort of the ids is needed.
+to the smallest label among its neighbours. In each round a task applies the messages it received,
+settles its labels over its own pairs to a fixpoint (``settle_locally``), and sends each label that
+fell to the owners of its neighbours in other tasks, pre-reduced to one message per neighbour; the
+labels are final when no task sends. One task: one round. Otherwise at most d + 1 rounds for the
+largest component diameter d (in pairs), in practice the task boundaries a label crosses on the
+longest path: the bucket stage links each bucket's members to one of them (a star), so d stays
+small unless near duplicates chain (A~B~C with A !~ C). The label is the node, a uint64, not the
+document id: components do not depend on which label is minimized, so the ids (strings) travel
+once, in the keeper rounds (keepers.py), instead of in every round, and no sort of the ids is
+needed.
 
 Memory per task: its shard of pairs (16 bytes per pair per direction), labels (16 bytes per node)
 and one round's messages (at most one per neighbour), so O((E + N) / T) with shards as even as
