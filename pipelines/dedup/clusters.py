@@ -1,8 +1,12 @@
-"""Stage 3: candidate pairs to clusters, and a decision for every document in a cluster.
+"""Stage 3, the one-task reference: candidate pairs to clusters, and a decision for every
+document in a cluster.
 
 Writes ``decisions/{rank:05d}.parquet`` (index, id, reason, cluster_id, cluster_size, details) for
-the documents of each input task that belong to a cluster, and ``summary.json``. Memory holds the
-documents that have a candidate pair, not the corpus (as datatrove's cluster stage).
+the documents of each input task that belong to a cluster, and ``summary.json``. Memory holds every
+document that has a candidate pair and every pair, in one process. ``deduplicate`` runs the
+parallel stage (cluster_stage.py: rounds of tasks, memory per task O((E + N) / T)), which writes
+the same bytes; this one is the specification it is tested against on random graphs
+(tests/pipelines/test_dedup_clusters.py) and the baseline of bench/cluster_stage.py.
 
 Rules, all by document id so that neither task nor worker count changes a decision:
 - documents with the same sha256 (an exact group) are exact duplicates of the group's smallest id;
@@ -132,7 +136,8 @@ def _doc_table(folder, nodes: list[int]) -> dict[int, tuple[str, str]]:
 
 
 class ClusterDecisions(PipelineStep):
-    """Stage 3 (one task): union-find over exact and confirmed near pairs; writes decisions."""
+    """Stage 3, reference (one task): union-find over exact and confirmed near pairs; writes
+    decisions. Cost: O(E log E) time and O(E + N) memory in one process for E pairs, N nodes."""
 
     type = "🫂 - DEDUP"
     name = "🔗 MinHash clusters"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.dedup.clusters import ClusterDecisions
+from pipelines.dedup.cluster_stage import cluster_decisions, cluster_tasks
 from pipelines.dedup.config import DedupConfig, DedupSummary
 from pipelines.dedup.cross import CrossSnapshotMatches, apply_matches
 from pipelines.dedup.filter import DedupFilter
@@ -47,15 +47,16 @@ def deduplicate(
 
     ``resume``: ``work_dir`` holds a failed run's files for the same input, config, earlier segments
     and tasks (pipelines.steps decides when that holds): the task stages (signatures, buckets,
-    cross-snapshot probes, filter) skip their completed tasks. The one-task cluster stage and the
-    merge of cross-snapshot matches always run again: they rewrite the decisions whole, and the
-    filter's completed tasks read the same decisions, since they depend only on the documents.
+    cross-snapshot probes, filter) skip their completed tasks. The cluster stage (all its rounds,
+    its ``clusters/`` round files cleared first) and the merge of cross-snapshot matches always run
+    again: they rewrite the decisions whole, and the filter's completed tasks read the same
+    decisions, since they depend only on the documents.
     """
     executor = executor or ExecutorConfig()  # built per call: it reads APERTUS_RAY_ADDRESS now
     work = Path(work_dir)
     # Decisions are addressed by (task, index): files of an earlier run must not survive, and the
     # decisions are rebuilt whole even on a resume (the cross-snapshot merge rewrites them in place).
-    stale = ("decisions", "summary.json", "logs/clusters")
+    stale = ("decisions", "summary.json", "clusters", "logs/clusters")
     if not resume:
         stale += ("signatures", "edges", "cross", "logs")
     for name in stale:
@@ -74,9 +75,7 @@ def deduplicate(
     run_pipeline(
         [buckets], logging_dir=logs / "buckets", config=executor, tasks=buckets.num_tasks(), resume=resume
     )
-    run_pipeline(
-        [ClusterDecisions(str(work), config)], logging_dir=logs / "clusters", config=executor, tasks=1
-    )
+    cluster_decisions(str(work), config, executor, logs / "clusters", cluster_tasks(str(work), tasks))
     if earlier:
         run_pipeline(
             [CrossSnapshotMatches(str(work), list(earlier), config)],
