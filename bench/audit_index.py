@@ -268,6 +268,17 @@ def scale_commands(samples: dict, old: bool) -> dict[str, tuple[list[str], int]]
     return commands
 
 
+def floor_commands() -> dict[str, tuple[list[str], int]]:
+    """The floors of a cold ``contains``: an interpreter start, and the contains path's imports."""
+    py = sys.executable
+    return {
+        "python_start": ([py, "-c", "pass"], 0),
+        "imports_contains_path": (
+            [py, "-c", "import apertus.cli, apertus.audit, provenance.audit.contains, "
+             "provenance.audit.render, records.indexed_versions"], 0),
+    }  # fmt: skip
+
+
 def _report(scale: int, result: dict) -> str:
     """One scale's results as printed: wall median [min, max] and CPU median, in milliseconds."""
     load = " ".join(f"{x:.2f}" for x in result["load_average_start"])
@@ -301,19 +312,13 @@ def main() -> None:
     os.environ[KEYS_ENV] = str(keys)
     env = {**os.environ, "APERTUS_DATA": str(data), "PYTHONPATH": str(REPO)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    py = sys.executable
     report: dict = {
         "machine": f"{platform.processor() or platform.machine()}; {os.cpu_count()} cores; {platform.python_version()}",
         "documents_per_snapshot": args.documents,
         "repeats": args.repeats,
         "scales": {},
     }
-    floors = {
-        "python_start": ([py, "-c", "pass"], 0),
-        "imports_contains_path": (
-            [py, "-c", "import apertus.cli, apertus.audit, provenance.audit.contains, "
-             "provenance.audit.render, records.indexed_versions"], 0),
-    }  # fmt: skip
+    floors = floor_commands()
     done = 0
     try:
         for scale in sorted(args.snapshots):
