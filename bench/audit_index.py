@@ -105,7 +105,13 @@ def _sha(snapshot: str, j: int) -> str:
 
 
 def _seal(
-    layout: DataLayout, asset: str, snapshot: str | None, parents: tuple[str, ...], files: dict
+    layout: DataLayout,
+    asset: str,
+    snapshot: str | None,
+    parents: tuple[str, ...],
+    files: dict,
+    config: dict | None = None,
+    code_version: str = "",
 ) -> object:
     staging = layout.work / f"staging-{asset}-{snapshot}-{len(parents)}-{time.monotonic_ns()}"
     staging.mkdir(parents=True)
@@ -118,26 +124,39 @@ def _seal(
         else:
             (staging / name).write_text(content)
     manifest, _ = seal(staging, layout.datasets, asset=asset, snapshot=snapshot, parents=parents,
-                       config={"synthetic": True}, stats=stats)  # fmt: skip
+                       config={"synthetic": True, **(config or {})}, stats=stats, code_version=code_version)  # fmt: skip
     return manifest
 
 
-def add_snapshot(layout: DataLayout, snapshot: str, documents: int) -> str:
-    """One snapshot's six versions, sealed, looked up and pinned as a step does; return its chain end."""
+def snapshot_versions(
+    layout: DataLayout, snapshot: str, documents: int, raw_config: dict | None = None, code_version: str = ""
+) -> list:
+    """One snapshot's six versions (classifier first, then the chain), sealed, looked up and pinned as
+    a step does, ``raw_config`` added to raw_documents' config; return their manifests."""
     parents: tuple[str, ...] = ()
-    classifier = _seal(layout, QUALITY_CLASSIFIER, snapshot, (), {"classifier.json": '{"synthetic": 1}'})
+    classifier = _seal(
+        layout, QUALITY_CLASSIFIER, snapshot, (), {"classifier.json": '{"synthetic": 1}'}, None, code_version
+    )
     pin_dataset_version(layout, classifier)
+    made = [classifier]
     for k, asset in enumerate(STEPS):
         files = {
             INDEX: _table(snapshot, documents, k, INDEX_COLUMNS, True),
             EXCLUSIONS: _table(snapshot, documents, k, EXCLUSION_COLUMNS, False),
         }
         step_parents = (*parents, classifier.ref) if asset == QUALITY_SCORED else parents
-        manifest = _seal(layout, asset, snapshot, step_parents, files)
+        config = raw_config if asset == RAW_DOCUMENTS else None
+        manifest = _seal(layout, asset, snapshot, step_parents, files, config, code_version)
         root = file_root(build_lookup(layout, manifest, layout.datasets / manifest.ref))
         pin_dataset_version(layout, manifest, lookup_root=root)
         parents = (manifest.ref,)
-    return parents[0]
+        made.append(manifest)
+    return made
+
+
+def add_snapshot(layout: DataLayout, snapshot: str, documents: int) -> str:
+    """One snapshot's six versions (``snapshot_versions``); return its chain end."""
+    return snapshot_versions(layout, snapshot, documents)[-1].ref
 
 
 def add_model(layout: DataLayout, sources: list[str], name: str) -> str:
@@ -146,21 +165,36 @@ def add_model(layout: DataLayout, sources: list[str], name: str) -> str:
     pin_dataset_version(layout, stages)
     shards = _seal(layout, TOKEN_SHARDS, None, (stages.ref,), {"shards.json": f'{{"m": "{name}"}}'})
     pin_dataset_version(layout, shards)
-    model = _seal(layout, TRAINED_MODEL, None, (shards.ref,), {"model.json": f'{{"m": "{name}"}}'})
-    ensure_pinned(layout, model.ref, MODEL_TRAINED, {"model_version": model.ref, "parents": [shards.ref]},
+    # Its curriculum is a direct parent too, as a trained model's is (the retraining tick reads it there).
+    parents = (shards.ref, stages.ref)
+    model = _seal(layout, TRAINED_MODEL, None, parents, {"model.json": f'{{"m": "{name}"}}'})
+    ensure_pinned(layout, model.ref, MODEL_TRAINED, {"model_version": model.ref, "parents": list(parents)},
                   sealed_now=True)  # fmt: skip
     return model.ref
 
 
-def build_history(root: Path, snapshots: int, documents: int = 100, start: int = 0) -> dict:
+def build_history(
+    root: Path,
+    snapshots: int,
+    documents: int = 100,
+    start: int = 0,
+    add_snapshot=add_snapshot,
+    add_model=add_model,
+    progress=None,
+) -> dict:
     """Grow the data folder at ``root`` to ``snapshots`` snapshots (keeping those it has, adding from
-    ``start`` or its count, whichever is larger); return the sample questions (root/samples.json)."""
+    ``start`` or its count, whichever is larger); return the sample questions (root/samples.json).
+    bench/scale.py passes its own ``add_snapshot(layout, name, documents) -> chain end`` and
+    ``add_model(layout, sources, name) -> model ref`` (which call these and write more records), and
+    ``progress(done)``, called after each snapshot."""
     layout = DataLayout(root)
     samples = json.loads((root / SAMPLES).read_text()) if (root / SAMPLES).exists() else {"ends": []}
     for s in range(max(start, len(samples["ends"])), snapshots):  # a kept folder grows, never re-adds
         samples["ends"].append(add_snapshot(layout, f"crawl-{s:04d}", documents))
         if (s + 1) % MODEL_EVERY == 0:
             samples["model"] = add_model(layout, samples["ends"][-MODEL_EVERY:], f"m{s}")
+        if progress is not None:
+            progress(s + 1)
     middle = f"crawl-{(snapshots - MODEL_EVERY + MODEL_EVERY // 2):04d}"
     samples["kept"] = {"url": f"https://site5.example/{middle}/5.html", "sha256": _sha(middle, 5)}
     samples["dropped"] = {"url": f"https://site3.example/{middle}/3.html", "sha256": _sha(middle, 3)}
@@ -234,6 +268,17 @@ def scale_commands(samples: dict, old: bool) -> dict[str, tuple[list[str], int]]
     return commands
 
 
+def floor_commands() -> dict[str, tuple[list[str], int]]:
+    """The floors of a cold ``contains``: an interpreter start, and the contains path's imports."""
+    py = sys.executable
+    return {
+        "python_start": ([py, "-c", "pass"], 0),
+        "imports_contains_path": (
+            [py, "-c", "import apertus.cli, apertus.audit, provenance.audit.contains, "
+             "provenance.audit.render, records.indexed_versions"], 0),
+    }  # fmt: skip
+
+
 def _report(scale: int, result: dict) -> str:
     """One scale's results as printed: wall median [min, max] and CPU median, in milliseconds."""
     load = " ".join(f"{x:.2f}" for x in result["load_average_start"])
@@ -267,19 +312,13 @@ def main() -> None:
     os.environ[KEYS_ENV] = str(keys)
     env = {**os.environ, "APERTUS_DATA": str(data), "PYTHONPATH": str(REPO)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    py = sys.executable
     report: dict = {
         "machine": f"{platform.processor() or platform.machine()}; {os.cpu_count()} cores; {platform.python_version()}",
         "documents_per_snapshot": args.documents,
         "repeats": args.repeats,
         "scales": {},
     }
-    floors = {
-        "python_start": ([py, "-c", "pass"], 0),
-        "imports_contains_path": (
-            [py, "-c", "import apertus.cli, apertus.audit, provenance.audit.contains, "
-             "provenance.audit.render, records.indexed_versions"], 0),
-    }  # fmt: skip
+    floors = floor_commands()
     done = 0
     try:
         for scale in sorted(args.snapshots):

@@ -1,0 +1,26 @@
+"""bench/scale.py's builder and timers at a trivial size (2 snapshots, a model every 2, 1 repeat),
+so the script cannot rot silently: the history is in the real formats, every per-step measure runs
+and passes its checks, the cold `contains` processes answer as expected, and the ratios table reads
+two sizes."""
+
+from tests.bench._load import load_bench
+
+scale = load_bench("scale")
+
+
+def test_scale_bench_builds_grows_and_times_every_per_step_cost(tmp_path, monkeypatch):
+    monkeypatch.setattr(scale.audit_index, "MODEL_EVERY", 2)  # a model (for --model) at 2 snapshots
+    history = scale.History(tmp_path / "history", documents=8)
+    results = {}
+    for steps, size in enumerate((2, 4)):  # the second size grows the first one's folder
+        results[str(size)] = scale.measure(history, size, repeats=1, docs=50)
+        # ~1,000 entries per snapshot, 3 per model, and 2 per timed step before this size
+        assert results[str(size)]["built"]["ledger_entries"] == size * 1000 + (size // 2) * 3 + 2 * steps
+        assert results[str(size)]["tick_decision"]["curate"] == 0
+    measures = results["4"]["measures"]
+    assert set(measures) >= {"pin_version", "ledger_append", "asset_checks", "catalog_update", "tick",
+                             "suppression_start", "suppression_per_doc", "contains.default.url",
+                             "contains.model.sha256"}  # fmt: skip
+    assert all(m["median"] > 0 for m in measures.values())
+    text, ratios = scale.verdicts(results)
+    assert set(ratios) == {m for m in measures if not m.startswith("floor.")} and "ratios 4/2" in text
