@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import elapsed_ms, summary  # noqa: E402
 from records.keys import KEYS_ENV, create_identity  # noqa: E402
 from records.ledger import DATASET_VERSION_CREATED, Ledger  # noqa: E402
 from records.ledger.format import FRONTIER, TREE_HEADS  # noqa: E402
@@ -44,14 +44,11 @@ def _events(start: int, stop: int) -> list[tuple[str, dict]]:
 
 
 def _ms(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
+    return elapsed_ms(fn)
 
 
 def _summary(times: list[float]) -> dict:
-    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2),
-            "max_ms": round(max(times), 2), "runs": [round(t, 2) for t in times]}  # fmt: skip
+    return summary(times, "_ms", 2)
 
 
 def _fresh_append(root: Path, n: int, rebuild: bool) -> None:

@@ -30,8 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +45,7 @@ from dagster._core.definitions.data_version import CODE_VERSION_TAG, DATA_VERSIO
 
 from assets.curation import CODE_VERSION  # noqa: E402
 from assets.schedules import plan_retraining, plan_retraining_from_event_log  # noqa: E402
+from bench.timing import commit, elapsed_ms, summary  # noqa: E402
 from records.assets import (  # noqa: E402
     CURRICULUM_STAGES,
     DEDUPLICATED,
@@ -162,14 +161,11 @@ def build_history(
 
 
 def _ms(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
+    return elapsed_ms(fn)
 
 
 def _summary(times: list[float]) -> dict:
-    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2),
-            "max_ms": round(max(times), 2), "runs": [round(t, 2) for t in times]}  # fmt: skip
+    return summary(times, "_ms", 2)
 
 
 def _step(layout: DataLayout, key: str, catalog) -> float:
@@ -216,12 +212,7 @@ def time_size(
 
 
 def _commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    head = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
-    return head.stdout.strip() + (" (dirty)" if dirty.stdout.strip() else "")
+    return commit()
 
 
 def main() -> None:

@@ -51,8 +51,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +64,7 @@ import dagster as dg  # noqa: E402
 from dagster._core.definitions.data_version import CODE_VERSION_TAG, DATA_VERSION_TAG  # noqa: E402
 
 from bench import audit_index, request_index  # noqa: E402
+from bench.timing import commit, summary  # noqa: E402
 from records.keys import KEYS_ENV, create_identity  # noqa: E402
 from records.layout import DataLayout  # noqa: E402
 
@@ -188,8 +187,7 @@ def _timed(fn, *args):
 
 
 def _summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}  # fmt: skip
+    return summary(values)
 
 
 def _suppression_start(layout: DataLayout, first):
@@ -318,11 +316,7 @@ def measure(history: History, size: int, repeats: int, docs: int) -> dict:
 
 
 def _commit() -> str:
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True)
-    return head.stdout.strip() + (" (dirty)" if dirty.stdout.strip() else "")
+    return commit()
 
 
 def main() -> None:
