@@ -56,10 +56,11 @@ def index_folder(layout: DataLayout, fingerprint: str) -> Path:
 
 
 def read_index_record(folder: Path) -> dict:
-    """The index record (``{"format", "snapshots", "seen_raw"}``); an empty one when there is none."""
+    """The index record (``{"format", "snapshots", "ledger"}``: per snapshot its registration and
+    current version, and how far the ledger was read); an empty one when there is none."""
     path = folder / INDEX_RECORD
     if not path.exists():
-        return {"format": INDEX_FORMAT, "snapshots": {}, "seen_raw": []}
+        return {"format": INDEX_FORMAT, "snapshots": {}, "ledger": {"size": 0, "offset": 0}}
     record = read_record(path)
     if record.get("format") != INDEX_FORMAT:
         raise ValueError(f"{path}: format {record.get('format')!r}, expected {INDEX_FORMAT!r}")

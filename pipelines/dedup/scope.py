@@ -2,9 +2,8 @@
 the cross-snapshot index (records.dedup_index) up to date.
 
 Registration order: a snapshot's position is the ledger index of the entry that pinned its first
-``raw_documents`` version (the smallest such index). The ledger is append-only and each pin
-marker is checked against the ledger's leaf hash (records.pins.read_pin), so the order cannot be
-changed without detection. Snapshots are deduplicated against the index one at a time in this
+``raw_documents`` version (the smallest such index). The ledger is append-only and each entry read
+is checked against its leaf hash, so the order cannot be changed without detection. Snapshots are deduplicated against the index one at a time in this
 order: the index a snapshot S is checked against holds the current ``deduplicated`` version of
 every snapshot registered before S, and nothing else. If one of those has none, the step fails
 naming it: curate it first (or choose ``scope="snapshot"``). Which version is "current" is the one
@@ -13,9 +12,9 @@ it, and later snapshots keep the versions they were checked against until they a
 (materialize their ``deduplicated`` partitions, or ``apertus curate --snapshot NAME``: the index
 version in their lineage changes, so they seal new versions).
 
-Cost per step: one listing of ``pins/raw_documents/`` (directory entries only) plus one marker
-read per raw version not seen before (the record keeps the ones seen), one index record read, and
-at most log2(snapshots) + 1 segments opened (records.dedup_index.open_prefix).
+Cost per step: the ledger entries appended since the last step (the record keeps its position in
+the ledger), one index record read, and at most log2(snapshots) + 1 segments opened
+(records.dedup_index.open_prefix).
 """
 
 from __future__ import annotations
@@ -37,7 +36,9 @@ from records.dedup_index import (
 )
 from records.hashing import sha256_bytes
 from records.layout import DataLayout
-from records.pins import PINS, read_pin
+from records.ledger import DATASET_VERSION_CREATED
+from records.ledger.format import LEAF_HASHES
+from records.merkle import HASH_SIZE
 
 SIGNATURE_FIELDS = ("n_grams", "char_n_grams", "num_bands", "rows_per_band", "seed", "no_space_languages")
 
@@ -71,22 +72,41 @@ class IndexView:
 
 
 def _registrations(layout: DataLayout, record: dict) -> bool:
-    """Add to ``record`` the raw_documents versions pinned since it was last updated; return whether
-    it changed. A snapshot's registration is the smallest ledger index among its raw versions."""
-    folder = layout.root / PINS / RAW_DOCUMENTS
-    names = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
-    seen = set(record["seen_raw"])
-    new = [n for n in names if n not in seen]
-    for version_id in new:
-        pin = read_pin(layout, f"{RAW_DOCUMENTS}/{version_id}")
-        if pin is None:
+    """Add to ``record`` the snapshots whose ``raw_documents`` versions the ledger pinned since it was
+    last updated (``record["ledger"]``: entries read and the byte offset past them); return whether
+    it changed. A snapshot's registration is the smallest ledger index among its raw versions' pins.
+    Cost: O(ledger entries appended since the last step), each checked against its leaf hash; the
+    whole ledger once, for a new index or one whose position no longer reads back (a replaced
+    ledger)."""
+    from records.catalog.fill import read_entries
+
+    path = layout.ledger / LEAF_HASHES
+    size = path.stat().st_size // HASH_SIZE if path.exists() else 0
+    held = record.get("ledger") or {"size": 0, "offset": 0}
+    if size == held["size"]:
+        return False
+    try:
+        if size < held["size"]:
+            raise ValueError("the ledger is shorter than the index record says")
+        entries, offset = read_entries(layout, held["size"], size, held["offset"])
+    except ValueError:  # not the ledger this record followed: read it all again
+        record["snapshots"] = {n: {**e, "registered": None} for n, e in record["snapshots"].items()}
+        entries, offset = read_entries(layout, 0, size, 0)
+    for entry in entries:
+        ref, snapshot = entry.payload.get("dataset_version", ""), entry.payload.get("snapshot")
+        if (
+            entry.event_type != DATASET_VERSION_CREATED
+            or not snapshot
+            or not ref.startswith(f"{RAW_DOCUMENTS}/")
+        ):
             continue
-        entry = record["snapshots"].setdefault(
-            pin.payload["snapshot"], {"registered": pin.index, "current": None}
-        )
-        entry["registered"] = min(entry["registered"], pin.index)
-    record["seen_raw"] = sorted(seen | set(new))
-    return bool(new)
+        state = record["snapshots"].setdefault(snapshot, {"registered": entry.index, "current": None})
+        if state["registered"] is None or entry.index < state["registered"]:
+            state["registered"] = entry.index
+    record["snapshots"] = {n: e for n, e in record["snapshots"].items() if e["registered"] is not None}
+    record["ledger"] = {"size": size, "offset": offset}
+    record.pop("seen_raw", None)
+    return True
 
 
 def prepare(layout: DataLayout, snapshot: str, config: DedupConfig) -> IndexView | None:
