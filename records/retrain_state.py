@@ -209,7 +209,9 @@ def _current(layout: DataLayout, problem: str | None = None) -> tuple[dict, str 
             summary = _fold(layout, summary, entries, end)
     if problem is None:
         return summary, None
-    log.warning("%s: %s; rebuilding it from the ledger and the manifests", _folder(layout), problem)
+    # A missing index is how every data folder starts (and one of older code): built, not repaired.
+    level = logging.INFO if problem == "missing" else logging.WARNING
+    log.log(level, "%s: %s; rebuilding it from the ledger and the manifests", _folder(layout), problem)
     entries, end = read_entries(layout, 0, size, 0) if size else ([], 0)
     return _fold(layout, _empty(), entries, end, clear=True), problem
 
