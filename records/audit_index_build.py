@@ -14,7 +14,6 @@ this module.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import struct
@@ -40,6 +39,7 @@ from records.audit_index import (
     state_root,
 )
 from records.canonical import canonical_json
+from records.file_lock import exclusive
 from records.layout import DataLayout
 from records.lookup import lookup_path
 from records.lookup_file import LookupFile, block_hashes, lookup_root
@@ -195,14 +195,8 @@ def write_state(layout: DataLayout, segments: list[dict], index: int, line: str)
 
 @contextmanager
 def locked(layout: DataLayout):
-    folder = index_folder(layout)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(index_folder(layout) / LOCK):
+        yield
 
 
 @contextmanager

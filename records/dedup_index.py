@@ -25,7 +25,6 @@ needed. Over a history of n snapshots a document is copied into O(log n) blocks.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import uuid
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from records.canonical import canonical_json, read_record, write_record
+from records.file_lock import exclusive
 from records.hashing import sha256_bytes
 from records.layout import DataLayout
 
@@ -75,13 +75,8 @@ def write_index_record(folder: Path, record: dict) -> None:
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Hold the index's exclusive lock (steps of several snapshots may register at once)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / INDEX_LOCK, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(folder / INDEX_LOCK):
+        yield
 
 
 def index_version(entries: list[tuple[str, str]]) -> str:
