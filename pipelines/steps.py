@@ -9,7 +9,8 @@ A step builds its datatrove blocks inside the function (never at import: datatro
 processes re-import modules), runs them through ``pipelines.executor``, writes the auditor tables,
 seals the folder (``records.manifest.seal``), pins the new version in the ledger and refreshes
 the catalog. Running a step again on the same input, config and code gives the same version id
-and creates nothing new.
+and creates nothing new; a step whose input is a version then runs nothing at all, reusing the version
+its earlier run made (``records.step_memo``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
 from pipelines.tables import TableStats, build_tables
+from records import step_memo
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
 from records.catalog import add_version_to_catalog
 from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
@@ -35,6 +37,7 @@ from records.layout import (
     DataLayout,
     checkout_relative,
     discard_on_failure,
+    inputs_key,
     new_staging,
     resumable_staging,
 )
@@ -149,6 +152,41 @@ def task_logs(layout: DataLayout, staging: Path) -> Path:
     return layout.work / "logs" / staging.name
 
 
+def step_inputs(asset: str, inputs: str, config: dict) -> dict:
+    """Everything that decides a step's output: what names its resumable attempt and its memo."""
+    return {"asset": asset, "inputs": inputs, "config": config, "code_version": code_version()}
+
+
+def reuse_version(layout: DataLayout, asset: str, parent: Manifest, config: dict) -> StepResult | None:
+    """The version this step made from ``parent`` with ``config`` and this code, when an earlier run
+    sealed and pinned it (``records.step_memo``): noted in the catalog and the retraining state as a
+    rerun that sealed it again would note it, and nothing is run. None: the step must run.
+    Cost: O(1) reads (a memo, a manifest, a pin marker) and the two O(1) record updates."""
+    key = inputs_key(step_inputs(asset, parent.ref, config))
+    manifest = step_memo.recall(
+        layout, key, asset=asset, snapshot=parent.snapshot, parents=(parent.ref,), config=config,
+        code_version=code_version(),
+    )  # fmt: skip
+    if manifest is None:
+        return None
+    print(
+        f"apertus: {asset}: {manifest.ref} was made from {parent.ref} by this code and config: reused",
+        file=sys.stderr,
+    )
+    add_version_to_catalog(layout, manifest.ref)
+    record_version(layout, manifest)
+    folder = layout.datasets / asset / manifest.version_id
+    return StepResult(manifest, False, manifest.stats["kept"], manifest.stats["excluded"], folder, None)
+
+
+def remember_version(layout: DataLayout, parent: Manifest, config: dict, result: StepResult) -> StepResult:
+    """Note, once everything a step does is done, which version ``parent`` and ``config`` gave."""
+    step_memo.remember(
+        layout, inputs_key(step_inputs(result.manifest.asset, parent.ref, config)), result.manifest
+    )
+    return result
+
+
 @contextmanager
 def step_staging(
     layout: DataLayout, asset: str, snapshot: str | None, inputs: str, config: dict
@@ -162,8 +200,7 @@ def step_staging(
         with discard_on_failure(staging):
             yield Attempt(staging, task_logs(layout, staging), resume=False, resumed=False)
         return
-    key = {"asset": asset, "inputs": inputs, "config": config, "code_version": code_version()}
-    with resumable_staging(layout, asset, snapshot, key) as attempt:
+    with resumable_staging(layout, asset, snapshot, step_inputs(asset, inputs, config)) as attempt:
         if attempt.resumed:
             print(f"apertus: {asset}: resuming the failed attempt in {attempt.staging}", file=sys.stderr)
         yield attempt
@@ -237,6 +274,8 @@ def transform_version(
     ``blocks`` gets the staging folder so that filters can write their exclusions there.
     """
     config = {**config, "tasks": executor.tasks}
+    if (reused := reuse_version(layout, asset, parent, config)) is not None:
+        return reused
     with step_staging(layout, asset, parent.snapshot, parent.ref, config) as attempt:
         staging = attempt.staging
         shards = layout.datasets / parent.asset / parent.version_id / SHARDS
@@ -248,9 +287,10 @@ def transform_version(
             ]
             run_pipeline(pipeline, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
         attempt.sealing()
-        return finish_step(
+        result = finish_step(
             layout, staging, asset=asset, snapshot=parent.snapshot, parents=(parent.ref,), config=config
         )
+    return remember_version(layout, parent, config, result)
 
 
 def identify_languages(
@@ -313,6 +353,8 @@ def deduplicate_version(
     lineage_config = {"dedup": asdict(config.dedup), "tasks": executor.tasks}
     if view:
         lineage_config["cross_snapshot"] = view.lineage()
+    if (reused := reuse_version(layout, DEDUPLICATED, parent, lineage_config)) is not None:
+        return reused  # the index holds it already: registered before its memo was written
     shards = layout.datasets / parent.asset / parent.version_id / SHARDS
     with step_staging(layout, DEDUPLICATED, parent.snapshot, parent.ref, lineage_config) as attempt:
         staging = attempt.staging
@@ -347,7 +389,7 @@ def deduplicate_version(
             )
             if view:
                 register(view, result.manifest.ref, work_dir, config.dedup)
-            return result
+            return remember_version(layout, parent, lineage_config, result)
         finally:
             if not keep_work:
                 shutil.rmtree(work_dir, ignore_errors=True)
