@@ -26,7 +26,7 @@ from pathlib import Path
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
-from pipelines.tables import TableStats, build_tables
+from pipelines.tables import ShardTables, TableStats, build_tables, part_runs, shard_files
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
 from records.catalog import add_version_to_catalog
 from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
@@ -45,6 +45,7 @@ from records.pins import pin_dataset_version, read_pin
 from records.retrain_state import record_version
 
 PIPELINES_DIR = Path(__file__).resolve().parent
+TABLE_PARTS = "table_parts"  # a work folder of the attempt's task logs, deleted once sealed
 
 
 def code_version() -> str:
@@ -77,9 +78,33 @@ class StepResult:
 
 
 def finish_step(
-    layout: DataLayout, staging: Path, *, asset: str, snapshot: str, parents: tuple[str, ...], config: dict
+    layout: DataLayout,
+    staging: Path,
+    *,
+    asset: str,
+    snapshot: str,
+    parents: tuple[str, ...],
+    config: dict,
+    parts: Path | None = None,
 ) -> StepResult:
-    counts, kept, excluded = build_tables(staging, asset)
+    """Write the tables, seal ``staging``, build the lookup, pin the version, add its catalog rows.
+
+    ``parts``: where the step's tasks wrote each shard's part of the tables and of the lookup
+    (``table_tasks``); a shard without one (every shard, when None) gets it here, one at a time.
+    The parts are deleted at the end. Cost in this process: a merge of the parts, O(rows) time
+    without reading documents, memory bounded by a row group and the number of shards.
+    """
+    parts = parts or layout.work / TABLE_PARTS / staging.name
+    try:
+        return _finish(layout, staging, parts, asset=asset, snapshot=snapshot, parents=parents, config=config)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def _finish(
+    layout: DataLayout, staging: Path, parts: Path, *, asset: str, snapshot: str, parents: tuple, config: dict
+) -> StepResult:
+    counts, kept, excluded = build_tables(staging, asset, parts)
     quarantine = _quarantine_stats(staging)
     stats = {"kept": kept.as_dict(), "excluded": excluded.as_dict()}
     if quarantine is not None:
@@ -98,7 +123,7 @@ def finish_step(
     folder = layout.datasets / asset / manifest.version_id
     # Whether or not this run sealed it: a retry after a failed append (or a kill between seal and
     # append) pins the version here.
-    pinned = pin_version(layout, manifest, folder, sealed_now=created)
+    pinned = pin_version(layout, manifest, folder, sealed_now=created, runs=part_runs(parts))
     ledger_index = pinned if created else None
     add_version_to_catalog(layout, manifest.ref)  # O(this version): no other version is read
     record_version(layout, manifest)  # the retraining schedule's state index (records.retrain_state)
@@ -107,9 +132,18 @@ def finish_step(
     )
 
 
-def pin_version(layout: DataLayout, manifest: Manifest, folder: Path, *, sealed_now: bool = True) -> int:
+def pin_version(
+    layout: DataLayout,
+    manifest: Manifest,
+    folder: Path,
+    *,
+    sealed_now: bool = True,
+    runs: list[Path] | None = None,
+) -> int:
     """Build the version's audit lookup and ensure its creation entry pins the lookup's root; return
-    the entry's ledger index.
+    the entry's ledger index. ``runs``: the lookup runs of its shards, in table order, when the
+    step's tasks wrote them (pipelines.tables); else they are cut from its tables
+    (records.lookup_build.build_lookup). Either way memory does not grow with the version.
 
     ``sealed_now``: this run sealed the version (it appends). Otherwise the version's pin marker
     answers in O(1) and nothing is built; a version sealed earlier but never pinned gets its lookup
@@ -121,7 +155,7 @@ def pin_version(layout: DataLayout, manifest: Manifest, folder: Path, *, sealed_
             return pin.index
     root = None
     if (folder / INDEX).exists():  # a version of documents (not a tokenizer, a report …)
-        root = file_root(build_lookup(layout, manifest, folder))
+        root = file_root(build_lookup(layout, manifest, folder, runs=runs or None))
     return pin_dataset_version(layout, manifest, lookup_root=root, sealed_now=sealed_now)
 
 
@@ -143,6 +177,19 @@ def has_documents(shards: Path) -> bool:
     none: the readers refuse an empty folder, so a step over it writes an empty version instead).
     Cost: one directory listing, stopped at the first shard."""
     return shards.is_dir() and next(shards.glob("*.parquet"), None) is not None
+
+
+def table_tasks(attempt: Attempt, asset: str, executor: ExecutorConfig) -> Path:
+    """Run the step's last stage: tasks that write each output shard's part of the tables and of
+    the lookup (pipelines.tables.ShardTables) into a folder beside the task logs; return it. With
+    ``attempt.resume`` the tasks a failed attempt completed are skipped. Cost: O(the shards), in
+    the tasks (locally or on Ray); nothing in this process."""
+    parts = attempt.logs / TABLE_PARTS
+    parts.mkdir(parents=True, exist_ok=True)
+    if shard_files(attempt.staging):
+        stage = ShardTables(attempt.staging, parts, asset)
+        run_pipeline([stage], logging_dir=attempt.logs / "tables", config=executor, resume=attempt.resume)
+    return parts
 
 
 def task_logs(layout: DataLayout, staging: Path) -> Path:
@@ -217,9 +264,16 @@ def ingest_snapshot(
             DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]
         run_pipeline(blocks, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
+        parts = table_tasks(attempt, RAW_DOCUMENTS, executor)
         attempt.sealing()
         return finish_step(
-            layout, staging, asset=RAW_DOCUMENTS, snapshot=snapshot, parents=(), config=lineage_config
+            layout,
+            staging,
+            asset=RAW_DOCUMENTS,
+            snapshot=snapshot,
+            parents=(),
+            config=lineage_config,
+            parts=parts,
         )
 
 
@@ -247,9 +301,16 @@ def transform_version(
                 DocumentShardWriter(staging / SHARDS),
             ]
             run_pipeline(pipeline, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
+        parts = table_tasks(attempt, asset, executor)
         attempt.sealing()
         return finish_step(
-            layout, staging, asset=asset, snapshot=parent.snapshot, parents=(parent.ref,), config=config
+            layout,
+            staging,
+            asset=asset,
+            snapshot=parent.snapshot,
+            parents=(parent.ref,),
+            config=config,
+            parts=parts,
         )
 
 
@@ -336,6 +397,7 @@ def deduplicate_version(
                 except BaseException:
                     keep_work = attempt.resume
                     raise
+            parts = table_tasks(attempt, DEDUPLICATED, executor)
             attempt.sealing()
             result = finish_step(
                 layout,
@@ -344,6 +406,7 @@ def deduplicate_version(
                 snapshot=parent.snapshot,
                 parents=(parent.ref,),
                 config=lineage_config,
+                parts=parts,
             )
             if view:
                 register(view, result.manifest.ref, work_dir, config.dedup)
