@@ -44,7 +44,7 @@ BYTES_PER_TOKEN = 4.0
 # A shard's part, in the parts folder: ``<kind>-<shard file name>`` (kind 0: shards/, 1: excluded/)
 # plus these suffixes; the counts file is written last, so it marks a complete part.
 PART_TABLE, PART_COUNTS = ".table.parquet", ".counts.json"
-PART_ROW_GROUP = 1 << 17  # rows per row group of a part, and so of the merged tables
+PART_ROW_GROUP = 1 << 16  # rows per row group of a part, and so of the merged tables
 
 
 @dataclass

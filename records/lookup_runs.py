@@ -174,7 +174,9 @@ def _run_rows(stem: Path, run: int) -> Iterator[tuple[bytes, int, tuple]]:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    with pa.memory_map(str(stem) + ROWS_SUFFIX) as source:
+    # Read, not memory-mapped: the mapped pages of every run would stay resident (and counted)
+    # after the merge passed them.
+    with pa.OSFile(str(stem) + ROWS_SUFFIX) as source:
         reader = ipc.open_file(source)
         for b in range(reader.num_record_batches):
             batch = reader.get_batch(b)
@@ -213,6 +215,8 @@ def _run_urls(stem: Path) -> Iterator[tuple[int, int]]:
     count = urls.stat().st_size // URL_WIDTH
     if not count:
         return
+    # Memory-mapped: positions come in key order, so lookups are random. 4 bytes a row of clean
+    # file pages, which the kernel takes back under pressure; no heap memory grows with the rows.
     rows = np.memmap(str(stem) + MAP_SUFFIX, np.uint32, mode="r")
     with open(urls, "rb") as f:
         for _ in range(0, count, BATCH_ROWS):
