@@ -6,7 +6,9 @@
     deduplicate_version  quality_filtered  -> deduplicated         (exact, then MinHash)
 
 A step builds its datatrove blocks inside the function (never at import: datatrove's worker
-processes re-import modules), runs them through ``pipelines.executor``, writes the auditor tables,
+processes re-import modules), runs them through ``pipelines.executor``, then a last stage of tasks
+that writes each shard's part of the auditor tables and of the lookup (``table_tasks``); its own
+process merges the parts (``finish_step``: its memory does not grow with the version),
 seals the folder (``records.manifest.seal``), pins the new version in the ledger and refreshes
 the catalog. Running a step again on the same input, config and code gives the same version id
 and creates nothing new.
@@ -186,9 +188,13 @@ def table_tasks(attempt: Attempt, asset: str, executor: ExecutorConfig) -> Path:
     the tasks (locally or on Ray); nothing in this process."""
     parts = attempt.logs / TABLE_PARTS
     parts.mkdir(parents=True, exist_ok=True)
-    if shard_files(attempt.staging):
+    files = len(shard_files(attempt.staging))
+    if files:  # as many tasks as files at most: the count is the same on a retry, as resume needs
         stage = ShardTables(attempt.staging, parts, asset)
-        run_pipeline([stage], logging_dir=attempt.logs / "tables", config=executor, resume=attempt.resume)
+        tasks = min(executor.tasks, files)
+        run_pipeline(
+            [stage], logging_dir=attempt.logs / "tables", config=executor, tasks=tasks, resume=attempt.resume
+        )
     return parts
 
 
