@@ -5,7 +5,7 @@ For each size, a synthetic version of documents (``--shards`` shard files of ``S
 child process per shard writes its part (``pipelines.tables.write_shard_part``, what a step's
 table task does); then a fresh child process does what the step's own process does:
 ``build_tables`` from the parts and ``build_lookup`` from the parts' runs; then another one adds
-the version's catalog rows (``add_version_to_catalog``). Their peak RSS (``ru_maxrss``) and wall
+the version's catalog rows (``add_version_to_catalog``). Their peak RSS (``VmHWM``, Linux) and wall
 time are printed as JSON, beside the same for the lookup rebuilt from the version's tables (``build_lookup`` without runs: runs cut from the tables, as `audit index
 --rebuild` does). The claim measured: the merge's memory does not grow with the version.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ def _child(role: str, folder: Path, parts: Path, data: Path, shard: str = "") ->
 
 def _run_child(role: str, folder: Path, parts: Path, data: Path, shard: str) -> None:
     from pipelines.tables import build_tables, part_runs, write_shard_part
+    from records.assets import RAW_DOCUMENTS
     from records.layout import DataLayout
     from records.lookup_build import build_lookup
     from records.manifest import load_manifest, seal
@@ -79,7 +79,7 @@ def _run_child(role: str, folder: Path, parts: Path, data: Path, shard: str) -> 
     elif role == "merge":
         build_tables(folder, "bench", parts)
         layout = DataLayout(data)
-        manifest, _ = seal(folder, layout.datasets, asset="raw_documents", snapshot="bench")
+        manifest, _ = seal(folder, layout.datasets, asset=RAW_DOCUMENTS, snapshot="bench")
         build_lookup(layout, manifest, layout.datasets / manifest.ref, runs=part_runs(parts))
         (data / "ref").write_text(manifest.ref)
     elif role == "catalog":
@@ -90,7 +90,10 @@ def _run_child(role: str, folder: Path, parts: Path, data: Path, shard: str) -> 
         layout = DataLayout(data)
         ref = (data / "ref").read_text()
         build_lookup(layout, load_manifest(layout.datasets / ref), layout.datasets / ref)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent (this
+    # script, which held the generated documents); VmHWM belongs to this process's memory only.
+    status = Path("/proc/self/status").read_text()
+    peak_mib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
     print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(peak_mib, 1)}))
 
 
