@@ -28,7 +28,7 @@ from pathlib import Path
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
-from pipelines.tables import ShardTables, TableStats, build_tables, part_runs, shard_files
+from pipelines.tables import TABLE_PARTS, TableStats, build_tables, part_runs, table_tasks
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
 from records.catalog import add_version_to_catalog
 from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
@@ -47,7 +47,6 @@ from records.pins import pin_dataset_version, read_pin
 from records.retrain_state import record_version
 
 PIPELINES_DIR = Path(__file__).resolve().parent
-TABLE_PARTS = "table_parts"  # a work folder of the attempt's task logs, deleted once sealed
 
 
 def code_version() -> str:
@@ -179,23 +178,6 @@ def has_documents(shards: Path) -> bool:
     none: the readers refuse an empty folder, so a step over it writes an empty version instead).
     Cost: one directory listing, stopped at the first shard."""
     return shards.is_dir() and next(shards.glob("*.parquet"), None) is not None
-
-
-def table_tasks(attempt: Attempt, asset: str, executor: ExecutorConfig) -> Path:
-    """Run the step's last stage: tasks that write each output shard's part of the tables and of
-    the lookup (pipelines.tables.ShardTables) into a folder beside the task logs; return it. With
-    ``attempt.resume`` the tasks a failed attempt completed are skipped. Cost: O(the shards), in
-    the tasks (locally or on Ray); nothing in this process."""
-    parts = attempt.logs / TABLE_PARTS
-    parts.mkdir(parents=True, exist_ok=True)
-    files = len(shard_files(attempt.staging))
-    if files:  # as many tasks as files at most: the count is the same on a retry, as resume needs
-        stage = ShardTables(attempt.staging, parts, asset)
-        tasks = min(executor.tasks, files)
-        run_pipeline(
-            [stage], logging_dir=attempt.logs / "tables", config=executor, tasks=tasks, resume=attempt.resume
-        )
-    return parts
 
 
 def task_logs(layout: DataLayout, staging: Path) -> Path:

@@ -27,7 +27,9 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines import fields
+from pipelines.executor import ExecutorConfig, run_pipeline
 from records.documents import EXCLUDED, EXCLUSIONS, INDEX, SHARDS
+from records.layout import Attempt
 from records.lookup_runs import answer_table, write_run
 
 INDEX_COLUMNS = (
@@ -44,7 +46,8 @@ BYTES_PER_TOKEN = 4.0
 # A shard's part, in the parts folder: ``<kind>-<shard file name>`` (kind 0: shards/, 1: excluded/)
 # plus these suffixes; the counts file is written last, so it marks a complete part.
 PART_TABLE, PART_COUNTS = ".table.parquet", ".counts.json"
-PART_ROW_GROUP = 1 << 16  # rows per row group of a part, and so of the merged tables
+PART_ROW_GROUP = 1 << 16
+TABLE_PARTS = "table_parts"  # the parts folder: in the attempt's task logs, deleted once sealed  # rows per row group of a part, and so of the merged tables
 
 
 @dataclass
@@ -136,6 +139,23 @@ class ShardTables(PipelineStep):
                     write_shard_part(self.version_dir, shard, self.parts, self.step)
                 self.stat_update("shards")
         return
+
+
+def table_tasks(attempt: Attempt, asset: str, executor: ExecutorConfig) -> Path:
+    """Run the step's last stage: tasks that write each output shard's part of the tables and of
+    the lookup (pipelines.tables.ShardTables) into a folder beside the task logs; return it. With
+    ``attempt.resume`` the tasks a failed attempt completed are skipped. Cost: O(the shards), in
+    the tasks (locally or on Ray); nothing in this process."""
+    parts = attempt.logs / TABLE_PARTS
+    parts.mkdir(parents=True, exist_ok=True)
+    files = len(shard_files(attempt.staging))
+    if files:  # as many tasks as files at most: the count is the same on a retry, as resume needs
+        stage = ShardTables(attempt.staging, parts, asset)
+        tasks = min(executor.tasks, files)
+        run_pipeline(
+            [stage], logging_dir=attempt.logs / "tables", config=executor, tasks=tasks, resume=attempt.resume
+        )
+    return parts
 
 
 def part_runs(parts: Path) -> list[Path]:
