@@ -14,6 +14,8 @@ duplicates are found by the same bucket machinery, in memory bounded by one band
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines import fields
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.shingles import band_keys, id_hash, sha256_key, signatures
+from pipelines.shards import DocumentShardReader
 
 BUCKET_DTYPE = np.dtype([("key", "<u8"), ("id_hash", "<u8"), ("rank", "<u4"), ("index", "<u4")])
 EXACT_BAND = "exact"
@@ -57,40 +60,51 @@ class MinhashSignatures(PipelineStep):
         self.config = config or DedupConfig()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        sig_chunks, has_sig_chunks, ids, shas = [], [], [], []
+        self._sign_batches(rank, self._batches(data))
+        return
+        yield
+
+    def _batches(self, data: DocumentsPipeline) -> Iterator[tuple[list[str], list, list[str], list]]:
+        """(ids, sha256s, texts, languages) of ``BATCH_SIZE`` documents at a time."""
         batch = []
         for document in data:
-            self.stat_update("documents")
-            sha = document.metadata.get(fields.SHA256)
-            if not sha:
-                raise ValueError(
-                    f"document {document.id!r} has no metadata[{fields.SHA256!r}]: run the reader first"
-                )
-            ids.append(document.id)
-            shas.append(sha)
             batch.append(document)
             if len(batch) == BATCH_SIZE:
-                self._sign(batch, sig_chunks, has_sig_chunks)
+                yield self._columns(batch)
                 batch = []
-        self._sign(batch, sig_chunks, has_sig_chunks)
+        if batch:
+            yield self._columns(batch)
+
+    @staticmethod
+    def _columns(batch: list) -> tuple[list[str], list, list[str], list]:
+        return (
+            [d.id for d in batch],
+            [d.metadata.get(fields.SHA256) for d in batch],
+            [d.text for d in batch],
+            [d.metadata.get(fields.LANGUAGE) for d in batch],
+        )
+
+    def _sign_batches(self, rank: int, batches) -> None:
+        sig_chunks, has_sig_chunks, ids, shas = [], [], [], []
+        for batch_ids, batch_shas, texts, languages in batches:
+            self.stat_update("documents", value=len(batch_ids))
+            for doc_id, sha in zip(batch_ids, batch_shas, strict=True):
+                if not sha:
+                    raise ValueError(
+                        f"document {doc_id!r} has no metadata[{fields.SHA256!r}]: run the reader first"
+                    )
+            ids += batch_ids
+            shas += batch_shas
+            with self.track_time():
+                sig_bp, has_sig_b = signatures(texts, languages, self.config)
+            sig_chunks.append(sig_bp)
+            has_sig_chunks.append(has_sig_b)
         with self.track_time():
             sig_dp = (
                 np.concatenate(sig_chunks) if sig_chunks else np.zeros((0, self.config.num_perm), np.uint32)
             )
             has_sig_d = np.concatenate(has_sig_chunks) if has_sig_chunks else np.zeros(0, bool)
             self._write(rank, sig_dp, has_sig_d, ids, shas)
-        return
-        yield
-
-    def _sign(self, batch, sig_chunks, has_sig_chunks) -> None:
-        if not batch:
-            return
-        with self.track_time():
-            sig_bp, has_sig_b = signatures(
-                [d.text for d in batch], [d.metadata.get(fields.LANGUAGE) for d in batch], self.config
-            )
-        sig_chunks.append(sig_bp)
-        has_sig_chunks.append(has_sig_b)
 
     def _write(
         self, rank: int, sig_dp: np.ndarray, has_sig_d: np.ndarray, ids: list[str], shas: list[str]
@@ -112,11 +126,40 @@ class MinhashSignatures(PipelineStep):
             else:
                 records["key"] = keys_db[:, band]
                 chosen = records[has_sig_d]  # a document without shingles has no near-duplicates
-            _save_npy(
-                self.folder,
-                f"signatures/bands/{name}/{rank:05d}.npy",
-                np.sort(chosen, order=["key", "id_hash"]),
-            )
+            # The order np.sort(order=["key", "id_hash"]) gives (remaining fields break ties; rank is
+            # this task's), by index arrays: sorting the records themselves was 5x slower.
+            order = np.lexsort((chosen["index"], chosen["id_hash"], chosen["key"]))
+            _save_npy(self.folder, f"signatures/bands/{name}/{rank:05d}.npy", chosen[order])
+
+
+class MinhashShardSignatures(MinhashSignatures):
+    """``DocumentShardReader(input_folder)`` -> ``MinhashSignatures`` as one block that reads only
+    the columns a signature needs (id, text, sha256, language) from this task's shards, a batch at
+    a time, with no document objects: the same files (the reader's task split and order), without
+    its per-document Python, about a fifth of this stage's time on the near-duplicate bench."""
+
+    name = "🎯 MinHash signatures (rensa, shards)"
+
+    def __init__(
+        self, input_folder: DataFolderLike, work_folder: DataFolderLike, config: DedupConfig | None = None
+    ):
+        super().__init__(work_folder, config)
+        self.reader = DocumentShardReader(input_folder)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._sign_batches(rank, self._shard_batches(rank, world_size))
+        return
+        yield
+
+    def _shard_batches(self, rank: int, world_size: int):
+        reader, names = self.reader, ["id", fields.SHA256, "text", fields.LANGUAGE]
+        files = reader.data_folder.get_shard(
+            rank, world_size, recursive=reader.recursive, glob_pattern=reader.glob_pattern
+        )
+        for path in files:
+            with reader.data_folder.open(path, "rb") as f, pq.ParquetFile(f) as parquet_file:
+                for batch in parquet_file.iter_batches(batch_size=BATCH_SIZE, columns=names):
+                    yield tuple(batch.column(name).to_pylist() for name in names)
 
 
 class BandBuckets(PipelineStep):
