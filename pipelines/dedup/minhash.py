@@ -88,11 +88,11 @@ class MinhashSignatures(PipelineStep):
         sig_chunks, has_sig_chunks, ids, shas = [], [], [], []
         for batch_ids, batch_shas, texts, languages in batches:
             self.stat_update("documents", value=len(batch_ids))
-            for doc_id, sha in zip(batch_ids, batch_shas, strict=True):
-                if not sha:
-                    raise ValueError(
-                        f"document {doc_id!r} has no metadata[{fields.SHA256!r}]: run the reader first"
-                    )
+            if not all(batch_shas):
+                doc_id = batch_ids[[bool(sha) for sha in batch_shas].index(False)]
+                raise ValueError(
+                    f"document {doc_id!r} has no metadata[{fields.SHA256!r}]: run the reader first"
+                )
             ids += batch_ids
             shas += batch_shas
             with self.track_time():
@@ -119,16 +119,22 @@ class MinhashSignatures(PipelineStep):
         records["rank"] = rank
         records["index"] = np.arange(len(ids), dtype=np.uint32)
         keys_db = band_keys(sig_dp, self.config)
+        # Each band file is sorted as np.sort(order=["key", "id_hash"]) sorts (the other fields break
+        # ties; rank is this task's): records ordered by (id_hash, index) once, then a stable sort
+        # by key per band. Sorting the structured records per band was 5x slower.
+        records = records[np.lexsort((records["index"], records["id_hash"]))]
+        has_sig_d = has_sig_d[records["index"]]
+        shas_d = [shas[i] for i in records["index"].tolist()]
         for band, name in enumerate(band_names(self.config)):
             if name == EXACT_BAND:
-                records["key"] = np.fromiter((sha256_key(s) for s in shas), dtype=np.uint64, count=len(shas))
+                records["key"] = np.fromiter(
+                    (sha256_key(s) for s in shas_d), dtype=np.uint64, count=len(shas)
+                )
                 chosen = records
             else:
-                records["key"] = keys_db[:, band]
+                records["key"] = keys_db[records["index"], band]
                 chosen = records[has_sig_d]  # a document without shingles has no near-duplicates
-            # The order np.sort(order=["key", "id_hash"]) gives (remaining fields break ties; rank is
-            # this task's), by index arrays: sorting the records themselves was 5x slower.
-            order = np.lexsort((chosen["index"], chosen["id_hash"], chosen["key"]))
+            order = np.argsort(chosen["key"], kind="stable")
             _save_npy(self.folder, f"signatures/bands/{name}/{rank:05d}.npy", chosen[order])
 
 
