@@ -119,7 +119,16 @@ def _load_edges(folder, exact: bool) -> np.ndarray:
             with folder.open(path, "rb") as f:
                 chunks.append(np.load(f))
     edges = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.uint64)
-    return np.unique(edges, axis=0) if len(edges) else edges
+    return unique_pairs(edges)
+
+
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """(n, 2) the distinct rows of ``pairs``, sorted; a two-key sort, several times faster than
+    ``np.unique(axis=0)``, which sorts the rows as opaque bytes."""
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    keep = np.ones(len(pairs), bool)
+    keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
+    return pairs[keep]
 
 
 def _doc_table(folder, nodes: list[int]) -> dict[int, tuple[str, str]]:
