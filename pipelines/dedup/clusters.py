@@ -218,13 +218,19 @@ class ClusterDecisions(PipelineStep):
     def _write(self, rows: dict[int, dict]) -> None:
         by_rank = defaultdict(list)
         for node in sorted(rows):
-            row = dict(rows[node], index=node & 0xFFFFFFFF)
-            if row["details"] is not None:
-                row["details"] = DETAILS_JSON.encode(row["details"])
-            by_rank[node >> 32].append(row)
-        for rank, rank_rows in by_rank.items():
+            by_rank[node >> 32].append(node)
+        for rank, nodes in by_rank.items():
+            # Column by column (the table from_pylist of the rows gives, without a dict per row).
+            chosen = [rows[node] for node in nodes]
+            columns = {"index": [node & 0xFFFFFFFF for node in nodes]}
+            columns |= {
+                name: [row[name] for row in chosen] for name in ("id", "reason", "cluster_id", "cluster_size")
+            }
+            columns["details"] = [
+                None if row["details"] is None else DETAILS_JSON.encode(row["details"]) for row in chosen
+            ]
             with self.folder.open(f"decisions/{rank:05d}.parquet", "wb") as f:
-                pq.write_table(pa.Table.from_pylist(rank_rows, schema=DECISION_SCHEMA), f)
+                pq.write_table(pa.table(columns, schema=DECISION_SCHEMA), f)
         sizes = defaultdict(int)
         removed = defaultdict(int)
         for row in rows.values():

@@ -195,17 +195,18 @@ class BandBuckets(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.track_time():
+            files = sorted(self.folder.list_files("signatures/bands"))  # one listing for all units
             for unit in range(rank, self.num_units(), self.num_tasks()):
-                self._bucket(unit)
+                self._bucket(unit, files)
         return
         yield
 
-    def _bucket(self, unit: int) -> None:
+    def _bucket(self, unit: int, files: list[str]) -> None:
         splits = self.config.bucket_splits
         name, part = band_names(self.config)[unit // splits], unit % splits
         low, high = (part << 64) // splits, ((part + 1) << 64) // splits
         chunks = []
-        for path in sorted(self.folder.list_files(f"signatures/bands/{name}")):
+        for path in (p for p in files if p.startswith(f"signatures/bands/{name}/")):
             with self.folder.open(path, "rb") as f:
                 records = np.load(f)
             keys = records["key"]
@@ -213,7 +214,8 @@ class BandBuckets(PipelineStep):
             hi = len(keys) if high >= 1 << 64 else np.searchsorted(keys, np.uint64(high), side="left")
             chunks.append(records[lo:hi])
         records = np.concatenate(chunks) if chunks else np.zeros(0, BUCKET_DTYPE)
-        records = records[np.lexsort((records["id_hash"], records["key"]))]
+        if len(chunks) > 1:  # one signature task's file is sorted so already (ties in index order)
+            records = records[np.lexsort((records["id_hash"], records["key"]))]
         keys = records["key"]
         is_first = np.ones(len(keys), dtype=bool)
         is_first[1:] = keys[1:] != keys[:-1]
