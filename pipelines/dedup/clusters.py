@@ -30,7 +30,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines import reasons
 from pipelines.dedup.config import DedupConfig
-from pipelines.dedup.minhash import EXACT_BAND
+from pipelines.dedup.minhash import EXACT_BAND, open_work_file
 from pipelines.dedup.verify import confirm
 
 DECISION_SCHEMA = pa.schema(
@@ -116,7 +116,7 @@ def _load_edges(folder, exact: bool) -> np.ndarray:
     chunks = []
     for path in sorted(folder.list_files("edges")):
         if path.startswith(prefix):
-            with folder.open(path, "rb") as f:
+            with open_work_file(folder, path) as f:
                 chunks.append(np.load(f))
     edges = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.uint64)
     return unique_pairs(edges)

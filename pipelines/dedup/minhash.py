@@ -14,14 +14,16 @@ duplicates are found by the same bucket machinery, in memory bounded by one band
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
-from datatrove.io import DataFolderLike, get_datafolder
+from datatrove.io import DataFolder, DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
+from fsspec.implementations.local import LocalFileSystem
 
 from pipelines import fields
 from pipelines.dedup.config import DedupConfig
@@ -42,8 +44,20 @@ def nodes_of(rank: np.ndarray, index: np.ndarray) -> np.ndarray:
     return (rank.astype(np.uint64) << np.uint64(32)) | index.astype(np.uint64)
 
 
+def open_work_file(folder: DataFolder, path: str, mode: str = "rb"):
+    """``folder.open(path, mode)`` (parent folders made for writing); on a local folder Python's
+    own ``open``: fsspec's local layer cost more than the read or write of a small band or pair
+    file, and a run opens about 5 per band."""
+    if not isinstance(folder.fs, LocalFileSystem):
+        return folder.open(path, mode)
+    full = os.path.join(folder.path, path)
+    if "r" not in mode:
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+    return open(full, mode)  # noqa: SIM115  (the caller closes it, as folder.open's)
+
+
 def _save_npy(folder, path: str, array: np.ndarray) -> None:
-    with folder.open(path, "wb") as f:
+    with open_work_file(folder, path, "wb") as f:
         np.save(f, array)
 
 
@@ -207,7 +221,7 @@ class BandBuckets(PipelineStep):
         low, high = (part << 64) // splits, ((part + 1) << 64) // splits
         chunks = []
         for path in (p for p in files if p.startswith(f"signatures/bands/{name}/")):
-            with self.folder.open(path, "rb") as f:
+            with open_work_file(self.folder, path) as f:
                 records = np.load(f)
             keys = records["key"]
             lo = np.searchsorted(keys, np.uint64(low), side="left")
