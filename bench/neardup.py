@@ -50,8 +50,7 @@ from datatrove.pipeline.dedup.minhash import (
 
 from bench.minhash import SINGLE_CORE, SplitTokenizer, machine, write_shards
 from pipelines import fields as doc_fields
-from pipelines.dedup import DedupConfig, deduplicate
-from pipelines.dedup import cluster_stage
+from pipelines.dedup import DedupConfig, cluster_stage, deduplicate
 from pipelines.dedup import run as dedup_run
 from pipelines.dedup.evaluation import cluster_scores, make_document, neardup_set
 from pipelines.executor import run_pipeline
