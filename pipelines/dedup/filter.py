@@ -96,6 +96,7 @@ class DedupShardFilter(PipelineStep):
     against that chain): the decisions are index arrays, the cluster columns are set by index,
     and kept and dropped rows go to the writers whole (``DocumentShardWriter.write_rows``). A batch
     with ``extra`` metadata, or not of ``SHARD_SCHEMA``, goes through the documents, as the chain.
+    It reads its own input: the only block of its pipeline.
 
     Cost per task: O(documents) in Arrow and numpy, a JSON round trip per dropped document, and the
     task's decisions (one row per document in a cluster) in memory."""

@@ -156,7 +156,8 @@ class MinhashShardSignatures(MinhashSignatures):
     """``DocumentShardReader(input_folder)`` -> ``MinhashSignatures`` as one block that reads only
     the columns a signature needs (id, text, sha256, language) from this task's shards, a batch at
     a time, with no document objects: the same files (the reader's task split and order), without
-    its per-document Python, about a fifth of this stage's time on the near-duplicate bench."""
+    its per-document Python, about a fifth of this stage's time on the near-duplicate bench. It
+    reads its own input: the only block of its pipeline."""
 
     name = "🎯 MinHash signatures (rensa, shards)"
 
