@@ -10,7 +10,8 @@ default ``MinhashConfig`` (cluster ids saved by its cluster stage and read from 
 file; its filter writes kept and dropped documents as ours does, without setting cluster ids). Prints
 precision, recall overall and per variant kind, false positives per negative kind
 (``evaluation.cluster_scores``), end-to-end wall time (median, min-max), each stage's median (each
-``run_pipeline`` call timed; ``deduplicate`` calls it through ``pipelines.dedup.run``) and the
+``run_pipeline`` call timed; ``deduplicate`` calls it through ``pipelines.dedup.run`` and
+``pipelines.dedup.cluster_stage``) and the
 speed ratio: end to end, without the filter stage (reading and writing, the same work in both), and
 in CPU time (user and system, of this process and its children), steadier than wall time when
 other jobs share the cores.
@@ -49,7 +50,7 @@ from datatrove.pipeline.dedup.minhash import (
 
 from bench.minhash import SINGLE_CORE, SplitTokenizer, machine, write_shards
 from pipelines import fields as doc_fields
-from pipelines.dedup import DedupConfig, deduplicate
+from pipelines.dedup import DedupConfig, cluster_stage, deduplicate
 from pipelines.dedup import run as dedup_run
 from pipelines.dedup.evaluation import cluster_scores, make_document, neardup_set
 from pipelines.executor import run_pipeline
@@ -67,6 +68,7 @@ def clocked_pipeline(*args, **kwargs):
 
 
 dedup_run.run_pipeline = clocked_pipeline
+cluster_stage.run_pipeline = clocked_pipeline  # the cluster stage's own call(s)
 
 
 def run_ours(input_folder: Path, work: Path, config: DedupConfig) -> tuple[float, dict[str, str]]:

@@ -33,7 +33,9 @@ PAIRS_PER_TASK = 1 << 21
 def cluster_tasks(work_dir: str, max_tasks: int) -> int:
     """How many tasks each cluster round runs: ``max_tasks`` (the step's tasks), fewer when the
     bucket stage's pairs give a task less than ``PAIRS_PER_TASK``; at least 1. The decisions do not
-    depend on it. Cost: reads the header of each pair file."""
+    depend on it. Cost: reads the header of each pair file (none when ``max_tasks`` is 1)."""
+    if max_tasks <= 1:  # nothing to count: one task either way
+        return 1
     folder = get_datafolder(work_dir)
     pairs = 0
     for path in folder.list_files("edges"):

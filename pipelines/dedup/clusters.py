@@ -30,7 +30,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines import reasons
 from pipelines.dedup.config import DedupConfig
-from pipelines.dedup.minhash import EXACT_BAND
+from pipelines.dedup.minhash import EXACT_BAND, open_work_file
 from pipelines.dedup.verify import confirm
 
 DECISION_SCHEMA = pa.schema(
@@ -38,6 +38,8 @@ DECISION_SCHEMA = pa.schema(
      ("cluster_size", pa.int64()), ("details", pa.string())]
 )  # fmt: skip
 EDGE_CHUNK = 1 << 16
+# json.dumps(details, sort_keys=True), without building an encoder per call (2.5x faster a row)
+DETAILS_JSON = json.JSONEncoder(sort_keys=True)
 
 
 class UnionFind:
@@ -114,10 +116,19 @@ def _load_edges(folder, exact: bool) -> np.ndarray:
     chunks = []
     for path in sorted(folder.list_files("edges")):
         if path.startswith(prefix):
-            with folder.open(path, "rb") as f:
+            with open_work_file(folder, path) as f:
                 chunks.append(np.load(f))
     edges = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.uint64)
-    return np.unique(edges, axis=0) if len(edges) else edges
+    return unique_pairs(edges)
+
+
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """(n, 2) the distinct rows of ``pairs``, sorted; a two-key sort, several times faster than
+    ``np.unique(axis=0)``, which sorts the rows as opaque bytes."""
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    keep = np.ones(len(pairs), bool)
+    keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
+    return pairs[keep]
 
 
 def _doc_table(folder, nodes: list[int]) -> dict[int, tuple[str, str]]:
@@ -207,13 +218,19 @@ class ClusterDecisions(PipelineStep):
     def _write(self, rows: dict[int, dict]) -> None:
         by_rank = defaultdict(list)
         for node in sorted(rows):
-            row = dict(rows[node], index=node & 0xFFFFFFFF)
-            if row["details"] is not None:
-                row["details"] = json.dumps(row["details"], sort_keys=True)
-            by_rank[node >> 32].append(row)
-        for rank, rank_rows in by_rank.items():
+            by_rank[node >> 32].append(node)
+        for rank, nodes in by_rank.items():
+            # Column by column (the table from_pylist of the rows gives, without a dict per row).
+            chosen = [rows[node] for node in nodes]
+            columns = {"index": [node & 0xFFFFFFFF for node in nodes]}
+            columns |= {
+                name: [row[name] for row in chosen] for name in ("id", "reason", "cluster_id", "cluster_size")
+            }
+            columns["details"] = [
+                None if row["details"] is None else DETAILS_JSON.encode(row["details"]) for row in chosen
+            ]
             with self.folder.open(f"decisions/{rank:05d}.parquet", "wb") as f:
-                pq.write_table(pa.Table.from_pylist(rank_rows, schema=DECISION_SCHEMA), f)
+                pq.write_table(pa.table(columns, schema=DECISION_SCHEMA), f)
         sizes = defaultdict(int)
         removed = defaultdict(int)
         for row in rows.values():

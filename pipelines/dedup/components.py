@@ -39,7 +39,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.dedup.clusters import Signatures
+from pipelines.dedup.clusters import Signatures, unique_pairs
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.minhash import EXACT_BAND
 from pipelines.dedup.verify import confirm
@@ -66,15 +66,6 @@ def load_pairs(folder, subdir: str, suffix: str = ".npy") -> np.ndarray:
             with folder.open(path, "rb") as f:
                 chunks.append(np.load(f))
     return np.concatenate(chunks) if chunks else NO_PAIRS
-
-
-def unique_pairs(pairs: np.ndarray) -> np.ndarray:
-    """(n, 2) the distinct rows of ``pairs``, sorted; a two-key sort, several times faster than
-    ``np.unique(axis=0)``, which sorts the rows as opaque bytes."""
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-    keep = np.ones(len(pairs), bool)
-    keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
-    return pairs[keep]
 
 
 def write_by_owner(folder, pattern: str, pairs: np.ndarray, owners: np.ndarray, num_shards: int) -> None:

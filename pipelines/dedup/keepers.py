@@ -37,7 +37,7 @@ from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines import reasons
-from pipelines.dedup.clusters import DECISION_SCHEMA, Signatures
+from pipelines.dedup.clusters import DECISION_SCHEMA, DETAILS_JSON, Signatures
 from pipelines.dedup.components import ROOT, shard_of
 
 
@@ -225,7 +225,7 @@ class ClusterDecide(_KeeperRound):
         by_rank = defaultdict(list)
         for node, row in rows:
             if row["details"] is not None:
-                row["details"] = json.dumps(row["details"], sort_keys=True)
+                row["details"] = DETAILS_JSON.encode(row["details"])
             by_rank[node >> 32].append(row)
         for input_rank, rank_rows in by_rank.items():
             with self.folder.open(f"decisions/{input_rank:05d}.parquet", "wb") as f:

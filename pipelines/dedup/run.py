@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 from pipelines.dedup.cluster_stage import cluster_decisions, cluster_tasks
 from pipelines.dedup.config import DedupConfig, DedupSummary
 from pipelines.dedup.cross import CrossSnapshotMatches, apply_matches
-from pipelines.dedup.filter import DedupFilter
-from pipelines.dedup.minhash import BandBuckets, MinhashSignatures
+from pipelines.dedup.filter import DedupShardFilter
+from pipelines.dedup.minhash import BandBuckets, MinhashShardSignatures
 from pipelines.executor import ExecutorConfig, run_pipeline
-from pipelines.shards import DocumentShardReader, DocumentShardWriter
+from pipelines.shards import DocumentShardWriter
 
 
 def deduplicate(
@@ -68,7 +68,7 @@ def deduplicate(
     logs = work / "logs"
     tasks = executor.tasks
     run_pipeline(
-        [DocumentShardReader(input_folder), MinhashSignatures(str(work), config)],
+        [MinhashShardSignatures(input_folder, str(work), config)],
         logging_dir=logs / "signatures", config=executor, tasks=tasks, resume=resume,
     )  # fmt: skip
     buckets = BandBuckets(str(work), config, max_tasks=tasks)
@@ -84,9 +84,9 @@ def deduplicate(
         apply_matches(work, tasks)
     run_pipeline(
         [
-            DocumentShardReader(input_folder),
-            DedupFilter(str(work), exclusion_writer=DocumentShardWriter(excluded_folder)),
-            DocumentShardWriter(output_folder),
+            DedupShardFilter(
+                input_folder, str(work), DocumentShardWriter(output_folder), DocumentShardWriter(excluded_folder)
+            )
         ],
         logging_dir=logs / "filter", config=executor, tasks=tasks, resume=resume,
     )  # fmt: skip

@@ -75,10 +75,17 @@ def shingle_hashes(token_lists: list[list[str]], ngram_sizes: list[int]) -> tupl
     counts_b = np.where(lengths > 0, np.maximum(lengths - n_b + 1, 1), 0)
     window_s = np.repeat(starts_b, counts_b) + _ranks_within(counts_b)
     n_s = np.repeat(n_b, counts_b)
-    folded_s = padded[window_s].copy()
-    for k in range(1, max_n):
-        # A shingle folds exactly its own n tokens, whatever else the batch holds.
-        folded_s = np.where(k < n_s, _splitmix64(folded_s) ^ padded[window_s + k], folded_s)
+    folded_s = np.empty(len(window_s), dtype=np.uint64)
+    sizes = np.unique(n_b).tolist()
+    for n in sizes:
+        # A shingle folds exactly its own n tokens, whatever else the batch holds; grouped by n, a
+        # batch with 5-character shingles (CJK) no longer folds its 3-word shingles 5 times.
+        chosen_s = np.flatnonzero(n_s == n) if len(sizes) > 1 else slice(None)
+        w_s = window_s[chosen_s]
+        folded = padded[w_s]
+        for k in range(1, n):
+            folded = _splitmix64(folded) ^ padded[w_s + k]
+        folded_s[chosen_s] = folded
     offsets = np.concatenate([[0], np.cumsum(counts_b)]).astype(np.uint64)
     return _splitmix64(folded_s), offsets
 
