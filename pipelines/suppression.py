@@ -12,13 +12,17 @@ check use too. A document whose text search uses more than the per-document budg
 ``suppression:timeout`` and its text erased as well: a request must never let through a document
 that might match it.
 
-The requests arrive as plain data (``records.requests.ErasureRequest.as_filter()``), read from the
-request index (``records.request_index``) once at step start. The version records the request set
-it applied as the ledger size and root just past the last request (config ``erasure_requests``,
-and ``suppression.json`` with the budget): a new request gives the step a new version id even when
-it matches nothing in this snapshot, and a rerun with no new request gives the same id. Per
-document the filter costs O(labels of the host) for URL, hash and domain requests whatever their
-number, plus one RE2 set search of the text when there are patterns. ``suppression_check``
+In ``ingest_snapshot`` the requests arrive as the request key index (``records.request_keys``),
+brought up to date once at step start in O(new requests): the filter ships its paths and roots, and
+each worker probes its sorted key segments on disk and compiles its patterns file (once per process
+and patterns file). Elsewhere (tests, ``impact``) they may arrive as plain data
+(``records.requests.ErasureRequest.as_filter()``), matched from in-memory hash sets; both go through
+the same ``RequestMatcher``. The version records the request set it applied as the ledger size and
+root just past the last request (config ``erasure_requests``, and ``suppression.json`` with the
+budget): a new request gives the step a new version id even when it matches nothing in this
+snapshot, and a rerun with no new request gives the same id. Per document the filter costs
+O(labels of the host) key look-ups for URL, hash and domain requests (each O(segments x log
+requests) from disk), plus one RE2 set search of the text when there are patterns. ``suppression_check``
 re-reads the version's kept documents once and matches them against every request (the asset
 check, which blocks the run: it must find nothing the version applied).
 """
