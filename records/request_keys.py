@@ -54,6 +54,7 @@ SECTIONS = ("fences", "keys", "ids", "block_hashes")
 KEY_WIDTH = 32
 FENCE_ROWS = 256  # rows per chunk: a probe bisects the fences, then one chunk of 8 KiB
 KEYED_KINDS = ("url", "sha256", "domain")
+DOMAIN_CACHE = 1 << 16  # host suffixes a worker remembers
 REBUILD = "delete that folder: the next step rebuilds it from the ledger"
 
 
@@ -180,9 +181,12 @@ class StoredKeys:
         self._kinds = {kind for kind, n in stored.kinds if n}
         self._prefixes = {kind: kind.encode() + b"\0" for kind in KEYED_KINDS}
         self._segments: list[KeySegment] | None = None
+        # Host label suffixes answered so far: a crawl has many pages per host, so most documents'
+        # domain look-ups are one dict read. Bounded (cleared when full).
+        self._domains: dict[str, dict | None] = {}
 
     def __getstate__(self):
-        return {**self.__dict__, "_segments": None}
+        return {**self.__dict__, "_segments": None, "_domains": {}}
 
     def has(self, kind: str) -> bool:
         return kind in self._kinds
@@ -200,6 +204,15 @@ class StoredKeys:
         None if none. O(segments x log rows)."""
         if kind not in self._kinds:
             return None
+        if kind == "domain":
+            if value not in self._domains:
+                if len(self._domains) >= DOMAIN_CACHE:
+                    self._domains.clear()
+                self._domains[value] = self._find(kind, value)
+            return self._domains[value]
+        return self._find(kind, value)
+
+    def _find(self, kind: str, value: str) -> dict | None:
         # request_key, inlined: this runs a few times per document
         key = hashlib.sha256(self._prefixes[kind] + value.encode("utf-8", errors="surrogatepass")).digest()
         best = None
