@@ -152,3 +152,19 @@ def test_a_changed_segment_byte_fails_the_probe_clearly(tmp_path):
     with pytest.raises(LookupIntegrityError, match="differ from their pinned hash"):
         for url, sha256, text in MIXED_DOCS:
             stored_matcher(stored).all_matches(url, sha256, text)
+
+
+def test_superseded_segments_are_deleted_one_change_later_and_a_missing_one_is_rebuilt(tmp_path):
+    layout = _history(tmp_path, 4)  # four steps: the fourth merge retires the segments before it
+    state = json.loads((keys_folder(layout) / KEYS_STATE).read_text())
+    named = {s["file"] for s in state["key_segments"]}
+    on_disk = {p.name for p in keys_folder(layout).glob("*.keys")}
+    assert on_disk == named | set(state["retired"]) and state["retired"]
+    _append(layout, 900, [("url", "https://new.example/1")])
+    refresh_keys(layout)
+    assert not set(state["retired"]) & {p.name for p in keys_folder(layout).glob("*.keys")}
+    stored = refresh_keys(layout)
+    (keys_folder(layout) / stored.segments[0][0]).unlink()
+    again = refresh_keys(layout)
+    assert again.rebuilt is not None and again.num_requests == stored.num_requests
+    assert stored_matcher(again).by_key("https://site2.example/page4", None)[0]["kind"] == "url"
