@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import socket
 import sys
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor
+from datatrove.executor.base import ExecutorJSONEncoder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
@@ -99,11 +101,20 @@ def ray_node_id() -> str | None:
 
 
 class _QuietTaskLogs:
-    """Runs each task (in whatever process or Ray worker it lands) with ``_quiet_datatrove``."""
+    """Runs each task (in whatever process or Ray worker it lands) with ``_quiet_datatrove``, and
+    writes datatrove's ``executor.json`` (the run's description, beside the task logs) compact."""
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         with _quiet_datatrove():
             return super()._run_for_rank(rank, local_rank, node_rank)
+
+    def save_executor_as_json(self, indent: int | None = None):
+        # datatrove indents it, which makes json use its pure-Python encoder: 0.15 s a step for the
+        # quality step's 0.5 MB (its per-language settings), 3% of a small curation (cProfile).
+        # The same content in one line goes through the C encoder.
+        text = json.dumps(self, cls=ExecutorJSONEncoder, indent=indent)
+        with self.logging_dir.open("executor.json", "w") as f:
+            f.write(text)
 
 
 class LocalExecutor(_QuietTaskLogs, LocalPipelineExecutor):

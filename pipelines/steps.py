@@ -6,147 +6,51 @@
     deduplicate_version  quality_filtered  -> deduplicated         (exact, then MinHash)
 
 A step builds its datatrove blocks inside the function (never at import: datatrove's worker
-processes re-import modules), runs them through ``pipelines.executor``, writes the auditor tables,
+processes re-import modules), runs them through ``pipelines.executor``, then a last stage of tasks
+that writes each shard's part of the auditor tables and of the lookup (``table_tasks``); its own
+process merges the parts (``finish_step``: its memory does not grow with the version),
 seals the folder (``records.manifest.seal``), pins the new version in the ledger and refreshes
 the catalog. Running a step again on the same input, config and code gives the same version id
-and creates nothing new.
+and creates nothing new; a step whose input is a version then runs nothing at all, reusing the version
+its earlier run made (``records.step_memo``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig, run_pipeline
 from pipelines.shards import DocumentShardReader, DocumentShardWriter
-from pipelines.tables import TableStats, build_tables
+from pipelines.step_finish import (  # noqa: F401  (re-exported: other steps import them from here)
+    PIPELINES_DIR,
+    StepResult,
+    code_version,
+    finish_step,
+    has_documents,
+    pin_version,
+    remember_version,
+    reuse_version,
+    step_inputs,
+    task_logs,
+)
+from pipelines.tables import TableStats, table_tasks
 from records.assets import DEDUPLICATED, LANGUAGE_IDENTIFIED, QUALITY_FILTERED, RAW_DOCUMENTS
-from records.catalog import add_version_to_catalog
-from records.documents import EXCLUDED, INDEX, QUARANTINE, SHARDS
+from records.documents import EXCLUDED, QUARANTINE, SHARDS
 from records.layout import (
     Attempt,
     DataLayout,
-    checkout_relative,
     discard_on_failure,
     new_staging,
     resumable_staging,
 )
-from records.lookup import file_root
-from records.lookup_build import build_lookup
-from records.manifest import Manifest, seal
-from records.pins import pin_dataset_version, read_pin
-from records.retrain_state import record_version
-
-PIPELINES_DIR = Path(__file__).resolve().parent
-
-
-def code_version() -> str:
-    """Hash of the curation code (every .py file of ``pipelines/``) and its vendored models.
-
-    Part of every manifest; a change here marks the steps' outputs as made by other code.
-    """
-    digest = hashlib.sha256()
-    sources = sorted(PIPELINES_DIR.rglob("*.py")) + sorted(
-        (PIPELINES_DIR.parent / "resources/models").glob("*")
-    )
-    for path in sources:
-        if "__pycache__" in path.parts or not path.is_file():
-            continue
-        digest.update(path.relative_to(PIPELINES_DIR.parent).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """A step's output version, whether this run created it, and what it kept and dropped."""
-
-    manifest: Manifest
-    created: bool
-    kept: dict
-    excluded: dict
-    folder: Path
-    ledger_index: int | None  # the ledger entry that pinned this version (None when reused)
-
-
-def finish_step(
-    layout: DataLayout, staging: Path, *, asset: str, snapshot: str, parents: tuple[str, ...], config: dict
-) -> StepResult:
-    counts, kept, excluded = build_tables(staging, asset)
-    quarantine = _quarantine_stats(staging)
-    stats = {"kept": kept.as_dict(), "excluded": excluded.as_dict()}
-    if quarantine is not None:
-        stats["quarantine"] = quarantine
-    manifest, created = seal(
-        staging,
-        layout.datasets,
-        asset=asset,
-        snapshot=snapshot,
-        parents=parents,
-        config=checkout_relative(config),
-        code_version=code_version(),
-        stats=stats,
-        counts=counts,
-    )
-    folder = layout.datasets / asset / manifest.version_id
-    # Whether or not this run sealed it: a retry after a failed append (or a kill between seal and
-    # append) pins the version here.
-    pinned = pin_version(layout, manifest, folder, sealed_now=created)
-    ledger_index = pinned if created else None
-    add_version_to_catalog(layout, manifest.ref)  # O(this version): no other version is read
-    record_version(layout, manifest)  # the retraining schedule's state index (records.retrain_state)
-    return StepResult(
-        manifest, created, manifest.stats["kept"], manifest.stats["excluded"], folder, ledger_index
-    )
-
-
-def pin_version(layout: DataLayout, manifest: Manifest, folder: Path, *, sealed_now: bool = True) -> int:
-    """Build the version's audit lookup and ensure its creation entry pins the lookup's root; return
-    the entry's ledger index.
-
-    ``sealed_now``: this run sealed the version (it appends). Otherwise the version's pin marker
-    answers in O(1) and nothing is built; a version sealed earlier but never pinned gets its lookup
-    rebuilt (O(its rows)) and an entry flagged ``repinned`` (records.pins.ensure_pinned).
-    """
-    if not sealed_now:
-        pin = read_pin(layout, manifest.ref)
-        if pin is not None:
-            return pin.index
-    root = None
-    if (folder / INDEX).exists():  # a version of documents (not a tokenizer, a report …)
-        root = file_root(build_lookup(layout, manifest, folder))
-    return pin_dataset_version(layout, manifest, lookup_root=root, sealed_now=sealed_now)
-
-
-def _quarantine_stats(staging: Path) -> dict | None:
-    folder = staging / QUARANTINE
-    if not folder.exists():
-        return None
-    from pipelines.readers import read_quarantine
-
-    rows = read_quarantine(folder)
-    by_reason: dict[str, int] = {}
-    for row in rows:
-        by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
-    return {"records": len(rows), "by_reason": dict(sorted(by_reason.items()))}
-
-
-def has_documents(shards: Path) -> bool:
-    """Whether a version's ``shards/`` folder holds any shard file (a version that kept nothing has
-    none: the readers refuse an empty folder, so a step over it writes an empty version instead).
-    Cost: one directory listing, stopped at the first shard."""
-    return shards.is_dir() and next(shards.glob("*.parquet"), None) is not None
-
-
-def task_logs(layout: DataLayout, staging: Path) -> Path:
-    return layout.work / "logs" / staging.name
+from records.manifest import Manifest
 
 
 @contextmanager
@@ -162,8 +66,7 @@ def step_staging(
         with discard_on_failure(staging):
             yield Attempt(staging, task_logs(layout, staging), resume=False, resumed=False)
         return
-    key = {"asset": asset, "inputs": inputs, "config": config, "code_version": code_version()}
-    with resumable_staging(layout, asset, snapshot, key) as attempt:
+    with resumable_staging(layout, asset, snapshot, step_inputs(asset, inputs, config)) as attempt:
         if attempt.resumed:
             print(f"apertus: {asset}: resuming the failed attempt in {attempt.staging}", file=sys.stderr)
         yield attempt
@@ -218,9 +121,16 @@ def ingest_snapshot(
             DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]
         run_pipeline(blocks, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
+        parts = table_tasks(attempt, RAW_DOCUMENTS, executor)
         attempt.sealing()
         return finish_step(
-            layout, staging, asset=RAW_DOCUMENTS, snapshot=snapshot, parents=(), config=lineage_config
+            layout,
+            staging,
+            asset=RAW_DOCUMENTS,
+            snapshot=snapshot,
+            parents=(),
+            config=lineage_config,
+            parts=parts,
         )
 
 
@@ -238,6 +148,8 @@ def transform_version(
     ``blocks`` gets the staging folder so that filters can write their exclusions there.
     """
     config = {**config, "tasks": executor.tasks}
+    if (reused := reuse_version(layout, asset, parent, config)) is not None:
+        return reused
     with step_staging(layout, asset, parent.snapshot, parent.ref, config) as attempt:
         staging = attempt.staging
         shards = layout.datasets / parent.asset / parent.version_id / SHARDS
@@ -248,10 +160,18 @@ def transform_version(
                 DocumentShardWriter(staging / SHARDS),
             ]
             run_pipeline(pipeline, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
+        parts = table_tasks(attempt, asset, executor)
         attempt.sealing()
-        return finish_step(
-            layout, staging, asset=asset, snapshot=parent.snapshot, parents=(parent.ref,), config=config
+        result = finish_step(
+            layout,
+            staging,
+            asset=asset,
+            snapshot=parent.snapshot,
+            parents=(parent.ref,),
+            config=config,
+            parts=parts,
         )
+    return remember_version(layout, parent, config, result)
 
 
 def identify_languages(
@@ -314,6 +234,8 @@ def deduplicate_version(
     lineage_config = {"dedup": asdict(config.dedup), "tasks": executor.tasks}
     if view:
         lineage_config["cross_snapshot"] = view.lineage()
+    if (reused := reuse_version(layout, DEDUPLICATED, parent, lineage_config)) is not None:
+        return reused  # the index holds it already: registered before its memo was written
     shards = layout.datasets / parent.asset / parent.version_id / SHARDS
     with step_staging(layout, DEDUPLICATED, parent.snapshot, parent.ref, lineage_config) as attempt:
         staging = attempt.staging
@@ -337,6 +259,7 @@ def deduplicate_version(
                 except BaseException:
                     keep_work = attempt.resume
                     raise
+            parts = table_tasks(attempt, DEDUPLICATED, executor)
             attempt.sealing()
             result = finish_step(
                 layout,
@@ -345,10 +268,11 @@ def deduplicate_version(
                 snapshot=parent.snapshot,
                 parents=(parent.ref,),
                 config=lineage_config,
+                parts=parts,
             )
             if view:
                 register(view, result.manifest.ref, work_dir, config.dedup)
-            return result
+            return remember_version(layout, parent, lineage_config, result)
         finally:
             if not keep_work:
                 shutil.rmtree(work_dir, ignore_errors=True)

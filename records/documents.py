@@ -3,7 +3,7 @@
     shards/*.parquet        kept documents, full text (pipelines.shards.SHARD_SCHEMA)
     excluded/*.parquet      dropped documents, with filter_reason and filter_details
     quarantine/*.parquet    input records that could not be read as documents (raw_documents only)
-    index.parquet           one row per kept document (pipelines.tables builds it from shards/)
+    index.parquet           one row per kept document (pipelines.tables merges it from shards/' parts)
     exclusions.parquet      one row per dropped document (from excluded/)
     robots.json             the robots.txt opt-out a step applied (pipelines.robots)
     suppression.json        the erasure requests a step applied (pipelines.suppression)

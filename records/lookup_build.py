@@ -1,243 +1,101 @@
 """Building and checking lookup files (the format and the queries: records.lookup, records.lookup_file).
 
-``build_lookup`` writes a version's ``lookup.bin`` from its index and exclusions (pyarrow and numpy;
-the same tables give the same bytes, so the same root); ``lookup_problems`` compares a file with
-those tables. Querying never imports this module, so ``apertus audit contains`` starts without
+``build_lookup`` writes a version's ``lookup.bin`` by merging sorted runs of its rows
+(records.lookup_runs): the runs a step's tasks wrote per shard, or runs cut from its index and
+exclusions (pyarrow and numpy; the same tables give the same bytes, so the same root); memory is
+bounded by the number of runs, not by the version. ``lookup_problems`` compares a file with
+those tables, streaming the same way. Querying never imports this module, so ``apertus audit contains`` starts without
 pyarrow or numpy.
 """
 
 from __future__ import annotations
 
-import hashlib
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 from records.layout import DataLayout
 from records.lookup import LEGACY_LOOKUP, LOOKUP, TABLES, has_lookup, lookup_path
-from records.lookup_file import (
-    BLOCK_ROWS,
-    HASH_BLOCK,
-    NULL_INT,
-    NULL_LENGTH,
-    SECTIONS,
-    SHA_WIDTH,
-    STRINGS,
-    URL_WIDTH,
-    LookupFile,
-    LookupIntegrityError,
-    block_hashes,
-    header,
-)
+from records.lookup_file import BLOCK_ROWS, HASH_BLOCK, LookupFile, LookupIntegrityError, block_hashes, header
+from records.lookup_runs import Merged, merge_runs, table_runs
 from records.manifest import Manifest
 from records.versions import holds_documents
 
 ZLIB_LEVEL = 6
+COMPRESS_BATCH = 64  # blocks compressed at once, in threads (zlib releases the GIL)
 
 
-class _Content(NamedTuple):  # not a dataclass: creating one costs `contains` start-up time
-    """Everything a lookup file holds, uncompressed, in file order."""
+def build_lookup(
+    layout: DataLayout, manifest: Manifest, folder: Path, runs: list[Path] | None = None
+) -> Path:
+    """Write the lookup file of the version in ``folder`` (replacing any); return its path.
 
-    rows: int
-    sha256: bytes
-    url_keys: bytes
-    blocks: list[bytes]  # uncompressed
-
-
-def build_lookup(layout: DataLayout, manifest: Manifest, folder: Path) -> Path:
-    """Write the lookup file of the version in ``folder`` (replacing any); return its path."""
+    ``runs``: the sorted runs of its rows in table order (records.lookup_runs; a step's tasks write
+    one per shard, pipelines.tables), merged as they are; without them the version's index and
+    exclusions are cut into runs first. Either way the same tables give the same bytes. Cost: O(rows
+    log runs) time; memory O(runs * lookup_runs.BATCH_ROWS rows), whatever the version's size.
+    """
     import uuid
-    from concurrent.futures import ThreadPoolExecutor
-    from functools import partial
 
     target = lookup_path(layout, manifest.ref)
     target.parent.mkdir(parents=True, exist_ok=True)
-    content = _content(folder)
-    with ThreadPoolExecutor() as pool:  # zlib releases the GIL
-        compressed = list(pool.map(partial(zlib.compress, level=ZLIB_LEVEL), content.blocks))
-    offsets, position = [], 0
-    for blob in compressed:
-        offsets.append(position)
-        position += len(blob)
-    offsets.append(position)
-    bodies = {"sha256": content.sha256, "url_keys": content.url_keys,
-              "block_offsets": struct.pack(f">{len(offsets)}Q", *offsets)}  # fmt: skip
-    lengths = {**{k: len(v) for k, v in bodies.items()}, "blocks": position}
-    fields = {
-        "sources": _sources(manifest),
-        "rows": content.rows,
-        "url_rows": len(content.url_keys) // URL_WIDTH,
-    }
-    head = header(fields, lengths)
     staging = target.with_name(f".{LOOKUP}-{uuid.uuid4().hex[:8]}")
-    with open(staging, "w+b") as f:
-        f.write(head)
-        for name in SECTIONS[:3]:
-            f.write(bodies[name])
-        for blob in compressed:
-            f.write(blob)
-        f.seek(0)
-        hashes = b"".join(block_hashes(piece) for piece in iter(lambda: f.read(HASH_BLOCK), b""))
-        f.write(hashes)
+    with tempfile.TemporaryDirectory(prefix=".runs-", dir=target.parent) as work:
+        work = Path(work)
+        stems = runs if runs is not None else table_runs(folder, TABLES, work)
+        with open(work / "blocks", "w+b") as blocks:
+            offsets = [0]
+            merged = _merge_compressed(stems, work, blocks, offsets)
+            bodies = {"sha256": merged.sha256, "url_keys": merged.url_keys}
+            offsets_body = struct.pack(f">{len(offsets)}Q", *offsets)
+            lengths = {name: path.stat().st_size for name, path in bodies.items()}
+            lengths.update(block_offsets=len(offsets_body), blocks=offsets[-1])
+            fields = {"sources": _sources(manifest), "rows": merged.rows, "url_rows": merged.url_rows}
+            with open(staging, "w+b") as f:
+                f.write(header(fields, lengths))
+                for path in bodies.values():
+                    with open(path, "rb") as body:
+                        shutil.copyfileobj(body, f)
+                f.write(offsets_body)
+                blocks.seek(0)
+                shutil.copyfileobj(blocks, f)
+                f.seek(0)
+                hashes = b"".join(block_hashes(piece) for piece in iter(lambda: f.read(HASH_BLOCK), b""))
+                f.write(hashes)
     staging.replace(target)
     (target.parent / LEGACY_LOOKUP).unlink(missing_ok=True)
     return target
 
 
+def _merge_compressed(stems: list[Path], work: Path, out, offsets: list[int]) -> Merged:
+    """Merge the runs, writing each block compressed to ``out`` and its end to ``offsets``."""
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+
+    pending: list[bytes] = []
+    with ThreadPoolExecutor() as pool:
+
+        def flush() -> None:
+            for blob in pool.map(partial(zlib.compress, level=ZLIB_LEVEL), pending):
+                out.write(blob)
+                offsets.append(offsets[-1] + len(blob))
+            pending.clear()
+
+        def on_block(block: bytes) -> None:
+            pending.append(block)
+            if len(pending) >= COMPRESS_BATCH:
+                flush()
+
+        merged = merge_runs(stems, work, on_block)
+        flush()
+    return merged
+
+
 def _sources(manifest: Manifest) -> list[list]:
     recorded = {f.path: f.sha256 for f in manifest.files}
     return [[manifest.ref, t, recorded.get(t)] for t in TABLES]
-
-
-def _content(folder: Path) -> _Content:
-    """The rows of a version's index and exclusions, sorted by sha256, encoded as in the file."""
-    import numpy as np
-
-    table = _read_tables(folder)
-    digests = _digests(table.column("sha256"), folder)
-    order = _sort_order(digests)
-    table = table.take(order)
-    strings = {column: _strings(table.column(column)) for column in STRINGS}
-    lengths = {}
-    for column, (_, offsets, valid) in strings.items():
-        lengths[column] = np.diff(offsets).astype("<u4")
-        lengths[column][~valid] = NULL_LENGTH
-    kept = table.column("kept").to_numpy().astype(np.uint8)
-    sizes = table.column("minhash_cluster_size").fill_null(NULL_INT).to_numpy().astype("<i8")
-    # A block of n rows, before compression: for each of STRINGS, n lengths (little-endian uint32,
-    # NULL_LENGTH for NULL); n bytes of kept (0/1); n minhash_cluster_size (little-endian int64,
-    # NULL_INT for NULL); then each of STRINGS's UTF-8 bytes back to back. Like strings sit
-    # together, so zlib finds their common parts.
-    blocks = []
-    for start in range(0, table.num_rows, BLOCK_ROWS):
-        end = min(table.num_rows, start + BLOCK_ROWS)
-        parts = [lengths[column][start:end].tobytes() for column in STRINGS]
-        parts += [kept[start:end].tobytes(), sizes[start:end].tobytes()]
-        parts += [data[offsets[start] : offsets[end]].tobytes() for data, offsets, _ in strings.values()]
-        blocks.append(b"".join(parts))
-    return _Content(table.num_rows, digests[order].tobytes(), _url_keys(strings["url"]), blocks)
-
-
-def _read_tables(folder: Path):
-    """index (kept) and exclusions (dropped) of a version as one table of the answer columns."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parts = []
-    for name, kept in zip(TABLES, (True, False), strict=True):
-        path = folder / name
-        wanted = {*STRINGS, "sha256", "minhash_cluster_size"}
-        table = pq.read_table(path, columns=[c for c in pq.read_schema(path).names if c in wanted])
-        missing = {"sha256", "doc_id", "url", "snapshot"} - set(table.column_names)
-        if missing:
-            raise ValueError(f"{path}: no column(s) {sorted(missing)}; not a dataset version table")
-        n = table.num_rows
-        columns = {}
-        for column in STRINGS:
-            values = table.column(column) if column in table.column_names else pa.nulls(n, pa.string())
-            columns[column] = values.cast(pa.large_string())  # 64-bit offsets: a column may pass 2 GiB
-        columns["sha256"] = table.column("sha256").cast(pa.large_string())
-        columns["kept"] = pa.array([kept] * n, pa.bool_())
-        size = table.column("minhash_cluster_size") if "minhash_cluster_size" in table.column_names else None
-        columns["minhash_cluster_size"] = (size if size is not None else pa.nulls(n)).cast(pa.int64())
-        if kept:
-            for column in ("step", "reason", "details"):
-                columns[column] = pa.nulls(n, pa.large_string())
-        parts.append(pa.table(columns))
-    return pa.concat_tables(parts).combine_chunks()
-
-
-_NIBBLES = bytes(
-    [int(chr(c), 16) if chr(c) in "0123456789abcdef" else 255 for c in range(256)]
-)  # hex digit -> value
-
-
-def _digests(column, folder: Path):
-    """(n, 32) uint8 array of the sha256 column; ValueError naming the first bad row."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    data, offsets = _buffers(array)
-    text = data[offsets[0] : offsets[-1]].tobytes()
-    try:
-        raw = bytes.fromhex(text.decode("ascii")) if text == text.lower() else b""
-    except (UnicodeDecodeError, ValueError):
-        raw = b""
-    lengths = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False)
-    if len(raw) != SHA_WIDTH * len(array) or (lengths != 64).any():  # find the row to name
-        nibbles = np.frombuffer(_NIBBLES, np.uint8)
-        bad = next(
-            i for i in range(len(array))
-            if lengths[i] != 64 or (nibbles[data[offsets[i] : offsets[i + 1]]] == 255).any()
-        )  # fmt: skip
-        raise ValueError(
-            f"{folder}: index/exclusions row {bad} has sha256 {array[bad].as_py()!r}; "
-            "expected 64 lowercase hex digits"
-        )
-    return np.frombuffer(raw, np.uint8).reshape(-1, SHA_WIDTH)
-
-
-def _sort_order(digests):
-    """Row order by digest (as bytes), ties in their original order."""
-    import numpy as np
-
-    first = digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
-    order = np.argsort(first, kind="stable")
-    ties = np.flatnonzero(first[order][1:] == first[order][:-1])  # rare beyond exact duplicates
-    start = 0
-    for i in ties:
-        if i < start:
-            continue
-        end = i + 1
-        while end < len(order) and first[order[end]] == first[order[i]]:
-            end += 1
-        order[i:end] = sorted(order[i:end], key=lambda r: (digests[r].tobytes(), r))
-        start = end
-    return order
-
-
-def _buffers(array):
-    """(data bytes as uint8 array, offsets as int64 array) of a string array, nulls as empty."""
-    import numpy as np
-    import pyarrow as pa
-
-    array = array.fill_null("") if array.null_count else array
-    if not isinstance(array, pa.Array):
-        array = array.combine_chunks()
-    _, offsets, data = array.buffers()
-    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    offsets = np.frombuffer(offsets, width)[array.offset : array.offset + len(array) + 1].astype(np.int64)
-    return (np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
-
-
-def _strings(column):
-    """(data, offsets, valid) of a string column: what blocks and URL keys are made from."""
-    import numpy as np
-
-    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    valid = (
-        np.ones(len(array), bool) if not array.null_count else array.is_valid().to_numpy(zero_copy_only=False)
-    )
-    data, offsets = _buffers(array)
-    return data, offsets, valid
-
-
-def _url_keys(urls) -> bytes:
-    """The url_keys section: (url key, row) for every row with a URL, ascending."""
-    import numpy as np
-
-    data, offsets, valid = urls
-    rows = np.flatnonzero(valid)
-    view = memoryview(data.tobytes())
-    starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
-    keys = b"".join(hashlib.sha256(view[s:e]).digest()[:8] for s, e in zip(starts, ends, strict=True))
-    entries = np.empty(len(rows), dtype=[("key", ">u8"), ("row", ">u4")])
-    entries["key"] = np.frombuffer(keys, ">u8")
-    entries["row"] = rows
-    order = np.lexsort((rows, np.frombuffer(keys, ">u8").astype(np.uint64)))
-    return entries[order].tobytes()
 
 
 def build_missing_lookups(layout: DataLayout, versions: dict[str, Manifest]) -> list[str]:
@@ -263,17 +121,46 @@ def lookup_problems(
                 return [
                     f"{path}: built from other tables than {manifest.ref}'s; rebuild it (apertus audit index --rebuild)"
                 ]
-            expected = _content(folder)
-            same = (
-                lookup.rows == expected.rows
-                and lookup.sha256s() == expected.sha256
-                and lookup.url_keys() == expected.url_keys
-                and all(lookup.block(b) == block for b, block in enumerate(expected.blocks))
-            )
+            same = _same_rows(lookup, folder, path.parent)
     except LookupIntegrityError as e:
         return [str(e)]
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
+    except (OSError, ValueError, KeyError, TypeError, struct.error, zlib.error) as e:
         return [f"{path}: unreadable ({e}); rebuild it (apertus audit index --rebuild)"]
     if not same:
         return [f"{path}: its rows differ from {manifest.ref}'s index and exclusions; rebuild it"]
     return []
+
+
+def _same_rows(lookup: LookupFile, folder: Path, scratch: Path) -> bool:
+    """Whether ``lookup`` holds the rows of the tables in ``folder``, block by block and section by
+    section, compared as the merge of the tables' runs produces them (in ``scratch``).
+    Cost: O(rows log runs) time, memory O(runs * BATCH_ROWS rows + one section piece)."""
+    with tempfile.TemporaryDirectory(prefix=".check-", dir=scratch) as work:
+        work = Path(work)
+        blocks = iter(range(-(-lookup.rows // BLOCK_ROWS)))
+        differs = []
+
+        def on_block(block: bytes) -> None:
+            number = next(blocks, None)
+            if not differs and (number is None or lookup.block(number) != block):
+                differs.append(number)
+
+        merged = merge_runs(table_runs(folder, TABLES, work), work, on_block)
+        return (
+            not differs
+            and next(blocks, None) is None
+            and lookup.rows == merged.rows
+            and _same_section(lookup, "sha256", merged.sha256)
+            and _same_section(lookup, "url_keys", merged.url_keys)
+        )
+
+
+def _same_section(lookup: LookupFile, name: str, path: Path) -> bool:
+    start, length = lookup.sections[name]
+    if path.stat().st_size != length:
+        return False
+    with open(path, "rb") as f:
+        for at in range(0, length, HASH_BLOCK):
+            if f.read(HASH_BLOCK) != lookup.section_bytes(name, at, at + HASH_BLOCK):
+                return False
+    return True

@@ -214,6 +214,12 @@ class HashedFile:
         start, length = self.sections[name]
         return self._read(start, start + length) if length else b""
 
+    def section_bytes(self, name: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of section ``name`` (clipped to it), checked."""
+        offset, length = self.sections[name]
+        end = min(end, length)
+        return self._read(offset + start, offset + end) if end > start else b""
+
     def root(self) -> str:
         """The file's root as it is now (what building it gave, if it is intact)."""
         start, length = self.sections["block_hashes"]

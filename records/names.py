@@ -27,6 +27,7 @@ from records.retrain_state import (
     RETRAIN_SUMMARY,
     RETRAIN_UPDATES,
 )
+from records.step_memo import STEP_MEMO
 
 # Files of a version, by the asset kinds that hold them.
 VERSION_FILES = (
@@ -74,6 +75,7 @@ DATA_FOLDER_FILES = (
     SEGMENTS,
     MERGED,
     SEGMENT_META,
+    STEP_MEMO,
 )
 FILE_NAMES = VERSION_FILES + DATA_FOLDER_FILES
 # Every name no module but its owner may spell: the file names and the asset names.

@@ -9,8 +9,12 @@ ValueError naming the file and the fix (``apertus audit verify``), never an answ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from records.hashing import sha256_bytes
@@ -29,6 +33,15 @@ def verified_bytes(folder: Path, manifest: Manifest, path: str) -> bytes:
     """The bytes of ``path`` (relative to the version ``folder``) after checking them against the
     sha256 ``manifest`` records for it. ValueError if it is not listed, not a plain path, reached
     through a symlink, or differs. Cost: O(the file's bytes)."""
+    recorded = _listed(folder, manifest, path)
+    data = (folder / path).read_bytes()
+    if sha256_bytes(data) != recorded:
+        raise _differs(folder, path)
+    return data
+
+
+def _listed(folder: Path, manifest: Manifest, path: str) -> str:
+    """The sha256 ``manifest`` records for ``path``; ValueError as ``verified_bytes`` says."""
     recorded = next((f.sha256 for f in manifest.files if f.path == path), None)
     if recorded is None:
         raise ValueError(f"{folder / path}: not listed in {folder / MANIFEST}; run `apertus audit verify`")
@@ -37,13 +50,37 @@ def verified_bytes(folder: Path, manifest: Manifest, path: str) -> bytes:
     parts = [folder.joinpath(*path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
     if any(p.is_symlink() for p in parts):
         raise ValueError(f"{folder / path}: a symlink inside a version; run `apertus audit verify`")
-    data = (folder / path).read_bytes()
-    if sha256_bytes(data) != recorded:
-        raise ValueError(
-            f"{folder / path}: sha256 differs from the one recorded in {folder / MANIFEST}; "
-            "run `apertus audit verify`"
-        )
-    return data
+    return recorded
+
+
+def _differs(folder: Path, path: str) -> ValueError:
+    return ValueError(
+        f"{folder / path}: sha256 differs from the one recorded in {folder / MANIFEST}; run `apertus audit verify`"
+    )
+
+
+@contextmanager
+def verified_parquet_file(folder: Path, manifest: Manifest, path: str, scratch: Path) -> Iterator:
+    """A listed Parquet file as a ``pyarrow.parquet.ParquetFile`` whose row groups can be read one at
+    a time: its bytes are copied into a private file under ``scratch`` while they are hashed, and
+    checked against the recorded sha256 before any is decoded (as ``verified_bytes``, without
+    holding the file in memory). Cost: O(the file's bytes) read and written once; memory one copy
+    buffer plus the row groups the caller reads."""
+    import pyarrow.parquet as pq
+
+    recorded = _listed(folder, manifest, path)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".verified-", dir=scratch) as work:
+        copy = Path(work) / "copy.parquet"
+        digest = hashlib.sha256()
+        with open(folder / path, "rb") as source, open(copy, "wb") as target:
+            for piece in iter(lambda: source.read(1 << 20), b""):
+                digest.update(piece)
+                target.write(piece)
+        if digest.hexdigest() != recorded:
+            raise _differs(folder, path)
+        with pq.ParquetFile(copy) as parquet:
+            yield parquet
 
 
 def verified_parquet(folder: Path, manifest: Manifest, path: str, columns: list[str] | None = None):

@@ -32,10 +32,11 @@ from records.merkle import HASH_SIZE
 from records.models import SEQUENCE_USE as SEQUENCE_USE_FILE
 from records.sql_quote import sql_identifier
 from records.token_shards import SEQUENCES_PATH as SEQUENCES_FILE
-from records.verified import verified_parquet
+from records.verified import verified_parquet_file
 
 # The files of a version that have rows in the catalog, by their path in the version folder.
 QUARANTINE_FILE = re.compile(rf"{QUARANTINE}/[^/]+\.parquet")
+SCRATCH = "catalog"  # under the work folder: the private copies of the files being inserted
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def add_versions(con: duckdb.DuckDBPyConnection, layout: DataLayout, refs: set[s
     incremental catalog did). Cost: O(their catalogued files)."""
     manifests = [_checked_manifest(layout, ref) for ref in refs]
     for raw, manifest in sorted(manifests, key=lambda m: (m[1].created_at, m[1].ref)):
-        _add_version(con, layout.datasets / manifest.asset / manifest.version_id, raw, manifest)
+        _add_version(con, layout, raw, manifest)
 
 
 def _checked_manifest(layout: DataLayout, ref: str) -> tuple[dict, Manifest]:
@@ -201,14 +202,25 @@ def _checked_manifest(layout: DataLayout, ref: str) -> tuple[dict, Manifest]:
     return raw, manifest
 
 
-def _add_version(con: duckdb.DuckDBPyConnection, folder: Path, raw: dict, manifest: Manifest) -> None:
+def _add_version(con: duckdb.DuckDBPyConnection, layout: DataLayout, raw: dict, manifest: Manifest) -> None:
+    """Insert a version's rows, one verified file at a time and each a row group at a time (the
+    index's row groups are its shards' parts, pipelines.tables): memory is bounded by a row group,
+    not by the version. Cost: O(the catalogued files' bytes)."""
+    folder = layout.datasets / manifest.asset / manifest.version_id
     con.begin()
     try:
         for entry in manifest.files:
             target = _rows_of(manifest, entry.path)
             if target is not None:
                 table, constants = target
-                _insert(con, table, constants, verified_parquet(folder, manifest, entry.path))
+                with verified_parquet_file(folder, manifest, entry.path, layout.work / SCRATCH) as parquet:
+                    for group in range(parquet.num_row_groups) or [None]:
+                        rows = (
+                            parquet.schema_arrow.empty_table()
+                            if group is None
+                            else parquet.read_row_group(group)
+                        )
+                        _insert(con, table, constants, rows)
         con.execute(
             "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?::JSON, ?::JSON, ?::JSON)",
             [

@@ -12,6 +12,9 @@ from pipelines.steps import curate_snapshot
 from records.layout import DataLayout
 
 
+# make test-all: test_ray_cluster.py asserts the same on a two-node cluster (a superset); make test
+# keeps the Ray executor through test_workers.py's runs on a local Ray.
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ray_and_local_runs_give_the_same_versions(small_snapshot, tmp_path):
     ray = pytest.importorskip("ray")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import duckdb
 import polars as pl
 
 from pipelines.config import CurationConfig
 from pipelines.executor import ExecutorConfig
-from pipelines.steps import curate_snapshot
+from pipelines.steps import curate_snapshot, identify_languages
+from records.layout import DataLayout
 from records.ledger import Ledger
 from records.manifest import verify_version
+from records.step_memo import STEP_MEMO
 
 
 def test_each_step_seals_a_verifiable_version_pinned_in_the_ledger(curated):
@@ -27,12 +32,47 @@ def test_each_step_seals_a_verifiable_version_pinned_in_the_ledger(curated):
     assert pinned == [r.manifest.ref for r in results]
 
 
-def test_rerun_with_unchanged_input_reuses_every_version(curated):
+def test_rerun_with_unchanged_input_reuses_every_version(curated, capfd):
     layout, results, _ = curated
+    capfd.readouterr()
     again = curate_snapshot(layout, "small", CurationConfig(), ExecutorConfig(tasks=2, workers=2))
     assert [r.manifest.version_id for r in again] == [r.manifest.version_id for r in results]
     assert not any(r.created for r in again)
     assert Ledger(layout.ledger).size() == len(results)
+    # The ingest reads the snapshot again (its input is a listing); the steps whose input is a
+    # version run nothing: each reuses the version its first run made from that input.
+    err = capfd.readouterr().err
+    assert "apertus: raw_documents-" in err  # its task log folder, as it starts its tasks
+    for result in results[1:]:
+        assert f"{result.manifest.ref} was made from {result.manifest.parents[0]}" in err
+        assert f"apertus: {result.manifest.asset}-" not in err
+    assert "apertus: signatures:" not in err  # no deduplication stage either
+
+
+def test_a_memo_is_only_a_pointer_the_version_lineage_must_confirm(curated, tmp_path, capfd):
+    source, results, _ = curated
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(source.root, layout.root)
+    raw, languages, quality, _ = (r.manifest for r in results)
+    memos = sorted((layout.work / STEP_MEMO / "small").iterdir())
+    assert [m.name.split("-")[0] for m in memos] == [
+        "deduplicated",
+        "language_identified",
+        "quality_filtered",
+    ]
+    # Forged: the language step's memo names the quality version (another lineage). The step runs
+    # and seals its own version again, and the memo points at it afterwards.
+    memo = next(m for m in memos if m.name.startswith("language_identified"))
+    memo.write_text(quality.ref + "\n")
+    capfd.readouterr()
+    again = identify_languages(layout, raw, CurationConfig(), ExecutorConfig(tasks=2, workers=1))
+    assert again.manifest.ref == languages.ref
+    assert "apertus: language_identified-" in capfd.readouterr().err  # its tasks ran
+    assert memo.read_text().strip() == languages.ref
+    # Another config is another memo: nothing reused.
+    other = CurationConfig(language=dataclasses.replace(CurationConfig().language, min_score=0.9))
+    changed = identify_languages(layout, raw, other, ExecutorConfig(tasks=2, workers=1))
+    assert changed.manifest.ref != languages.ref and changed.created
 
 
 def test_every_raw_document_is_kept_or_removed_exactly_once(curated):

@@ -384,9 +384,13 @@ def _writer(root: str, writer_id: int, count: int) -> None:
         led.append(MODEL_TRAINED, {"writer": writer_id, "n": n})
 
 
+PER_WRITER = 250
+
+
 def test_two_concurrent_writer_processes(tmp_path: Path):
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 1000)) for w in (0, 1)]
+    # 250 appends each (each signs and fsyncs) keep both writers contending for the lock for seconds.
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, PER_WRITER)) for w in (0, 1)]
     for p in procs:
         p.start()
     for p in procs:
@@ -394,14 +398,14 @@ def test_two_concurrent_writer_processes(tmp_path: Path):
     assert [p.exitcode for p in procs] == [0, 0]
     led = Ledger(tmp_path)
     entries = list(led.entries())
-    assert led.size() == len(entries) == 2000
-    assert [e.index for e in entries] == list(range(2000))
+    assert led.size() == len(entries) == 2 * PER_WRITER
+    assert [e.index for e in entries] == list(range(2 * PER_WRITER))
     assert {(e.payload["writer"], e.payload["n"]) for e in entries} == {
-        (w, n) for w in (0, 1) for n in range(1000)
+        (w, n) for w in (0, 1) for n in range(PER_WRITER)
     }
     for w in (0, 1):  # each writer's own appends keep their order
-        assert [e.payload["n"] for e in entries if e.payload["writer"] == w] == list(range(1000))
-    assert led.tree_head().tree_size == 2000
+        assert [e.payload["n"] for e in entries if e.payload["writer"] == w] == list(range(PER_WRITER))
+    assert led.tree_head().tree_size == 2 * PER_WRITER
     assert led.verify() == []
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from records import lookup, lookup_build
+from records import lookup
 from records.layout import DataLayout
 from records.lookup import LEGACY_LOOKUP, find_rows, lookup_path
 from records.lookup_build import build_lookup, build_missing_lookups, lookup_problems
@@ -124,21 +124,23 @@ def test_format_1_files_are_replaced_by_index(copy):
     assert build_missing_lookups(data, versions) == []
 
 
-def test_check_names_a_lying_a_damaged_or_a_foreign_lookup_file(copy, monkeypatch):
+def test_check_names_a_lying_a_damaged_or_a_foreign_lookup_file(copy):
     data, manifests = copy
     dedup = manifests[3]
     folder = data.datasets / dedup.ref
     path = build_lookup(data, dedup, folder)
     assert lookup_problems(data, dedup, folder) == []
-    # A well-formed file whose rows lie: one drop reason changed (built from doctored content).
-    true_content = lookup_build._content(folder)
-    block = next(i for i, b in enumerate(true_content.blocks) if b"near_duplicate" in b)
-    lying = list(true_content.blocks)
-    lying[block] = lying[block].replace(b"near_duplicate", b"near_duplicatE", 1)
-    with monkeypatch.context() as m:
-        m.setattr(lookup_build, "_content", lambda _: lookup_build._Content(true_content.rows, true_content.sha256,
-                                                                true_content.url_keys, lying))  # fmt: skip
-        build_lookup(data, dedup, folder)
+    # A well-formed file whose rows lie: one drop reason changed (built from doctored tables).
+    doctored = folder.parent / "doctored"
+    shutil.copytree(folder, doctored)
+    exclusions = pq.read_table(doctored / "exclusions.parquet")
+    reasons = exclusions.column("reason").to_pylist()
+    reasons[reasons.index("near_duplicate")] = "near_duplicatE"
+    exclusions = exclusions.set_column(
+        exclusions.schema.get_field_index("reason"), "reason", pa.array(reasons)
+    )
+    pq.write_table(exclusions, doctored / "exclusions.parquet")
+    build_lookup(data, dedup, doctored)
     assert any(r.reason == "near_duplicatE" for r in _all_rows(path))
     assert lookup_problems(data, dedup, folder) == [
         f"{path}: its rows differ from {dedup.ref}'s index and exclusions; rebuild it"
