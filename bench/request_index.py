@@ -7,17 +7,23 @@ entries (70 URL, 19 sha256, 10 domain, 1 regex: at most 1% patterns) and 900 ``d
 entries, one ``append_many`` batch (one signed head) per snapshot. Then, alternating the old code
 (--old, a checkout of main) and the new (this checkout), each in its own process, --repeats times:
 
-- ``start_ms``: what ``ingest_snapshot`` does at step start to get the requests and compile the
-  filter's matcher (old: ``records.requests.requests``, a read of every ledger entry; new:
-  ``records.request_index.load_index``, the index checked against the signed head);
-- ``start_after_step_ms``: the same after one more step's 1,000 non-request entries were appended
-  (the new path extends the index by them);
+- ``start_ms``: what ``ingest_snapshot`` does at step start to get the requests and build the
+  filter, by the code's path: "keys" (this branch: ``records.request_keys_build.refresh_keys``, the
+  request key index checked against the signed head and extended by the entries since, the filter
+  shipping its paths), "index" (``records.request_index.load_index``, every recorded request parsed)
+  or "old" (``records.requests.requests``, a read of every ledger entry);
+- ``first_doc_ms``: the filter's first document, where its worker builds the matcher ("keys": opens
+  the segments and compiles the patterns file; the others: every request's hash sets and patterns);
+- ``start_after_step_ms`` and ``first_doc_after_step_ms``: the same after one more snapshot's 1,000
+  entries (100 of them requests) were appended, in the same process (a compiled pattern set is reused
+  by "keys" only when the patterns file is unchanged, so here it is compiled again);
 - ``per_doc_ns``: ``SuppressionFilter.filter`` per document over --docs documents (1% named by URL,
   1% by domain, 0.5% by hash, the rest kept; ~2 KB of text each, so the pattern set is searched);
 - ``per_doc_key_ns``: of that, the URL, hash and domain-suffix lookups alone (``RequestMatcher.by_key``);
 - ``lookup_ms``: ``find_request`` by id prefix (what ``apertus compliance impact ID`` and the
   sensor's dedup do first);
-- ``config_bytes``: the size of the sealed config entry naming the requests applied.
+- ``config_bytes``: the size of the sealed config entry naming the requests applied;
+- ``keys_rebuild_s`` (once per size, this checkout): the key index built from the ledger's first entry.
 
 Prints JSON and writes it to --out. ``measure(data, n_docs)`` runs in the code on ``sys.path`` and
 is importable by bench/scale.py. Usage: python bench/request_index.py --old /work/main
@@ -108,61 +114,75 @@ def _documents(n: int, requests: list) -> list:
 
 
 def measure(data: Path, n_docs: int) -> dict:
-    """Times of the code on ``sys.path`` (old or new) over the history in ``data``."""
+    """Times of the code on ``sys.path`` over the history in ``data``: the request key index
+    ("keys": this branch), the request index ("index": main before it) or the ledger ("old")."""
     from pipelines.suppression import SuppressionFilter
     from records.erasure_match import RequestMatcher
     from records.layout import DataLayout
-    from records.ledger import DATASET_VERSION_CREATED, Ledger
+    from records.ledger import Ledger
     from records.requests import find_request
 
     layout = DataLayout(data)
     try:
-        from records.request_index import load_index
+        from records.request_keys_build import refresh_keys
 
-        new = True
+        path = "keys"
+    except ImportError:
+        path = "index"
+    try:
+        from records.request_index import load_index
     except ImportError:
         from records.requests import requests as read_requests
 
-        new = False
+        path = "old"
 
     def start():
-        found = list(load_index(layout).requests) if new else read_requests(layout)
-        RequestMatcher([r.as_filter() for r in found])
-        return found
+        """What ingest does at step start: the requests (or the key index) and the filter."""
+        if path == "keys":
+            return SuppressionFilter(stored=refresh_keys(layout))
+        found = list(load_index(layout).requests) if path == "index" else read_requests(layout)
+        return SuppressionFilter([r.as_filter() for r in found])
 
-    out = {"path": "new" if new else "old"}
+    def matcher(block):
+        """The filter's matcher as its worker builds it on the first document."""
+        block.filter(docs[0])
+        return block._matcher
+
+    out = {"path": path}
     t = time.perf_counter()
-    requests = start()
+    block = start()
     out["start_ms"] = (time.perf_counter() - t) * 1000
-    if new:
-        index = load_index(layout)
-        out["config_bytes"] = len(json.dumps({"erasure_requests": index.request_set()}))
-    else:
+    requests = list(load_index(layout).requests) if path != "old" else read_requests(layout)
+    if path == "old":
         out["config_bytes"] = len(json.dumps({"suppression": sorted(r.request_id for r in requests)}))
+    else:
+        out["config_bytes"] = len(json.dumps({"erasure_requests": load_index(layout).request_set()}))
     t = time.perf_counter()
     find_request(layout, requests[len(requests) // 2].request_id[:12])
     out["lookup_ms"] = (time.perf_counter() - t) * 1000
     docs = _documents(n_docs, requests)
-    block = SuppressionFilter([r.as_filter() for r in requests])
+    t = time.perf_counter()
+    keys_matcher = matcher(block)
+    out["first_doc_ms"] = (time.perf_counter() - t) * 1000
+    if path == "old":  # main before the request index compiled the matcher at start
+        keys_matcher = RequestMatcher([r.as_filter() for r in requests])
     t = time.perf_counter()
     dropped = sum(block.filter(d) is not True for d in docs)
     out["per_doc_ns"] = (time.perf_counter() - t) / n_docs * 1e9
     out["dropped"] = dropped
-    matcher = RequestMatcher([r.as_filter() for r in requests])
     keys = [(d.metadata["url"], d.metadata["sha256"]) for d in docs]
     t = time.perf_counter()
     for url, sha256 in keys:
-        matcher.by_key(url, sha256)
+        keys_matcher.by_key(url, sha256)
     out["per_doc_key_ns"] = (time.perf_counter() - t) / n_docs * 1e9
-    Ledger(layout.ledger).append_many(
-        [
-            (DATASET_VERSION_CREATED, {"dataset_version": f"x/{k}", "snapshot": "next"})
-            for k in range(PER_SNAPSHOT)
-        ]
-    )
+    # One more snapshot's entries (100 of them requests): the index is extended by them.
+    Ledger(layout.ledger).append_many(_events(len(requests) // REQUESTS_PER_SNAPSHOT))
     t = time.perf_counter()
-    start()
+    block = start()
     out["start_after_step_ms"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    matcher(block)
+    out["first_doc_after_step_ms"] = (time.perf_counter() - t) * 1000
     return out
 
 
@@ -172,8 +192,9 @@ def _summary(values: list[float]) -> dict:
 
 
 def _run(code: Path, data: Path, n_docs: int) -> dict:
-    script = f"import sys; sys.path.insert(0, {str(code)!r}); sys.path.insert(1, {str(HERE)!r}); " + (
-        "import json, pathlib; from bench.request_index import measure; "
+    # This file's measure (runpy: by path, so --old's own bench/ is not the one run) over --old's modules.
+    script = f"import sys; sys.path.insert(0, {str(code)!r}); " + (
+        f"import json, pathlib, runpy; measure = runpy.run_path({str(Path(__file__).resolve())!r})['measure']; "
         f"print(json.dumps(measure(pathlib.Path({str(data)!r}), {n_docs})))"
     )
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -203,25 +224,31 @@ def main() -> None:
             data = tmp / "data"
             built_s = build(data, snapshots)
             from records.request_index import rebuild_index
+            from records.request_keys_build import rebuild_keys
 
             t = time.perf_counter()
             rebuild_index(DataLayout(data))  # what a first run (or a changed index) pays once
             rebuild_s = time.perf_counter() - t
+            t = time.perf_counter()
+            rebuild_keys(DataLayout(data))
+            keys_rebuild_s = time.perf_counter() - t
             pristine = tmp / "pristine"
             shutil.copytree(data, pristine)
-            runs: dict[str, list[dict]] = {"old": [], "new": []}
+            runs: dict[str, list[dict]] = {"old": [], "new": []}  # old: --old (main), new: this checkout
             for _ in range(args.repeats):
                 for path, code in (("old", args.old), ("new", HERE)):
                     # Each run starts from the same data folder (a run appends one step's entries).
                     shutil.rmtree(data)
                     shutil.copytree(pristine, data)
                     runs[path].append(_run(code, data, args.docs))
-            keys = ["start_ms", "start_after_step_ms", "lookup_ms", "per_doc_ns", "per_doc_key_ns"]
+            keys = ["start_ms", "start_after_step_ms", "first_doc_ms", "first_doc_after_step_ms", "lookup_ms",
+                    "per_doc_ns", "per_doc_key_ns"]  # fmt: skip
             entry = {
                 "ledger_entries": snapshots * PER_SNAPSHOT,
                 "requests": snapshots * REQUESTS_PER_SNAPSHOT,
                 "build_s": round(built_s, 2),
                 "index_rebuild_s": round(rebuild_s, 3),
+                "keys_rebuild_s": round(keys_rebuild_s, 3),
                 **{path: {k: _summary([r[k] for r in rs]) for k in keys} for path, rs in runs.items()},
                 "config_bytes": {path: rs[0]["config_bytes"] for path, rs in runs.items()},
                 "dropped": {path: rs[0]["dropped"] for path, rs in runs.items()},

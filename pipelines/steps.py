@@ -89,11 +89,12 @@ def ingest_snapshot(
     from pipelines.remote_inbox import snapshot_fingerprint, snapshot_source
     from pipelines.robots import latest_robots, robots_blocks
     from pipelines.suppression import suppression_blocks, suppression_config
-    from records.request_index import load_index
+    from records.request_keys_build import refresh_keys
 
     source = snapshot_source(layout, snapshot)  # a local folder or a URL, read in place
-    index = load_index(layout)  # once, at step start: O(requests + new ledger entries)
-    suppress = [r.as_filter() for r in index.requests]
+    # Once, at step start: O(new ledger entries + new requests + log n); the workers probe its
+    # key segments on disk and compile its patterns (records.request_keys).
+    index = refresh_keys(layout)
     lineage_config = {
         "max_document_bytes": config.max_document_bytes,
         "budgets": asdict(config.budgets),  # they decide what is read and how shards are cut
@@ -115,7 +116,7 @@ def ingest_snapshot(
                 budgets=config.budgets,
             ),
             Normalizer(),
-            *suppression_blocks(suppress, staging, request_set=index.request_set()),
+            *suppression_blocks(index, staging),
             *robots_blocks(layout.robots, staging, config.robots),
             DocumentShardWriter(staging / SHARDS, max_buffer_bytes=config.budgets.max_shard_buffer_bytes),
         ]

@@ -12,13 +12,17 @@ check use too. A document whose text search uses more than the per-document budg
 ``suppression:timeout`` and its text erased as well: a request must never let through a document
 that might match it.
 
-The requests arrive as plain data (``records.requests.ErasureRequest.as_filter()``), read from the
-request index (``records.request_index``) once at step start. The version records the request set
-it applied as the ledger size and root just past the last request (config ``erasure_requests``,
-and ``suppression.json`` with the budget): a new request gives the step a new version id even when
-it matches nothing in this snapshot, and a rerun with no new request gives the same id. Per
-document the filter costs O(labels of the host) for URL, hash and domain requests whatever their
-number, plus one RE2 set search of the text when there are patterns. ``suppression_check``
+In ``ingest_snapshot`` the requests arrive as the request key index (``records.request_keys``),
+brought up to date once at step start in O(new requests): the filter ships its paths and roots, and
+each worker probes its sorted key segments on disk and compiles its patterns file (once per process
+and patterns file). Elsewhere (tests, ``impact``) they may arrive as plain data
+(``records.requests.ErasureRequest.as_filter()``), matched from in-memory hash sets; both go through
+the same ``RequestMatcher``. The version records the request set it applied as the ledger size and
+root just past the last request (config ``erasure_requests``, and ``suppression.json`` with the
+budget): a new request gives the step a new version id even when it matches nothing in this
+snapshot, and a rerun with no new request gives the same id. Per document the filter costs
+O(labels of the host) key look-ups for URL, hash and domain requests (each O(segments x log
+requests) from disk), plus one RE2 set search of the text when there are patterns. ``suppression_check``
 re-reads the version's kept documents once and matches them against every request (the asset
 check, which blocks the run: it must find nothing the version applied).
 """
@@ -40,6 +44,7 @@ from records.canonical import write_record
 from records.documents import EXCLUDED, SHARDS, SUPPRESSION_RECORD
 from records.erasure_match import BUDGET_ENV, DEFAULT_BUDGET_MS, RequestMatcher
 from records.request_index import REQUEST_SET_KEY, RequestIndex, applied_requests, recorded_request_set
+from records.request_keys import StoredRequests, stored_matcher
 
 
 def _plain(requests: Sequence[Mapping]) -> list[dict]:
@@ -68,16 +73,22 @@ class SuppressionFilter(BaseFilter):
 
     def __init__(
         self,
-        requests: Sequence[Mapping],
+        requests: Sequence[Mapping] = (),
         exclusion_writer: DiskWriter | None = None,
         budget_ms: float = DEFAULT_BUDGET_MS,
+        stored: StoredRequests | None = None,
     ):
+        """``requests`` as plain data, or ``stored``: the request key index (records.request_keys),
+        shipped to the workers as paths and probed there on disk."""
         super().__init__(exclusion_writer)
         self.requests = _plain(requests)
+        self.stored = stored
         self.budget_ms = budget_ms
-        # A pattern RE2 refuses (or an unknown kind) fails here, at step start; the hash sets are
-        # built in the worker, so this costs O(patterns), not O(requests).
-        RequestMatcher([r for r in self.requests if r["kind"] not in ("url", "sha256", "domain")])
+        if stored is None:
+            # A pattern RE2 refuses (or an unknown kind) fails here, at step start; the hash sets
+            # are built in the worker, so this costs O(patterns), not O(requests). Stored patterns
+            # were checked when they were recorded (records.requests.normalize_value).
+            RequestMatcher([r for r in self.requests if r["kind"] not in ("url", "sha256", "domain")])
         self._matcher = None  # compiled again in the worker that runs the filter (RE2 does not pickle)
 
     def __getstate__(self):
@@ -87,7 +98,9 @@ class SuppressionFilter(BaseFilter):
         """Cost per document: O(1) for URL, hash and host; linear in the text for patterns, at most
         about ``budget_ms`` of CPU time before the document is dropped as a timeout."""
         if self._matcher is None:
-            self._matcher = RequestMatcher(self.requests)
+            self._matcher = (
+                RequestMatcher(self.requests) if self.stored is None else stored_matcher(self.stored)
+            )
         url, sha256 = doc.metadata.get(fields.URL), doc.metadata.get(fields.SHA256)
         verdict = self._matcher.verdict(url, sha256, doc.text, self.budget_ms)
         if verdict.request is not None:
@@ -107,27 +120,32 @@ class SuppressionFilter(BaseFilter):
 
 
 def suppression_blocks(
-    requests: Sequence[Mapping],
+    requests: Sequence[Mapping] | StoredRequests,
     staging: Path,
     budget_ms: float | None = None,
     request_set: Mapping | None = None,
 ) -> list[SuppressionFilter]:
-    """The filter for ``requests`` writing its exclusions into ``staging``, and the staging's
-    ``suppression.json`` (the request set applied, ``RequestIndex.request_set()``, the number of
-    requests and the per-document budget); no blocks and no file when there are no requests.
-    ``budget_ms`` None: ``budget_ms_from_env()``."""
-    if not requests:
+    """The filter for ``requests`` (plain data, or the request key index as
+    ``records.request_keys_build.refresh_keys`` returned it, which names its own request set)
+    writing its exclusions into ``staging``, and the staging's ``suppression.json`` (the request
+    set applied, ``RequestIndex.request_set()``, the number of requests and the per-document
+    budget); no blocks and no file when there are no requests. ``budget_ms`` None:
+    ``budget_ms_from_env()``. Cost: O(1) for the key index, O(requests) for plain data."""
+    stored = requests if isinstance(requests, StoredRequests) else None
+    count = stored.num_requests if stored is not None else len(requests)
+    if not count:
         return []
-    plain = _plain(requests)
+    plain = [] if stored is not None else _plain(requests)
+    request_set = stored.request_set() if stored is not None else request_set
     budget = budget_ms_from_env() if budget_ms is None else budget_ms
     writer = DocumentShardWriter(staging / EXCLUDED, output_filename="suppression-${rank}.parquet")
-    block = SuppressionFilter(plain, exclusion_writer=writer, budget_ms=budget)
-    record = {**(request_set or {}), "requests": len(plain), "budget_ms": budget}
+    block = SuppressionFilter(plain, exclusion_writer=writer, budget_ms=budget, stored=stored)
+    record = {**(request_set or {}), "requests": count, "budget_ms": budget}
     write_record(staging / SUPPRESSION_RECORD, record)
     return [block]
 
 
-def suppression_config(index: RequestIndex) -> dict:
+def suppression_config(index: RequestIndex | StoredRequests) -> dict:
     """The step config entry naming the request set applied: ``{"erasure_requests": {"ledger_size",
     "ledger_root"}}`` just past the last recorded request (empty when none). Its size does not grow
     with the number of requests, and it changes only when a request is recorded."""

@@ -42,7 +42,7 @@ from records.canonical import canonical_json
 from records.file_lock import exclusive
 from records.layout import DataLayout
 from records.lookup import lookup_path
-from records.lookup_file import LookupFile, block_hashes, lookup_root
+from records.lookup_file import LookupFile, write_rooted
 from records.manifest import Manifest, load_manifest
 from records.versions import holds_documents
 
@@ -150,16 +150,8 @@ def write_segment(layout: DataLayout, part: Part) -> dict:
         "url_rows": len(part.url),
     }
     content = segment_header({k: len(v) for k, v in bodies.items()}, counts) + b"".join(bodies.values())
-    hashes = block_hashes(content)
-    root = lookup_root(hashes)
-    folder = index_folder(layout)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{root}{SEGMENT_SUFFIX}"
-    if not path.exists():
-        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-        tmp.write_bytes(content + hashes)
-        os.replace(tmp, path)
-    return {"file": path.name, "root": root, "versions": len(part.versions)}
+    name, root = write_rooted(index_folder(layout), content, SEGMENT_SUFFIX)
+    return {"file": name, "root": root, "versions": len(part.versions)}
 
 
 @dataclass

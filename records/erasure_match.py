@@ -15,6 +15,7 @@ text. A document is searched against all patterns at once, in one pass over its 
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -80,30 +81,54 @@ class Verdict:
     elapsed_ms: float = 0.0
 
 
+class MemoryKeys:
+    """The ``url``, ``sha256`` and ``domain`` requests of ``requests`` (plain data, sorted by id) as
+    in-memory hash sets. ``records.request_keys.StoredKeys`` answers the same from disk."""
+
+    def __init__(self, requests: Sequence[Mapping]):
+        self._keys: dict[str, dict[str, dict]] = {"url": {}, "sha256": {}, "domain": {}}
+        for request in requests:
+            self._keys[request["kind"]].setdefault(request["value"], request)
+
+    def has(self, kind: str) -> bool:
+        return bool(self._keys[kind])
+
+    def find(self, kind: str, value: str) -> dict | None:
+        """The request of ``kind`` naming exactly ``value`` with the smallest id; None if none. O(1)."""
+        return self._keys[kind].get(value)
+
+
 class RequestMatcher:
     """Every request in ``requests`` (mappings with ``request_id``, ``kind``, ``value``), compiled once.
+
+    ``keys``: the URL, hash and domain requests as a key set already built (``StoredKeys``, the
+    request key index on disk); ``requests`` then holds the patterns only. Without it they are
+    taken from ``requests`` into ``MemoryKeys``.
 
     When several requests name a document, the one reported is found by URL, hash or host first (no
     text search needed), then by pattern; among equals, the smallest request id.
     """
 
-    def __init__(self, requests: Sequence[Mapping]):
+    def __init__(self, requests: Sequence[Mapping], keys=None):
         plain = sorted(
             ({"request_id": r["request_id"], "kind": r["kind"], "value": r["value"]} for r in requests),
             key=lambda r: r["request_id"],
         )
-        self._keys: dict[str, dict[str, dict]] = {"url": {}, "sha256": {}, "domain": {}}
-        self.patterns: list[dict] = []
         for request in plain:
-            kind = request["kind"]
-            if kind == "regex":
-                self.patterns.append(request)
-            elif kind in self._keys:
-                self._keys[kind].setdefault(request["value"], request)
-            else:
-                raise ValueError(f"request kind {kind!r}: expected one of {', '.join(KINDS)}")
+            if request["kind"] not in KINDS:
+                raise ValueError(f"request kind {request['kind']!r}: expected one of {', '.join(KINDS)}")
+        keyed = [r for r in plain if r["kind"] != "regex"]
+        assert keys is None or not keyed, "with a key set, requests holds the patterns only"
+        self._keys = MemoryKeys(keyed) if keys is None else keys
+        self.patterns: list[dict] = [r for r in plain if r["kind"] == "regex"]
         self._programs = [compile_pattern(r["value"]) for r in self.patterns]
         self._set = self._compile_set() if self.patterns else None
+
+    def with_keys(self, keys) -> RequestMatcher:
+        """This matcher's compiled patterns with another key set (no pattern compiled again)."""
+        other = copy.copy(self)
+        other._keys = keys
+        return other
 
     def _compile_set(self):
         """One RE2 set of every pattern plus a sentinel that matches every text. The binding does not
@@ -120,18 +145,16 @@ class RequestMatcher:
         return patterns
 
     def by_key(self, url: str | None, sha256: str | None) -> list[dict]:
-        """Requests naming the document by URL, hash or host. Cost: O(labels of the host)."""
-        found = []
-        if url is not None and url in self._keys["url"]:
-            found.append(self._keys["url"][url])
-        if sha256 is not None and sha256 in self._keys["sha256"]:
-            found.append(self._keys["sha256"][sha256])
-        domains = self._keys["domain"]
-        host = url_host(url) if domains else None
+        """Requests naming the document by URL, hash or host. Cost: O(labels of the host) key
+        look-ups (each O(1) in memory, O(segments x log requests) from disk)."""
+        keys = self._keys
+        found = [keys.find("url", url) if url is not None else None]
+        found.append(keys.find("sha256", sha256) if sha256 is not None else None)
+        host = url_host(url) if keys.has("domain") else None
         if host:
             labels = host.split(".")
-            found += [domains[s] for i in range(len(labels)) if (s := ".".join(labels[i:])) in domains]
-        return sorted(found, key=lambda r: r["request_id"])
+            found += [keys.find("domain", ".".join(labels[i:])) for i in range(len(labels))]
+        return sorted((r for r in found if r is not None), key=lambda r: r["request_id"])
 
     def by_pattern(self, text: str | None, budget_ms: float | None = None) -> tuple[list[dict], bool]:
         """(requests whose pattern occurs in ``text``, timed out). Without a budget every pattern is

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -53,6 +54,22 @@ def block_hashes_length(content_length: int) -> int:
 def lookup_root(hashes: bytes) -> str:
     """The root a lookup file is pinned by: hex sha256 of its block_hashes section."""
     return hashlib.sha256(hashes).hexdigest()
+
+
+def write_rooted(folder: Path, content: bytes, suffix: str) -> tuple[str, str]:
+    """Write ``content`` and its block hashes to ``folder/<root><suffix>`` (whole or not at all;
+    a file of that name already holds the same bytes, so it is kept); return (file name, root).
+    A sealed derived file named by its root: the audit index's and the request key index's
+    segments."""
+    hashes = block_hashes(content)
+    root = lookup_root(hashes)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{root}{suffix}"
+    if not path.exists():
+        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(content + hashes)
+        os.replace(tmp, path)
+    return path.name, root
 
 
 def header(fields: dict, lengths: dict[str, int]) -> bytes:

@@ -19,6 +19,7 @@ from records.lookup import LEGACY_LOOKUP, LOOKUP
 from records.manifest import MANIFEST
 from records.pins import PINS
 from records.request_index import REQUEST_INDEX, REQUEST_INDEX_STATE
+from records.request_keys import KEYS_STATE, PATTERNS, REQUEST_KEYS
 from records.retrain_state import (
     RETRAIN_LOCK,
     RETRAIN_SNAPSHOTS,
@@ -49,6 +50,9 @@ DATA_FOLDER_FILES = (
     PINS,
     REQUEST_INDEX,
     REQUEST_INDEX_STATE,
+    REQUEST_KEYS,
+    KEYS_STATE,
+    PATTERNS,
     AUDIT_INDEX,
     STATE,
     AUDIT_INDEX_LOCK,
