@@ -26,6 +26,7 @@ from records.retrain_state import (
     RETRAIN_SUMMARY,
     RETRAIN_UPDATES,
 )
+from records.retrain_tick import RETRAIN_TICK
 
 # Files of a version, by the asset kinds that hold them.
 VERSION_FILES = (
@@ -56,6 +57,7 @@ DATA_FOLDER_FILES = (
     RETRAIN_LOCK,
     RETRAIN_SNAPSHOTS,
     RETRAIN_UPDATES,
+    RETRAIN_TICK,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,
