@@ -189,7 +189,9 @@ class TickRecord:
             or self.meta("code_version") != rules.code_version
             or self.meta("num_requests") != num_requests
         )
-        if full or self.meta("model") != model:
+        # A model whose versions are unknown (its folder is not here, its lineage is broken) is
+        # looked at again each tick, as before the record: one folder check while it stays so.
+        if full or self.meta("model") != model or (model is not None and not self.meta("consumed_known")):
             try:
                 self._consumed(trained_on(model))
             except ValueError as error:  # a broken lineage: said when a decision needs the model
