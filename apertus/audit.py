@@ -93,13 +93,18 @@ def print_model_contains(
     from provenance.audit.contains import IN
     from provenance.audit.model_use import STAGED_USE_UNKNOWN, contains_in_model, model_refs
     from provenance.audit.render import model_membership_text
+    from records.indexed_versions import IndexedVersions
 
     layout = DataLayout.from_env()
     try:
-        refs = model_refs(layout, models)
-        if not refs:
-            raise ValueError(f"no model versions in {layout.datasets} (train one: `apertus train`)")
-        results = [contains_in_model(layout, ref, url=url, sha256=sha256, text=text) for ref in refs]
+        with IndexedVersions(layout) as versions:  # opened once for the refs and every model's answer
+            refs = model_refs(layout, models, versions)
+            if not refs:
+                raise ValueError(f"no model versions in {layout.datasets} (train one: `apertus train`)")
+            results = [
+                contains_in_model(layout, ref, url=url, sha256=sha256, text=text, versions=versions)
+                for ref in refs
+            ]
     except _errors() as error:
         return _fail("contains", error)
     if as_json:

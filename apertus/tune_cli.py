@@ -12,7 +12,6 @@ Only ``finetune`` loads torch, and only when it runs.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -29,6 +28,8 @@ __all__ = [
 
 
 def _user() -> str:
+    import getpass  # here, not at the top: every command builds this module's parsers (termios, pwd)
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -34,7 +34,8 @@ from assets.versions import CODE_VERSION_TAG, DATA_VERSION_TAG, latest_materiali
 from records.assets import CURRICULUM_STAGES, QUALITY_SCORED, RAW_DOCUMENTS, TRAINED_MODEL
 from records.layout import DataLayout
 from records.manifest import MANIFEST, load_manifest
-from records.retrain_state import RetrainState, read_state, requests_since
+from records.retrain_state import RetrainState
+from records.retrain_tick import Registered, Rules, TickRecord, stale_reason
 
 CRON_ENV = "APERTUS_RETRAIN_CRON"
 TIMEZONE_ENV = "APERTUS_RETRAIN_TIMEZONE"
@@ -51,6 +52,9 @@ CURATING_JOBS = ("curate", "retrain", "erasure")
 TRAINING_JOBS = ("stage", "train", "retrain")
 # Once: Dagster builds an asset's key on each access (about 35 us), 6 per snapshot per tick otherwise.
 CURATE_ASSET_NAMES = tuple(asset.key.to_user_string() for asset in CURATE_JOB_ASSETS)
+RULES = Rules(CURATE_ASSET_NAMES, CODE_VERSION)
+# Names the instance's identity for the tick record (records.retrain_tick), in its key-value store.
+INSTANCE_KEY = "apertus/retrain_tick/instance"
 
 
 @dataclass
@@ -59,23 +63,21 @@ class RetrainPlan:
 
     curate: dict[str, str] = field(default_factory=dict)
     retrain: str | None = None
-    curated: dict[str, str] = field(default_factory=dict)  # snapshot -> quality_scored ref
+    curated: dict[str, str] = field(default_factory=dict)  # snapshot -> quality_scored ref, when retraining
     notes: list[str] = field(default_factory=list)
+    # Snapshot records the tick read (records.retrain_tick): how tests and bench/ see what it cost.
+    records_read: int = field(default=0, compare=False)
 
 
 def curation_needed(state: RetrainState, snapshot: str) -> str | None:
     """Why ``snapshot`` needs curating, from the state index: an asset of the ``curate`` selection
     with no version for it, a version made by other curation code than ``CODE_VERSION``, or a
-    raw_documents version made before erasure requests recorded since; None when all is current."""
+    raw_documents version made before erasure requests recorded since; None when all is current
+    (records.retrain_tick.stale_reason, the rule the tick's record applies)."""
     held = state.snapshots.get(snapshot)
-    for name in CURATE_ASSET_NAMES:
-        version = held.assets.get(name) if held else None
-        if version is None:
-            return f"{name} never materialized"
-        if version[1] != CODE_VERSION:
-            return f"{name} made by code {version[1]}, now {CODE_VERSION}"
-    missing = requests_since(state, held)
-    return f"{missing} erasure request(s) recorded since its curation" if missing else None
+    if held is None:
+        return stale_reason({}, 0, state.num_requests, RULES)
+    return stale_reason(held.assets, held.applied_requests, state.num_requests, RULES)
 
 
 def trained_on(layout: DataLayout, model: str | None) -> tuple[str | None, set[str] | None]:
@@ -116,48 +118,87 @@ def _short(refs) -> str:
 
 def plan_retraining(instance: dg.DagsterInstance, layout: DataLayout) -> RetrainPlan:
     """Decide what a tick requests (see the module docstring); writes nothing but the state index's
-    catch-up. Cost: two instance queries (the snapshots, the runs in progress), the state index
-    (records.retrain_state.read_state: one small file per snapshot) and two manifests; no ledger
-    entry is read unless a writer left some unfolded, and nothing per asset."""
-    names = instance.get_dynamic_partitions(snapshots.name)
-    if not names:
-        return _decide(RetrainPlan(), names, set(), False, None, None)
-    curating, training = _busy(instance)
-    state = read_state(layout, names)
-    plan = RetrainPlan()
-    if state.rebuilt:
-        plan.notes.append(f"the retraining state index was rebuilt from the ledger ({state.rebuilt})")
-    return _decide(
-        plan,
-        names,
-        curating,
-        training,
-        lambda name: curation_needed(state, name),
-        lambda: trained_on(layout, state.model),
-        curated=lambda name: state.snapshots[name].assets[QUALITY_SCORED][0],
-        layout=layout,
-    )
+    catch-up and the tick's own record (records.retrain_tick). Cost: the runs in progress (one
+    query), the snapshots registered since the last tick (one query from its cursor, one count), and
+    the state index's updates since the last tick: O(changed snapshots), not O(snapshots), and no
+    ledger entry, materialization or manifest read, except (O(snapshots), once each) when the
+    curation code, the erasure requests or the model changed, when the record must be rebuilt, and
+    when a retraining is due (the run request names every snapshot's version)."""
+    with TickRecord.open(layout) as tick:
+        registered = _registered(instance, tick)
+        tick.catch_up(layout, registered, RULES, lambda model: trained_on(layout, model))
+        plan = RetrainPlan()
+        if tick.rebuilt:
+            plan.notes.append(f"the retraining state index was rebuilt from the ledger ({tick.rebuilt})")
+        curating, training = _busy(instance) if registered.count else (set(), False)
+
+        def compare():
+            model = tick.model()
+            if model is not None and tick.model_is_current():
+                return model, set(), None
+            return model, tick.consumed() if tick.meta("consumed_known") else None, tick.current()
+
+        plan = _decide(plan, registered.count, curating, training, tick.needs().items(), compare, layout)
+        plan.records_read = tick.records_read
+        return plan
 
 
-def _decide(plan, names, curating, training, needed, model, *, curated=None, layout=None) -> RetrainPlan:
-    """The decision, whatever reads the facts: ``needed(name)`` says why a snapshot needs curating,
-    ``curated(name)`` is its current quality_scored ref, ``model()`` is ``trained_on``'s answer."""
-    if not names:
+def _registered(instance: dg.DagsterInstance, tick: TickRecord) -> Registered:
+    """The snapshots registered since the tick record's cursor (every one when it holds none for
+    this instance, or when registrations were deleted: the count does not add up). Cost: one
+    key-value read, one count and the registrations since the cursor; O(snapshots) when listing all."""
+    values = instance.run_storage.get_cursor_values({INSTANCE_KEY})
+    identity = values.get(INSTANCE_KEY)
+    if identity is None:
+        identity = os.urandom(8).hex()
+        instance.run_storage.set_cursor_values({INSTANCE_KEY: identity})
+    cursor, count = tick.seen(identity)
+    total = _count(instance)
+    if cursor is not None and total is not None:
+        page = instance.get_paginated_dynamic_partitions(snapshots.name, _ALL, ascending=True, cursor=cursor)
+        added = list(page.results)
+        if count + len(added) == total:
+            return Registered(identity, page.cursor, added, False, total)
+    page = instance.get_paginated_dynamic_partitions(snapshots.name, _ALL, ascending=True)
+    return Registered(identity, page.cursor, list(page.results), True, len(page.results))
+
+
+_ALL = 2**62  # a page larger than any partition list: one query
+
+
+def _count(instance: dg.DagsterInstance) -> int | None:
+    """How many snapshots are registered, counted in the instance's database (one COUNT, nothing
+    per snapshot in Python); None for a storage that is not SQL (then the tick lists them all)."""
+    import sqlalchemy as db
+    from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        return None
+    table = DynamicPartitionsTable
+    query = db.select(db.func.count()).select_from(table).where(table.c.partitions_def_name == snapshots.name)
+    with storage.index_connection() as conn:
+        return int(conn.execute(query).scalar())
+
+
+def _decide(plan, count, curating, training, pending, compare, layout) -> RetrainPlan:
+    """The decision, whatever reads the facts: ``count`` snapshots registered, ``pending`` the
+    (snapshot, why) of those that need curating, ``compare()`` the last model's ref (None: none), the
+    quality_scored refs it was trained on (None: unknown) and every registered snapshot's current
+    quality_scored ref (None: exactly the model's, so nothing to list)."""
+    if not count:
         plan.notes.append("no snapshots registered (the new_snapshots sensor registers inbox folders)")
         return plan
-    for name in names:
-        if name in curating:
-            continue
-        reason = needed(name)
-        if reason:
+    for name, reason in pending:
+        if name not in curating:
             plan.curate[name] = reason
     if curating or plan.curate:
         waiting = sorted(curating | set(plan.curate))
         plan.notes.append(f"retraining waits for the curation of {', '.join(waiting)}")
         return plan
-    plan.curated = {name: curated(name) for name in names}
-    current = set(plan.curated.values())
-    model, consumed = model()
+    model, consumed, curated = compare()
+    current = set(curated.values()) if curated is not None else consumed
     if model is None:
         plan.retrain = f"no model trained yet; {len(current)} curated snapshot versions"
     elif consumed is None:
@@ -168,10 +209,10 @@ def _decide(plan, names, curating, training, needed, model, *, curated=None, lay
             f"no longer current {_short(consumed - current)}"
         )
     else:
-        plan.notes.append(
-            f"{model} was trained on the current curated versions of all {len(names)} snapshots "
-            f"({_short(current)})"
-        )
+        # The count, not the versions: a skip message that lists every snapshot's version grows with them.
+        plan.notes.append(f"{model} was trained on the current curated versions of all {count} snapshots")
+    if plan.retrain:
+        plan.curated = curated  # the run request's digest of what it will train on
     if plan.retrain and training:
         plan.notes.append(f"retraining is due ({plan.retrain}) but a staging or training run is under way")
         plan.retrain = None
@@ -204,16 +245,19 @@ def plan_retraining_from_event_log(instance: dg.DagsterInstance, layout: DataLay
         missing = unapplied_requests(index, load_manifest(folder).config)
         return f"{len(missing)} erasure request(s) recorded since its curation" if missing else None
 
-    def model():
+    def compare():
+        current = {
+            name: f"{QUALITY_SCORED}/{latest_materialization(instance, QUALITY_SCORED, name).tags[DATA_VERSION_TAG]}"
+            for name in names
+        }
         event = latest_materialization(instance, TRAINED_MODEL)
         if event is None or DATA_VERSION_TAG not in event.tags:
-            return None, None
-        return trained_on(layout, f"{TRAINED_MODEL}/{event.tags[DATA_VERSION_TAG]}")
+            return None, None, current
+        model, consumed = trained_on(layout, f"{TRAINED_MODEL}/{event.tags[DATA_VERSION_TAG]}")
+        return model, consumed, current
 
-    def curated(name: str) -> str:
-        return f"{QUALITY_SCORED}/{latest_materialization(instance, QUALITY_SCORED, name).tags[DATA_VERSION_TAG]}"
-
-    return _decide(RetrainPlan(), names, curating, training, needed, model, curated=curated, layout=layout)
+    pending = [(name, why) for name in names if name not in curating for why in [needed(name)] if why]
+    return _decide(RetrainPlan(), len(names), curating, training, pending, compare, layout)
 
 
 def _evaluate(context: dg.ScheduleEvaluationContext):

@@ -15,10 +15,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -174,7 +171,17 @@ class ProcessId:
 
 def _host() -> str:
     # Folder-name safe; '-' separates the fields of ProcessId's text form, so it is replaced too.
+    import socket  # here, not at the top: see _remove_tree
+
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
+
+
+def _remove_tree(path: Path) -> None:
+    # shutil (with bz2, lzma), socket and uuid (with platform) are imported where used, not at the
+    # top: every cold `apertus audit` process imports this module, and they cost it ~10 ms.
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -201,6 +208,8 @@ def new_staging(layout: DataLayout, asset: str) -> Path:
     was left by processes of this host that are gone (a kill, where no ``finally`` ran).
     Cost: one listing of ``work/staging`` and a ``/proc`` read per owner folder.
     """
+    import uuid  # here, not at the top: see _remove_tree
+
     root = layout.work / STAGING
     remove_stale_staging(root)
     path = root / f"{STAGING_OWNER_PREFIX}{ProcessId.current()}" / f"{asset}-{uuid.uuid4().hex[:12]}"
@@ -221,7 +230,7 @@ def remove_stale_staging(root: Path) -> list[Path]:
             continue
         owner = ProcessId.parse(folder.name[len(STAGING_OWNER_PREFIX) :])
         if owner is not None and owner.alive() is False:
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_tree(folder)
             removed.append(folder)
     return removed
 
@@ -232,7 +241,7 @@ def discard_on_failure(staging: Path) -> Iterator[Path]:
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_tree(staging)
         raise
 
 
@@ -292,7 +301,7 @@ def resumable_staging(layout: DataLayout, asset: str, snapshot: str, inputs: dic
         resumed = staging.is_dir() and record.is_file() and not sealing.exists()
         if not resumed:
             for folder in (staging, logs):
-                shutil.rmtree(folder, ignore_errors=True)
+                _remove_tree(folder)
             sealing.unlink(missing_ok=True)
             staging.mkdir()
             record.write_text(json.dumps(inputs, sort_keys=True, indent=1, default=str))
@@ -300,7 +309,7 @@ def resumable_staging(layout: DataLayout, asset: str, snapshot: str, inputs: dic
             yield Attempt(staging, logs, resume=True, resumed=resumed, sealing_marker=sealing)
         except BaseException:
             if sealing.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+                _remove_tree(staging)
                 record.unlink(missing_ok=True)
                 sealing.unlink(missing_ok=True)
             raise
@@ -380,6 +389,6 @@ def _discard_other_attempts(root: Path, logs_root: Path, asset: str, *, keep: st
             continue  # running now, in another process
         with lock:
             for folder in (root / name, logs_root / name):
-                shutil.rmtree(folder, ignore_errors=True)
+                _remove_tree(folder)
             for path in (root / f"{name}.sealing", record, root / f"{name}.lock"):
                 path.unlink(missing_ok=True)

@@ -19,7 +19,6 @@ keeps the existing one and discards the staging copy.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +148,8 @@ def seal(
     files = hash_folder(staging, counts, stamps)
     version_id = version_id_of(files)
     target = datasets_root / asset / version_id
+    import shutil  # here, not at the top: a cold `apertus audit` imports this module, never seals
+
     if (target / MANIFEST).exists():
         shutil.rmtree(staging)
         return load_manifest(target), False

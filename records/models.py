@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,6 +56,8 @@ def code_state(repo: Path = REPO_ROOT) -> dict:
     """The commit of the checkout and whether it had uncommitted changes; the diff's sha256 (tracked
     changes plus the content of untracked, non-ignored files) identifies them. Outside a git checkout
     (an installed wheel), a hash of our packages' source files stands in for the commit."""
+
+    import subprocess  # here, not at the top: cold `apertus audit` imports this module (~5 ms)
 
     def git(*args: str) -> bytes:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True).stdout
@@ -198,6 +198,8 @@ def seal_model(
     ) + tuple(record.get("parents", ()))
     staging = layout.work / STAGING / f"{asset}-{run_folder.name}"
     staging.parent.mkdir(parents=True, exist_ok=True)
+    import shutil  # here, not at the top: see code_state
+
     shutil.move(run_folder, staging)
     manifest, created = seal(
         staging,

@@ -27,6 +27,7 @@ from records.retrain_state import (
     RETRAIN_SUMMARY,
     RETRAIN_UPDATES,
 )
+from records.retrain_tick import RETRAIN_TICK
 from records.step_memo import STEP_MEMO
 
 # Files of a version, by the asset kinds that hold them.
@@ -61,6 +62,7 @@ DATA_FOLDER_FILES = (
     RETRAIN_LOCK,
     RETRAIN_SNAPSHOTS,
     RETRAIN_UPDATES,
+    RETRAIN_TICK,
     ENTRIES,
     LEAF_HASHES,
     TREE_HEADS,

@@ -4,7 +4,7 @@ A fold over the ledger's creation entries, kept on disk so that a schedule tick 
 the ledger and Dagster's event log:
 
     <data>/retrain_state/_summary.json     {"format", "ledger_size", "ledger_offset", "last_leaf",
-                                            "num_requests", "model"}
+                                            "num_requests", "model", "generation"}
     <data>/retrain_state/_updates.jsonl    one line per version noted: {"snapshot", "ref",
                                             "code_version", "applied_requests" (raw_documents only)},
                                             or per clear check: {"snapshot", "checked": [ref, n]}
@@ -21,7 +21,10 @@ raw_documents version applied (``applied_requests``), and how many it was checke
 n-th, ``record_checked``; it holds only while that version is the snapshot's latest). Globally: the number of erasure requests
 recorded (``num_requests``) and the last ``trained_model`` version (``model``). A writer appends
 lines to ``_updates.jsonl`` (O(1)); a read replays the lines past ``log_offset`` onto
-``_snapshots.json`` and writes it back with the new offset, so a tick reads one file per kind.
+``_snapshots.json`` and writes it back with the new offset. ``generation`` changes whenever the
+updates file is started again (a rebuild), so a reader that keeps its own offset into it (the tick's
+records.retrain_tick) can tell that offset still means what it did; ``read_changes`` gives such a
+reader the updates past its offset only: O(changes), not O(snapshots).
 
 Writers: a step that seals or reuses a version (``record_version``, O(the new ledger entries + one
 manifest)), a trained model (``record_model``, the same). Entries appended by other writers (erasure
@@ -104,21 +107,65 @@ def read_state(layout: DataLayout, names: Iterable[str]) -> RetrainState:
     states (one file, O(snapshots) bytes) and the updates appended since they were compacted (then
     compacted again); plus O(ledger entries appended since the last update) when some writer did
     not update the index, and O(ledger + snapshots) once when it must be rebuilt."""
+    summary, held, _, rebuilt = read_all(layout)
+    wanted = set(names)
+    snapshots = {
+        name: snapshot_state(state) for name, state in held.items() if name in wanted and state["assets"]
+    }
+    return RetrainState(snapshots, summary["num_requests"], summary["model"], rebuilt)
+
+
+def snapshot_state(state: dict) -> SnapshotState:
+    """One snapshot's record of ``_snapshots.json`` (or of ``read_all``) as a ``SnapshotState``."""
+    return SnapshotState(
+        {a: (ref, code) for a, (ref, code) in state["assets"].items()}, covered_requests(state)
+    )
+
+
+def read_all(layout: DataLayout) -> tuple[dict, dict[str, dict], int, str | None]:
+    """Every snapshot's record, caught up with the ledger: (the summary, snapshot -> record as in
+    ``_snapshots.json``, the updates file's offset they include, why the index was rebuilt or None).
+    Cost: as ``read_state``, O(snapshots)."""
     with _locked(layout):
         summary, rebuilt = _current(layout)
         held = _compacted(layout)
         if held is None:  # the compacted states do not fit the updates file: start again
             summary, rebuilt = _current(layout, problem="its snapshot states do not read back")
             held = _compacted(layout)
-    wanted = set(names)
-    snapshots = {
-        name: SnapshotState(
-            {a: (ref, code) for a, (ref, code) in state["assets"].items()}, _requests_covered(state)
-        )
-        for name, state in held.items()
-        if name in wanted and state["assets"]
-    }
-    return RetrainState(snapshots, summary["num_requests"], summary["model"], rebuilt)
+    return summary, held[0], held[1], rebuilt
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since a reader's offset: the caught-up summary, the updates past the offset
+    (each a line of ``_updates.jsonl``, parsed; None when the offset means nothing any more: another
+    generation, past the end, or a torn line), the offset after them, and why the index was rebuilt
+    on this read (None if it was not)."""
+
+    summary: dict
+    updates: list[dict] | None
+    end: int
+    rebuilt: str | None = None
+
+
+def read_changes(layout: DataLayout, generation: str | None, offset: int) -> Changes:
+    """The index caught up with the ledger, and the updates appended since byte ``offset`` of the
+    updates file of ``generation``. Cost: the summary, one 32-byte ledger read and the updates since
+    (O(changes)), plus what catching up costs (see ``read_state``); nothing per snapshot."""
+    with _locked(layout):
+        summary, rebuilt = _current(layout)
+        path = _folder(layout) / RETRAIN_UPDATES
+        size = path.stat().st_size if path.exists() else 0
+        if rebuilt or generation != summary.get("generation") or offset > size:
+            return Changes(summary, None, 0, rebuilt)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            tail = f.read(size - offset)
+    try:
+        updates = [json.loads(line) for line in tail.splitlines()]
+    except ValueError:  # a torn line: a full read repairs the index
+        return Changes(summary, None, 0)
+    return Changes(summary, updates, offset + len(tail))
 
 
 def record_version(layout: DataLayout, manifest: Manifest) -> None:
@@ -148,8 +195,9 @@ def record_checked(layout: DataLayout, checked: dict[str, tuple[str, int]]) -> N
         f.write("".join(lines))
 
 
-def _requests_covered(state: dict) -> int:
-    """The requests a snapshot's latest raw version applied or was checked clear of."""
+def covered_requests(state: dict) -> int:
+    """The requests a snapshot's latest raw version applied or was checked clear of (``state``: its
+    record in ``_snapshots.json``)."""
     raw = state["assets"].get(RAW_DOCUMENTS)
     checked = state.get("checked")
     if raw and checked and checked[0] == raw[0]:
@@ -224,6 +272,7 @@ def _empty() -> dict:
         "last_leaf": None,
         "num_requests": 0,
         "model": None,
+        "generation": None,
     }
 
 
@@ -289,6 +338,8 @@ def _fold(layout: DataLayout, summary: dict, entries, end: int, *, clear: bool =
         "last_leaf": last,
         "num_requests": num_requests,
         "model": model,
+        # A new updates file, a new generation: offsets into the old one mean nothing in it.
+        "generation": os.urandom(8).hex() if clear else summary.get("generation"),
     }
     _write(folder / RETRAIN_SUMMARY, summary)
     return summary
@@ -323,9 +374,10 @@ def _set_versions(layout: DataLayout, versions: Iterable[Manifest | dict]) -> No
             f.write("".join(lines))
 
 
-def _compacted(layout: DataLayout) -> dict[str, dict] | None:
-    """Every snapshot's state: the compacted file plus the updates appended since, which are then
-    compacted into it (so the next read starts from one file); None when they cannot be read (the
+def _compacted(layout: DataLayout) -> tuple[dict[str, dict], int] | None:
+    """Every snapshot's state and the updates file's offset it includes: the compacted file plus the
+    updates appended since, which are then compacted into it (so the next read starts from one
+    file); None when they cannot be read (the
     updates file is shorter than the compacted file says, or a line is torn). Writers append under
     the same lock, so a torn line is a crash's. Cost: O(snapshots + updates since)."""
     folder = _folder(layout)
@@ -345,19 +397,28 @@ def _compacted(layout: DataLayout) -> dict[str, dict] | None:
                 tail = f.read()
         for line in tail.splitlines():
             update = json.loads(line)
-            state = held.setdefault(update["snapshot"], {"assets": {}, "applied_requests": 0})
-            if "checked" in update:
-                state["checked"] = update["checked"]
-                continue
-            state["assets"][update["ref"].partition("/")[0]] = [update["ref"], update["code_version"]]
-            if "applied_requests" in update:
-                state["applied_requests"] = update["applied_requests"]
+            apply_update(held.setdefault(update["snapshot"], new_record()), update)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if tail:
         with contextlib.suppress(OSError):  # a read-only data folder: the next read replays them again
             _write(folder / RETRAIN_SNAPSHOTS, {"log_offset": offset + len(tail), "snapshots": held})
-    return held
+    return held, offset + len(tail)
+
+
+def new_record() -> dict:
+    """A snapshot's record before any update: no version, no request applied."""
+    return {"assets": {}, "applied_requests": 0}
+
+
+def apply_update(state: dict, update: dict) -> None:
+    """Replay one line of the updates file onto its snapshot's record (in place). O(1)."""
+    if "checked" in update:
+        state["checked"] = update["checked"]
+        return
+    state["assets"][update["ref"].partition("/")[0]] = [update["ref"], update["code_version"]]
+    if "applied_requests" in update:
+        state["applied_requests"] = update["applied_requests"]
 
 
 def _write(path: Path, value: dict) -> None:

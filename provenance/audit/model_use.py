@@ -20,6 +20,7 @@ staged sequences it drew: a staged document is then "in the staged data; per-seq
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,10 +121,13 @@ class ModelMembership:
         }
 
 
-def model_refs(layout: DataLayout, names: list[str] | None) -> list[str]:
+def model_refs(
+    layout: DataLayout, names: list[str] | None, versions: IndexedVersions | None = None
+) -> list[str]:
     """The named model versions (``trained_model/<id prefix>``), or every model when None. Reads
-    the audit index's list of versions (records.indexed_versions), not every manifest."""
-    with IndexedVersions(layout) as versions:
+    the audit index's list of versions (records.indexed_versions), not every manifest; ``versions``:
+    an open one to reuse (opening it lists every asset folder and reads every segment's names)."""
+    with nullcontext(versions) if versions is not None else IndexedVersions(layout) as versions:
         if names is None:
             return sorted(r for r in versions if r.partition("/")[0] in MODEL_ASSETS)
         refs = [resolve(versions, n) for n in names]
@@ -167,13 +171,15 @@ def contains_in_model(
     url: str | None = None,
     sha256: str | None = None,
     text: str | None = None,
+    versions: IndexedVersions | None = None,
 ) -> ModelMembership:
     """Answer whether the document(s) named by exactly one of url, sha256, text were trained on by
     ``model`` (a resolved model ref, see model_refs). Cost: the membership answer, plus, when a
     document is kept, O(bytes of the model's sequence maps, stage files and sequence use), each
     file hashed once against its manifest. The manifests read are those of the model's chain
-    (records.indexed_versions loads them on first use), not every version's."""
-    with IndexedVersions(layout) as versions:
+    (records.indexed_versions loads them on first use), not every version's. ``versions``: an open
+    IndexedVersions to reuse, as in ``model_refs``."""
+    with nullcontext(versions) if versions is not None else IndexedVersions(layout) as versions:
         _, shards, _, sources = training_data(layout, model, versions)
         membership = contains(layout, url=url, sha256=sha256, text=text, targets=sources, versions=versions)
         kept = [d for d in membership.documents if d.status == IN]

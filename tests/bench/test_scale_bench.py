@@ -22,11 +22,16 @@ def test_scale_bench_builds_grows_and_times_every_per_step_cost(tmp_path, monkey
     results = {}
     for steps, size in enumerate((2, 4)):  # the second size grows the first one's folder
         results[str(size)] = scale.measure(history, size, repeats=1, docs=50)
-        # ~1,000 entries per snapshot, 3 per model, and 2 per timed step before this size
-        assert results[str(size)]["built"]["ledger_entries"] == size * 1000 + (size // 2) * 3 + 2 * steps
-        assert results[str(size)]["tick_decision"]["curate"] == 0
+        # ~1,000 entries per snapshot, 3 per model (one every 2 snapshots, and one over every snapshot
+        # after each size), and 2 per timed step before this size
+        entries = size * 1000 + (size // 2 + steps + 1) * 3 + 2 * steps
+        assert results[str(size)]["built"]["ledger_entries"] == entries
+        decision = results[str(size)]["tick_decision"]
+        assert decision["curate"] == 0 and decision["retrain"] is None  # the model covers every snapshot
+        # The tick reads the step's one changed record (replayed, judged), then none: not every snapshot.
+        assert decision["records_read"] == {"tick": 2, "tick_steady": 0}
     measures = results["4"]["measures"]
-    assert set(measures) >= {"pin_version", "ledger_append", "asset_checks", "catalog_update", "tick",
+    assert set(measures) >= {"pin_version", "ledger_append", "asset_checks", "catalog_update", "tick", "tick_steady",
                              "suppression_start", "suppression_per_doc", "contains.default.url",
                              "contains.model.sha256"}  # fmt: skip
     assert all(m["median"] > 0 for m in measures.values())

@@ -303,7 +303,9 @@ def test_diff_counts_equal_the_dedup_exclusions(curated, monkeypatch, capsys):
 
 def test_contains_starts_without_heavy_imports(curated):
     layout, _, _ = curated
-    heavy = ["dagster", "torch", "ray", "datatrove", "polars"]
+    # And none of the standard modules the records layer uses only to write (shutil pulls in bz2
+    # and lzma, uuid pulls in platform): a cold `contains` is mostly interpreter start and imports.
+    heavy = ["dagster", "torch", "ray", "datatrove", "polars", "shutil", "subprocess", "uuid", "socket"]
     script = (
         "import sys; from apertus.cli import main; "
         "code = main(['audit', 'contains', '--url', 'https://never.example/x']); "
@@ -317,3 +319,33 @@ def test_contains_starts_without_heavy_imports(curated):
         check=True,
     ).stdout
     assert out.strip().splitlines()[-1] == "1 []"
+
+
+def _audit_parsers(parser) -> dict:
+    """``apertus audit``'s parser and each of its commands' parsers, by name."""
+    (commands,) = parser._subparsers._group_actions
+    audit = commands.choices["audit"]
+    (audit_commands,) = audit._subparsers._group_actions
+    return {"audit": audit, **audit_commands.choices}
+
+
+def test_a_cold_audit_builds_only_the_audit_commands_and_parses_the_same():
+    from apertus.cli import build_parser
+
+    full, alone = build_parser(), build_parser("audit")
+    assert (
+        set(full._subparsers._group_actions[0].choices)
+        > {"audit"}
+        == set(alone._subparsers._group_actions[0].choices)
+    )
+    full_parsers, alone_parsers = _audit_parsers(full), _audit_parsers(alone)
+    assert full_parsers.keys() == alone_parsers.keys()
+    for name, parser in full_parsers.items():
+        assert parser.format_help() == alone_parsers[name].format_help(), name
+    for argv in (
+        ["audit", "contains", "--sha256", "ab" * 32, "--model", "trained_model/x", "--json"],
+        ["audit", "contains", "--url", "https://a.example/", "--all-versions"],
+        ["audit", "lineage", "quality_scored/abc", "--json"],
+        ["audit", "sql", "select 1", "--format", "csv"],
+    ):
+        assert vars(full.parse_args(argv)) == vars(alone.parse_args(argv)), argv
