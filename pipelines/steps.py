@@ -134,6 +134,19 @@ def ingest_snapshot(
         )
 
 
+def seal_child(
+    layout: DataLayout, attempt: Attempt, asset: str, parent: Manifest, config: dict, executor: ExecutorConfig
+) -> StepResult:
+    """Once a step's blocks ran: its table tasks, then the version of ``asset`` made from ``parent``
+    sealed, pinned and recorded (``finish_step``)."""
+    parts = table_tasks(attempt, asset, executor)
+    attempt.sealing()
+    return finish_step(
+        layout, attempt.staging, asset=asset, snapshot=parent.snapshot, parents=(parent.ref,), config=config,
+        parts=parts,
+    )  # fmt: skip
+
+
 def transform_version(
     layout: DataLayout,
     parent: Manifest,
@@ -160,17 +173,7 @@ def transform_version(
                 DocumentShardWriter(staging / SHARDS),
             ]
             run_pipeline(pipeline, logging_dir=attempt.logs, config=executor, resume=attempt.resume)
-        parts = table_tasks(attempt, asset, executor)
-        attempt.sealing()
-        result = finish_step(
-            layout,
-            staging,
-            asset=asset,
-            snapshot=parent.snapshot,
-            parents=(parent.ref,),
-            config=config,
-            parts=parts,
-        )
+        result = seal_child(layout, attempt, asset, parent, config, executor)
     return remember_version(layout, parent, config, result)
 
 
@@ -259,17 +262,7 @@ def deduplicate_version(
                 except BaseException:
                     keep_work = attempt.resume
                     raise
-            parts = table_tasks(attempt, DEDUPLICATED, executor)
-            attempt.sealing()
-            result = finish_step(
-                layout,
-                staging,
-                asset=DEDUPLICATED,
-                snapshot=parent.snapshot,
-                parents=(parent.ref,),
-                config=lineage_config,
-                parts=parts,
-            )
+            result = seal_child(layout, attempt, DEDUPLICATED, parent, lineage_config, executor)
             if view:
                 register(view, result.manifest.ref, work_dir, config.dedup)
             return remember_version(layout, parent, lineage_config, result)
