@@ -1,37 +1,41 @@
-"""Curation chain overhead: our four steps against plain datatrove running the same blocks.
+"""Curation chain overhead: our four steps, through Dagster, against plain datatrove running the same blocks.
 
-    .venv/bin/python bench/curation.py [--num-documents 100000] [--tasks 2] [--workers 2] [--repeat 1]
-                                       [--profile DIR]   (with --workers 1)
+    .venv/bin/python bench/curation.py [--num-documents 100000] [--tasks 2] [--workers 2] [--repeat 3]
+                                       [--direct] [--json PATH] [--tmp DIR] [--profile DIR]
 
-Input: ``sample.crawl.generate_snapshot`` writes at most ~6400 documents (its page pool),
-so a larger snapshot is ``copies`` generated pages (``ceil(N / 6000)`` copies of ``ceil(N / copies)``
-pages): the generated files, then per extra copy a rewrite of every JSONL and Parquet file with
-new ids and URLs in which each page keeps the first half of its paragraphs and takes the second
-half from a random page of the same declared language (so copies are not near-duplicates of one
-another and deduplication still sees a web-like mix), and a verbatim copy of every WARC file
-(whose pages are thus exact duplicates: about 20 % of each extra copy, which dedup removes).
+Input (bench/curation_input.py): ``--num-documents`` documents of about 700 tokens (paragraphs of
+one language of the sample's sources, drawn at random; 4 % exact and 4 % near copies of recent
+documents, so deduplication has work), 70 % WARC (HTML pages), 15 % JSON lines, 15 % Parquet,
+1,000 per file, written file by file (memory does not grow with the count; about 1 ms and 2.4 KB
+on disk per document). It prints the real characters and estimated tokens per document and the
+bytes on disk.
 
-Both chains run in the same process, one after the other, over the same snapshot folder, with
-the same tasks and workers (datatrove ``LocalPipelineExecutor``, forkserver workers), after both
-chains' modules are imported:
+Both chains run in the same process over the same snapshot folder, with the same tasks and
+workers (datatrove ``LocalPipelineExecutor``, forkserver workers), after both chains' modules (and
+Dagster with the project's code location) are imported; each run's outputs are deleted after it:
 
-- ours: ``pipelines.steps.curate_snapshot`` into a fresh data folder: blocks, document shards
-  (Parquet), auditor tables, sealing (hashing every file), ledger entry and catalog refresh.
-- baseline: the same blocks as ``pipelines/steps.py`` and ``pipelines/dedup/run.py`` build, as
-  plain ``LocalPipelineExecutor`` runs whose outputs between steps (kept and excluded documents)
-  are datatrove's own ``ParquetWriter``/``ParquetReader`` with their defaults (snappy), metadata
-  as one JSON string per row (``JsonlWriter`` needs ``orjson``, not installed); no tables,
-  sealing, ledger or catalog.
+- ours: the curation assets of ``assets/curation.py`` materialized for the snapshot's partition
+  with their asset checks, in a real Dagster instance (a fresh ``DAGSTER_HOME`` per run), into a
+  fresh data folder whose inbox links to the snapshot, with a signing key as ``apertus init``
+  makes it: blocks, document shards, auditor tables, sealing, lookups, ledger entries, catalog,
+  the checks and Dagster's metadata. ``--direct``: ``pipelines.steps.curate_snapshot`` instead
+  (the same steps without Dagster).
+- baseline (bench/curation_base.py): the same blocks as ``pipelines/steps.py`` and
+  ``pipelines/dedup/run.py`` build, as plain ``LocalPipelineExecutor`` runs whose outputs between
+  steps are datatrove's own ``ParquetWriter``/``ParquetReader``; the dedup cluster stage's rounds
+  through ``pipelines.dedup.cluster_stage`` (datatrove runs, no bookkeeping).
 
-It prints, per step, both wall times, documents per second per core (documents entering the step
-/ seconds / ``min(workers, tasks)``) and the ratio baseline / ours; with ``--workers 1`` (every task
-then runs in this process) the same for CPU time, which other users of a shared machine disturb
-far less than wall time. Then the seconds our main process spent in ``build_tables``, ``seal``
-(of which hashing, ``hash_folder``), ``code_version``, the ledger and the catalog, timed by
-wrappers installed around the real functions; and the per-block worker times datatrove recorded
-(its ``stats.json``; first run) for both chains. ``--profile DIR`` adds cProfile's own time per
-source file, ours against the baseline, and writes ``DIR/ours.prof`` and ``DIR/base.prof``.
-With ``--repeat`` > 1 the order alternates and the best (smallest) time of each cell is shown.
+Per run (``--repeat`` runs of each chain, in the order ours, base, base, ours, ours, base …): wall
+time; documents per second per core (documents entering the chain / wall / ``min(workers, tasks)``);
+peak resident memory of the main process, of the largest worker and of all processes together
+(sampled every 0.2 s, bench/curation_measure.py); and the share of wall time the main process
+spent outside ``LocalPipelineExecutor.run`` (a timer around the real method: every datatrove run of
+either chain goes through it), i.e. what orchestration adds. It prints median [min-max] of each,
+the ratio base / ours, then per step the best wall times, the seconds our main process spent in
+each piece of bookkeeping (timed by wrappers around the real functions) and the per-block worker
+times datatrove recorded; and writes everything as JSON (default bench/curation_<N>.json).
+``--profile DIR`` adds cProfile's own time per source file, ours against the baseline (use
+``--workers 1``: tasks then run in this process).
 """
 
 # ruff: noqa: E402  (the imports after the sys.path fix below)
