@@ -28,7 +28,8 @@ Dagster with the project's code location) are imported; each run's outputs are d
 Per run (``--repeat`` runs of each chain, in the order ours, base, base, ours, ours, base …): wall
 time; documents per second per core (documents entering the chain / wall / ``min(workers, tasks)``);
 peak resident memory of the main process, of the largest worker and of all processes together
-(sampled every 0.2 s, bench/curation_measure.py); and the share of wall time the main process
+and the CPU seconds of all processes (sampled every 0.2 s, bench/curation_measure.py: documents per
+CPU second, which a loaded machine disturbs far less than wall time); and the share of wall time the main process
 spent outside ``LocalPipelineExecutor.run`` (a timer around the real method: every datatrove run of
 either chain goes through it), i.e. what orchestration adds. It prints median [min-max] of each,
 the ratio base / ours, then per step the best wall times, the seconds our main process spent in
@@ -363,6 +364,7 @@ def summarize(runs: list[dict], documents: int, cores: int) -> dict:
     return {
         "wall_s": summary([r["wall"] for r in runs], digits=2),
         "docs_per_s_per_core": summary([documents / r["wall"] / cores for r in runs], digits=1),
+        "docs_per_cpu_s": summary([documents / r["rss"]["cpu_seconds"] for r in runs], digits=1),
         "outside_datatrove_share": summary([r["outside_share"] for r in runs], digits=4),
         "peak_rss_main_mib": summary([r["rss"]["main_mib"] for r in runs], digits=1),
         "peak_rss_worker_mib": summary([r["rss"]["child_mib"] for r in runs], digits=1),
@@ -375,6 +377,7 @@ def print_summary(summaries: dict[str, dict], ratio: dict) -> None:
     names = {
         "wall_s": "wall s",
         "docs_per_s_per_core": "d/s/c",
+        "docs_per_cpu_s": "d per CPU s (all procs)",
         "outside_datatrove_share": "outside datatrove",
         "peak_rss_main_mib": "peak RSS main MiB",
         "peak_rss_worker_mib": "peak RSS 1 worker MiB",
@@ -450,7 +453,7 @@ def main() -> None:
                     shutil.rmtree(folder)  # at a million documents, every run's outputs would fill the disk
                     print(f"run {n + 1} {side}: {result['wall']:.1f} s, outside datatrove "
                           f"{100 * result['outside_share']:.2f}%, peak RSS main {result['rss']['main_mib']:.0f} MiB, "
-                          f"worker {result['rss']['child_mib']:.0f} MiB; load {load()}", flush=True)  # fmt: skip
+                          f"worker {result['rss']['child_mib']:.0f} MiB, CPU {result['rss']['cpu_seconds']:.0f} s; load {load()}", flush=True)  # fmt: skip
         documents = ours_runs[0]["entering"]["ingest_snapshot"]
         print(f"documents entering each step: {ours_runs[0]['entering']}")
         print(f"kept after each step, ours: {ours_runs[0]['kept']}; base: {base_runs[0]['kept']}")

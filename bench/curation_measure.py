@@ -19,12 +19,21 @@ SAMPLE_SECONDS = 0.2
 @dataclass
 class Peaks:
     """Largest resident set sizes seen, in bytes: this process, any one child process (a datatrove
-    worker, the forkserver), and this process plus all its descendants together."""
+    worker, the forkserver), and this process plus all its descendants together; and the CPU
+    seconds (user + system) all of them used during the block: per process, its last sample minus
+    its first (0 for a process born during the block), so a process loses at most its last
+    ``interval`` of CPU time."""
 
     main: int = 0
     child: int = 0
     together: int = 0
     children_seen: set[int] = field(default_factory=set)
+    cpu_first: dict[int, float] = field(default_factory=dict)
+    cpu_last: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(last - self.cpu_first.get(pid, 0.0) for pid, last in self.cpu_last.items())
 
     def as_dict(self) -> dict:
         return {
@@ -32,6 +41,7 @@ class Peaks:
             "child_mib": round(self.child / 2**20, 1),
             "together_mib": round(self.together / 2**20, 1),
             "child_processes": len(self.children_seen),
+            "cpu_seconds": round(self.cpu_seconds, 2),
         }
 
 
@@ -45,13 +55,28 @@ def sampled_rss(interval: float = SAMPLE_SECONDS):
     peaks = Peaks()
     stop = threading.Event()
 
+    def cpu(process: psutil.Process) -> float:
+        times = process.cpu_times()  # its own threads; its children are sampled themselves
+        return times.user + times.system
+
+    # Processes alive before the block (this one, a forkserver kept from an earlier run) count
+    # from here; one born during the block counts from 0.
+    peaks.cpu_first[me.pid] = cpu(me)
+    for child in me.children(recursive=True):
+        try:
+            peaks.cpu_first[child.pid] = cpu(child)
+        except psutil.Error:
+            continue
+
     def sample() -> None:
         while True:
             main = me.memory_info().rss
+            peaks.cpu_last[me.pid] = cpu(me)
             total, largest = main, 0
             for child in me.children(recursive=True):
                 try:
                     rss = child.memory_info().rss
+                    peaks.cpu_last[child.pid] = cpu(child)
                 except psutil.Error:  # it ended between the listing and the read
                     continue
                 peaks.children_seen.add(child.pid)
@@ -69,6 +94,7 @@ def sampled_rss(interval: float = SAMPLE_SECONDS):
     finally:
         stop.set()
         thread.join()
+        peaks.cpu_last[me.pid] = cpu(me)
 
 
 def lifetime_maxrss_mib() -> dict:

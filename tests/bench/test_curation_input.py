@@ -7,6 +7,7 @@ import json
 import random
 import re
 import sys
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -90,13 +91,15 @@ def test_clock_times_real_datatrove_runs_and_restores_the_method(tmp_path):
     original = LocalPipelineExecutor.run
 
     def slow(data, rank=0, world_size=1):
-        import time
-
         time.sleep(0.2)
         yield from data or []
 
     with sampled_rss(interval=0.05) as peaks, clocked_blocks() as clock:
         LocalPipelineExecutor([slow], tasks=1, workers=1, logging_dir=str(tmp_path / "logs")).run()
+        busy = time.process_time() + 0.3
+        while time.process_time() < busy:  # CPU time the sampler must see
+            pass
     assert clock.runs == 1 and clock.seconds >= 0.2
     assert LocalPipelineExecutor.run is original
     assert peaks.main > 10 * 2**20 and peaks.together >= peaks.main
+    assert peaks.cpu_seconds >= 0.3
