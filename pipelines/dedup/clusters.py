@@ -139,10 +139,12 @@ def _doc_table(folder, nodes: list[int]) -> dict[int, tuple[str, str]]:
     table = {}
     for rank, members in sorted(by_rank.items()):
         with folder.open(f"signatures/docs/{rank:05d}.parquet", "rb") as f:
-            docs = pq.read_table(f).to_pydict()
-        for node in members:
-            index = node & 0xFFFFFFFF
-            table[node] = (docs["id"][index], docs["sha256"][index])
+            docs = pq.read_table(f, columns=["id", "sha256"])
+        # Only the rows of documents with a pair become Python strings (a task's table holds every
+        # document it signed: converting it whole was most of a small run's cluster stage).
+        rows = docs.take(pa.array([node & 0xFFFFFFFF for node in members], pa.int64()))
+        pairs = zip(rows.column("id").to_pylist(), rows.column("sha256").to_pylist(), strict=True)
+        table.update(zip(members, pairs, strict=True))
     return table
 
 
