@@ -73,7 +73,7 @@ from bench.timing import commit, summary
 
 OVERHEADS = (
     "build_tables", "seal", "hash_folder", "code_version", "quarantine_stats",
-    "lookup", "ledger", "catalog", "retrain_state",
+    "lookup", "ledger", "catalog", "state_index",
 )  # fmt: skip
 
 
@@ -163,7 +163,7 @@ def installed(timings: Timings):
         (finish, "build_lookup", "lookup", False),
         (finish, "pin_dataset_version", "ledger", False),
         (finish, "add_version_to_catalog", "catalog", False),
-        (finish, "record_version", "retrain_state", False),
+        (finish, "record_version", "state_index", False),
     ]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _, _ in targets]
     try:

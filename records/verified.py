@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +65,8 @@ def verified_parquet_file(folder: Path, manifest: Manifest, path: str, scratch: 
     checked against the recorded sha256 before any is decoded (as ``verified_bytes``, without
     holding the file in memory). Cost: O(the file's bytes) read and written once; memory one copy
     buffer plus the row groups the caller reads."""
+    import tempfile  # here, not at the top: it imports shutil, which a cold `contains` never needs
+
     import pyarrow.parquet as pq
 
     recorded = _listed(folder, manifest, path)
